@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from nncompare._version import __version__
+from nncompare._version import __version__ as __version__
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {

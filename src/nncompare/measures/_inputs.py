@@ -1,0 +1,60 @@
+"""Turning what users pass (arrays, conv activations, accumulated moments) into Moments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nncompare._array import as_array, harmonize
+from nncompare._validation import check_pair
+from nncompare.stats import JointMoments, Moments
+
+CONV_POLICIES = ("samples", "flatten", "mean", "dft")
+
+
+def is_moments(X: Any) -> bool:
+    return isinstance(X, Moments)
+
+
+def to_moments(X: Any, Y: Any, *, conv: str | None, measure: str, min_samples: int = 2) -> Moments:
+    """Moments of (X, Y), or X itself when it already is a Moments."""
+    if isinstance(X, JointMoments):
+        raise TypeError(
+            f"{measure} needs the statistics of one pair of layers; got a JointMoments "
+            f"holding {X.names}. Use stats.pair('layer_a', 'layer_b')."
+        )
+    if isinstance(X, Moments):
+        if Y is not None:
+            raise TypeError(
+                f"{measure}(stats) takes accumulated Moments alone; got a second argument "
+                f"of type {type(Y).__name__}. Call {measure}(stats) or {measure}(X, Y)."
+            )
+        if X.n == 0:
+            raise ValueError("the Moments passed are empty: feed batches with update(X, Y) first.")
+        if conv not in (None, "samples", "flatten", "mean"):
+            raise ValueError(
+                f"conv={conv!r} cannot be applied to accumulated Moments; the reshape policy "
+                "is fixed when the batches are fed."
+            )
+        if X.n < min_samples:
+            raise ValueError(
+                f"{measure} needs at least {min_samples} samples; the Moments hold {X.n}."
+            )
+        return X
+    if Y is None:
+        raise TypeError(f"{measure}(X, Y) needs two activation matrices; Y is missing.")
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=min_samples)
+    return Moments.from_arrays(X, Y)
+
+
+def prepare_pair(X: Any, Y: Any, *, conv: str | None, min_samples: int = 2) -> tuple[Any, Any]:
+    """Validate a pair of arrays, applying a convolutional reshape policy when asked."""
+    X = as_array(X, name="X")
+    Y = as_array(Y, name="Y")
+    X, Y = harmonize(X, Y)
+    if conv is not None:
+        from nncompare.measures.conv import reshape_pair
+
+        if conv == "dft":
+            raise ValueError("conv='dft' is handled by the DFT path, not by a reshape.")
+        X, Y = reshape_pair(X, Y, conv)
+    return check_pair(X, Y, min_samples=min_samples)

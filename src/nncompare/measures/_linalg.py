@@ -1,0 +1,167 @@
+"""Linear algebra shared by the CCA family, regression and shape metrics.
+
+Everything works on centred sums of products (``comoment`` matrices, see
+:mod:`nncompare.stats`), optionally stacked along leading axes (the DFT path uses a
+stack of complex blocks, one per spatial frequency). All decompositions are
+Hermitian eigen-decompositions of scale-normalised matrices, so that features with
+very different scales (1e-4 .. 1e4) keep their full precision: CCA and regression
+are invariant to per-feature scaling, and we use that freedom to work with
+correlation matrices.
+
+Rank handling: a direction of a correlation matrix whose eigenvalue is below
+``rtol`` times the largest is treated as numerically absent (duplicated features,
+exact linear combinations). Exactly constant features (min == max over the
+samples) are removed before that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nncompare._array import Array, conj_t, real
+
+DEFAULT_RTOL = 1e-10
+
+
+@dataclass
+class Side:
+    """Whitening of one representation, computed once and reused for every partner.
+
+    ``W`` (…, d, d) satisfies Wᴴ C W = diag(mask): the centred data times W has unit-norm,
+    mutually orthogonal columns on the kept directions and zero columns elsewhere.
+    """
+
+    W: Array
+    evals: Array  # eigenvalues of the correlation matrix, descending
+    evecs: Array
+    mask: Array  # kept directions, descending eigenvalue order
+    rank: Any  # int, or integer array for stacks
+    scale: Array  # 1/std per feature (0 for constant ones)
+    n_constant: int
+
+
+def _bool_to_float(xp: Any, b: Array, like: Array) -> Array:
+    return xp.astype(b, real_dtype(xp, like))
+
+
+def real_dtype(xp: Any, a: Array) -> Any:
+    if xp.isdtype(a.dtype, "complex floating"):
+        return xp.float64 if a.dtype == xp.complex128 else xp.float32
+    return a.dtype
+
+
+def diag(xp: Any, C: Array) -> Array:
+    """Diagonal of a (stack of) square matrices, shape (..., d)."""
+    d = C.shape[-1]
+    flat = xp.reshape(C, (*C.shape[:-2], d * d))
+    return flat[..., :: d + 1]
+
+
+def whiten(
+    xp: Any,
+    C: Array,
+    constant: Array | None = None,
+    *,
+    rtol: float = DEFAULT_RTOL,
+) -> Side:
+    """Scale-normalised whitening of a (stack of) centred co-moment matrices ``C`` (…, d, d).
+
+    Parameters
+    ----------
+    constant : bool array (…, d), optional
+        Features known to be exactly constant; they are excluded.
+    rtol : float
+        Relative eigenvalue cut-off for the numerical rank.
+    """
+    var = real(xp, diag(xp, C))
+    if constant is None:
+        constant = var <= 0
+    else:
+        constant = constant | (var <= 0)
+    n_constant = int(xp.sum(xp.astype(constant, xp.int64)))
+    safe_var = xp.where(constant, xp.ones_like(var), var)
+    scale = xp.where(constant, xp.zeros_like(var), 1.0 / xp.sqrt(safe_var))
+    scale_c = xp.astype(scale, C.dtype) if C.dtype != scale.dtype else scale
+    R = scale_c[..., :, None] * C * scale_c[..., None, :]
+    evals, evecs = xp.linalg.eigh(R)
+    # descending order
+    evals = xp.flip(evals, axis=-1)
+    evecs = xp.flip(evecs, axis=-1)
+    lam_max = evals[..., :1]
+    mask = evals > rtol * xp.where(lam_max > 0, lam_max, xp.ones_like(lam_max))
+    mask = mask & (evals > 0)
+    safe = xp.where(mask, evals, xp.ones_like(evals))
+    inv_sqrt = xp.where(mask, 1.0 / xp.sqrt(safe), xp.zeros_like(evals))
+    inv_sqrt_c = xp.astype(inv_sqrt, C.dtype) if C.dtype != inv_sqrt.dtype else inv_sqrt
+    W = scale_c[..., :, None] * (evecs * inv_sqrt_c[..., None, :])
+    rank_arr = xp.sum(xp.astype(mask, xp.int64), axis=-1)
+    rank = int(rank_arr) if rank_arr.ndim == 0 else rank_arr
+    return Side(
+        W=W, evals=evals, evecs=evecs, mask=mask, rank=rank, scale=scale, n_constant=n_constant
+    )
+
+
+@dataclass
+class CCACore:
+    rho: Array  # (..., kmax) descending; entries past k are not canonical correlations
+    k: Any  # int or int array: number of canonical correlations
+    U: Array | None
+    Vh: Array | None
+    side_x: Side
+    side_y: Side
+
+
+def cca_core(
+    xp: Any,
+    side_x: Side,
+    side_y: Side,
+    Cxy: Array,
+    *,
+    want_vectors: bool = True,
+) -> CCACore:
+    """Canonical correlations from two whitenings and the cross co-moment ``Cxy`` (…, d1, d2)."""
+    M = conj_t(xp, side_x.W) @ Cxy @ side_y.W
+    rho = xp.linalg.svdvals(M)
+    U = Vh = None
+    if want_vectors:
+        Mv = M.detach() if hasattr(M, "detach") else M
+        U, _, Vh = xp.linalg.svd(Mv, full_matrices=False)
+    if isinstance(side_x.rank, int):
+        k = min(side_x.rank, side_y.rank)
+    else:
+        k = xp.minimum(side_x.rank, side_y.rank)
+    # canonical correlations are cosines: clip the last-ulp excursions above 1
+    rho = xp.clip(rho, 0.0, 1.0)
+    return CCACore(rho=rho, k=k, U=U, Vh=Vh, side_x=side_x, side_y=side_y)
+
+
+def check_not_trivial(n: int, rank_x: Any, rank_y: Any, *, what: str = "CCA") -> None:
+    """Raise when the sample size forces canonical correlations of exactly 1.
+
+    After centring, n samples span an (n - 1)-dimensional space; two subspaces of
+    dimensions r_x and r_y inside it share at least r_x + r_y - (n - 1) dimensions, so
+    that many canonical correlations equal 1 whatever the data.
+    """
+    import numpy as np
+
+    rx = np.asarray(rank_x)
+    ry = np.asarray(rank_y)
+    forced = int(np.max(rx + ry - (n - 1)))
+    if forced > 0:
+        raise ValueError(
+            f"{what} is trivially perfect here: with n={n} samples the centred data span "
+            f"{n - 1} dimensions, and the inputs have ranks {int(np.max(rx))} and "
+            f"{int(np.max(ry))}, so at least {forced} canonical correlation(s) equal 1 "
+            "whatever the data. Use more samples than rank_x + rank_y (ideally many times "
+            "more), reduce dimensions first (nc.svcca(..., dims=k) with 2k < n), use "
+            "conv='samples' or conv='mean' for convolutional activations, or a measure that "
+            "is meaningful for n < d (nc.cka, nc.procrustes)."
+        )
+
+
+def sqrtm_psd(xp: Any, C: Array) -> Array:
+    """Symmetric square root of a positive semi-definite matrix (negative eigenvalues → 0)."""
+    evals, evecs = xp.linalg.eigh(C)
+    evals = xp.where(evals > 0, evals, xp.zeros_like(evals))
+    return (evecs * xp.sqrt(evals)[..., None, :]) @ conj_t(xp, evecs)

@@ -1,0 +1,606 @@
+"""The CCA family: CCA, R²_CCA, SVCCA and PWCCA.
+
+All four are computed from the means and centred second moments of the two
+representations (:class:`nncompare.Moments`), so each works identically in memory
+and streamed batch by batch. Every function accepts
+
+* ``X`` (n, d1) and ``Y`` (n, d2) arrays (numpy or torch; torch stays torch, with autograd),
+* convolutional activations (N, H, W, C) / (N, L, C) with ``conv=`` one of
+  ``"samples"``, ``"flatten"``, ``"mean"`` or ``"dft"`` (exact DFT path, Raghu et al. §3.1),
+* or a filled :class:`nncompare.Moments` as the single argument.
+
+Conventions (shared by the family)
+----------------------------------
+* Columns are centred; per-feature scales are normalised before decomposition
+  (CCA is invariant to them), so scales spanning 1e-4..1e4 lose no precision.
+* Exactly constant features are ignored; directions whose correlation-matrix eigenvalue
+  falls below ``rtol`` times the largest are treated as absent (numerical rank). Both
+  emit a warning and are reported in the result (``rank_x``, ``n_constant_x``, ...).
+* Canonical correlations number k = min(rank_x, rank_y); "mean CCA" averages all k
+  (not google/svcca's 98%-of-sum truncated mean).
+* When rank_x + rank_y > n - 1 some canonical correlations are 1 whatever the data;
+  this raises ``ValueError`` instead of returning a meaningless 1.
+* No ridge regularisation (google/svcca's ``epsilon``) unless ``convention="google"``.
+
+References
+----------
+Hotelling, H. (1936). Relations between two sets of variates. Biometrika 28, 321-377.
+Raghu, M., Gilmer, J., Yosinski, J. & Sohl-Dickstein, J. (2017). SVCCA: Singular Vector
+Canonical Correlation Analysis for Deep Learning Dynamics and Interpretability. NeurIPS.
+Morcos, A. S., Raghu, M. & Bengio, S. (2018). Insights on representational similarity in
+neural networks with canonical correlation. NeurIPS, Section 2.2.
+Kornblith, S., Norouzi, M., Lee, H. & Hinton, G. (2019). Similarity of neural network
+representations revisited. ICML, Section 4 (R²_CCA).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nncompare._array import Array, conj_t, to_numpy
+from nncompare._validation import (
+    ConstantFeatureWarning,
+    RankDeficiencyWarning,
+    check_fraction,
+    check_option,
+    check_positive_int,
+    warn,
+)
+from nncompare.measures._inputs import to_moments
+from nncompare.measures._linalg import (
+    DEFAULT_RTOL,
+    CCACore,
+    Side,
+    cca_core,
+    check_not_trivial,
+    whiten,
+)
+from nncompare.results import CCAResult, PWCCAResult, SVCCAResult
+from nncompare.stats import Moments
+
+__all__ = ["cca", "cca_r2", "pwcca", "svcca"]
+
+
+# ---------------------------------------------------------------------- helpers
+def _side(m: Moments, which: str, rtol: float) -> Side:
+    cache = m._cache_x if which == "x" else m._cache_y
+    key = ("whiten", rtol)
+    if key not in cache:
+        C = m.cxx if which == "x" else m.cyy
+        const = m.constant_x() if which == "x" else m.constant_y()
+        cache[key] = whiten(m.xp, C, const, rtol=rtol)
+    return cache[key]
+
+
+def _warn_rank(m: Moments, sx: Side, sy: Side, measure: str) -> None:
+    for label, side, d in (("X", sx, m.d1), ("Y", sy, m.d2)):
+        if side.n_constant:
+            warn(
+                f"{measure}: {label} has {side.n_constant} constant feature(s) out of {d}; "
+                "they carry no information and were ignored.",
+                ConstantFeatureWarning,
+                stacklevel=4,
+            )
+        if side.rank < d - side.n_constant:
+            warn(
+                f"{measure}: {label} is rank-deficient (numerical rank {side.rank} of "
+                f"{d - side.n_constant} non-constant features: duplicated or linearly dependent "
+                f"features); CCA is computed in its {side.rank}-dimensional column space.",
+                RankDeficiencyWarning,
+                stacklevel=4,
+            )
+
+
+def _all_constant(m: Moments, sx: Side, sy: Side, measure: str) -> None:
+    for label, side, d in (("X", sx, m.d1), ("Y", sy, m.d2)):
+        if side.rank == 0:
+            raise ValueError(
+                f"{measure} is undefined: every feature of {label} is constant over the "
+                f"{m.n} samples ({d} features), so {label} carries no information. Check the "
+                "layer (dead units?) or the inputs."
+            )
+
+
+def _core(
+    m: Moments,
+    rtol: float,
+    measure: str,
+    sx: Side | None = None,
+    sy: Side | None = None,
+    warn_rank: bool = True,
+) -> CCACore:
+    sx = sx if sx is not None else _side(m, "x", rtol)
+    sy = sy if sy is not None else _side(m, "y", rtol)
+    _all_constant(m, sx, sy, measure)
+    if warn_rank:
+        _warn_rank(m, sx, sy, measure)
+    check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
+    return cca_core(m.xp, sx, sy, m.cxy)
+
+
+def _directions(core: CCACore, n: int) -> tuple[Array, Array]:
+    k = core.k
+    sx, sy = core.side_x, core.side_y
+    xp_scale = math.sqrt(max(n - 1, 1))
+    A = (sx.W @ core.U[:, :k]) * xp_scale
+    B = (sy.W @ conj_t_(core.Vh)[:, :k]) * xp_scale
+    return A, B
+
+
+def conj_t_(a: Array) -> Array:
+    import array_api_compat
+
+    return conj_t(array_api_compat.array_namespace(a), a)
+
+
+def _validate_rtol(rtol: Any) -> float:
+    try:
+        r = float(rtol)
+    except (TypeError, ValueError):
+        raise TypeError(f"rtol must be a small positive number; got {rtol!r}.") from None
+    if not 0 < r < 1:
+        raise ValueError(f"rtol must lie in (0, 1); got {r}.")
+    return r
+
+
+# ---------------------------------------------------------------------- CCA
+def cca(
+    X: Any,
+    Y: Any = None,
+    *,
+    conv: str | None = None,
+    rtol: float = DEFAULT_RTOL,
+) -> CCAResult:
+    """Canonical correlation analysis; value = mean canonical correlation.
+
+    Finds directions a_i, b_i maximising corr(X a_i, Y b_i) subject to the variates being
+    uncorrelated with the earlier ones (Hotelling 1936). With Σ the centred covariances,
+    the canonical correlations ρ_1 ≥ ρ_2 ≥ … ≥ ρ_k are the singular values of
+    Σ_XX^{-1/2} Σ_XY Σ_YY^{-1/2}.
+
+    Parameters
+    ----------
+    X : array (n, d1), conv activations (see ``conv``), or :class:`~nncompare.Moments`
+    Y : array (n, d2), or None when ``X`` is a Moments
+    conv : {None, "samples", "flatten", "mean", "dft"}
+        How convolutional activations (N, H, W, C) are turned into matrices; see
+        :func:`nncompare.reshape_conv`. ``"dft"`` runs the exact block-diagonal DFT path.
+    rtol : float, default 1e-10
+        Relative eigenvalue cut-off defining the numerical rank.
+
+    Returns
+    -------
+    CCAResult
+        ``value`` = mean(ρ); ``rho`` (k,), ``directions_x`` (d1, k), ``directions_y`` (d2, k),
+        ``rank_x``, ``rank_y``, ``n_constant_x``, ``n_constant_y``.
+
+    Raises
+    ------
+    ValueError
+        Non-finite values, mismatched samples, all-constant input, or rank_x + rank_y ≥ n
+        (some correlations would be 1 whatever the data).
+
+    Examples
+    --------
+    >>> import numpy as np, nncompare as nc
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 10))
+    >>> r = nc.cca(X, X @ rng.normal(size=(10, 10)) + 3.0)
+    >>> round(float(r), 8)
+    1.0
+    """
+    rtol = _validate_rtol(rtol)
+    if conv == "dft":
+        from nncompare.measures.conv import dft_cca
+
+        return dft_cca(X, Y, rtol=rtol)
+    m = to_moments(X, Y, conv=conv, measure="cca")
+    core = _core(m, rtol, "cca")
+    xp = m.xp
+    k = core.k
+    rho = core.rho[:k]
+    A, B = _directions(core, m.n)
+    return CCAResult(
+        measure="cca",
+        value=xp.mean(rho),
+        n_samples=m.n,
+        conventions=_conventions(conv, rtol, "mean of all k = min(rank_x, rank_y) correlations"),
+        rho=rho,
+        directions_x=A,
+        directions_y=B,
+        rank_x=core.side_x.rank,
+        rank_y=core.side_y.rank,
+        n_constant_x=core.side_x.n_constant,
+        n_constant_y=core.side_y.n_constant,
+    )
+
+
+def cca_r2(
+    X: Any, Y: Any = None, *, conv: str | None = None, rtol: float = DEFAULT_RTOL
+) -> CCAResult:
+    """Mean squared canonical correlation, R²_CCA (Kornblith et al. 2019, Section 4).
+
+    .. math:: R^2_{CCA} = \\frac{1}{k} \\sum_{i=1}^{k} \\rho_i^2
+              = \\frac{\\|Q_X^T Q_Y\\|_F^2}{k}
+
+    with Q the orthonormal bases of the centred inputs and k = min(rank_x, rank_y). Same
+    parameters and details as :func:`cca`. Kornblith et al. divide by min(d1, d2); we divide
+    by the ranks, which equals it for full-rank inputs and stays meaningful otherwise.
+    """
+    rtol = _validate_rtol(rtol)
+    base = cca(X, Y, conv=conv, rtol=rtol)
+    rho = base.rho if conv != "dft" else None
+    if conv == "dft":
+        import numpy as np
+
+        r = base.rho
+        value = float(np.mean(r**2))
+        return type(base)(**{**base.__dict__, "measure": "cca_r2", "value": value})
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(rho)
+    return CCAResult(
+        measure="cca_r2",
+        value=xp.mean(rho**2),
+        n_samples=base.n_samples,
+        conventions={**base.conventions, "average": "mean of squared correlations over k"},
+        rho=rho,
+        directions_x=base.directions_x,
+        directions_y=base.directions_y,
+        rank_x=base.rank_x,
+        rank_y=base.rank_y,
+        n_constant_x=base.n_constant_x,
+        n_constant_y=base.n_constant_y,
+    )
+
+
+def _conventions(conv: str | None, rtol: float, average: str) -> dict[str, Any]:
+    return {
+        "conv": conv,
+        "centering": "columns",
+        "rank_rtol": rtol,
+        "average": average,
+        "regularization": "none",
+    }
+
+
+# ---------------------------------------------------------------------- SVCCA
+def _pca_side(
+    xp: Any, C: Array, *, variance: float | None, dims: int | None, label: str, rtol: float
+) -> tuple[Side, float]:
+    """Keep the top principal directions of a centred co-moment matrix; whiten them."""
+    evals, evecs = xp.linalg.eigh(C)
+    evals = xp.flip(evals, axis=-1)
+    evecs = xp.flip(evecs, axis=-1)
+    ev = to_numpy(evals)
+    import numpy as np
+
+    total = float(np.clip(ev, 0, None).sum())
+    if total <= 0:
+        raise ValueError(f"svcca is undefined: {label} has zero variance (every feature constant).")
+    rank = int(np.sum(ev > rtol * ev[0]))
+    if dims is not None:
+        if dims > C.shape[-1]:
+            raise ValueError(
+                f"dims={dims} exceeds the number of features of {label} ({C.shape[-1]}); "
+                f"pass dims <= {C.shape[-1]}."
+            )
+        k = dims
+        if k > rank:
+            warn(
+                f"svcca: {label} has numerical rank {rank} < dims={dims}; keeping {rank} "
+                "directions.",
+                RankDeficiencyWarning,
+                stacklevel=4,
+            )
+            k = rank
+    else:
+        ratio = np.cumsum(np.clip(ev, 0, None)) / total
+        # smallest k whose cumulative fraction exceeds `variance` (scikit-learn's PCA rule)
+        k = int(np.searchsorted(ratio, variance, side="right")) + 1
+        k = min(k, rank)
+    explained = float(np.clip(ev[:k], 0, None).sum() / total)
+    d = C.shape[-1]
+    keep = np.zeros(d, dtype=bool)
+    keep[:k] = True
+    mask = xp.asarray(keep, device=_device(evals))
+    safe = xp.where(mask, evals, xp.ones_like(evals))
+    inv_sqrt = xp.where(mask, 1.0 / xp.sqrt(xp.abs(safe)), xp.zeros_like(evals))
+    W = evecs * inv_sqrt[None, :]
+    side = Side(
+        W=W, evals=evals, evecs=evecs, mask=mask, rank=k, scale=xp.ones_like(evals), n_constant=0
+    )
+    return side, explained
+
+
+def _device(a: Array) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(a)
+
+
+def svcca(
+    X: Any,
+    Y: Any = None,
+    *,
+    variance: float | None = 0.99,
+    dims: int | tuple[int, int] | None = None,
+    conv: str | None = None,
+    rtol: float = DEFAULT_RTOL,
+) -> SVCCAResult:
+    """Singular Vector CCA (Raghu et al. 2017, Section 2); value = mean canonical correlation.
+
+    Step 1 (SV): per input, keep the top singular directions of the centred data — the
+    smallest number whose cumulative fraction of the variance (squared singular values)
+    exceeds ``variance`` (scikit-learn's PCA rule), or exactly ``dims`` directions.
+    Step 2 (CCA): canonical correlations between the kept principal-component scores.
+
+    Parameters
+    ----------
+    X, Y, conv, rtol
+        As in :func:`cca`. With ``conv="dft"`` the directions are selected by variance over
+        all spatial frequencies jointly, which is the exact SVCCA of the flattened
+        representation for translation-invariant data (Raghu et al. §3.1).
+    variance : float in (0, 1], default 0.99
+        Fraction of variance to keep (ignored when ``dims`` is given).
+    dims : int or (int, int), optional
+        Number of directions to keep, for both inputs or per input (google/svcca's tutorial
+        "keep top k", e.g. 20).
+
+    Returns
+    -------
+    SVCCAResult
+        As :class:`CCAResult` plus ``kept_dims_x``, ``kept_dims_y``,
+        ``variance_explained_x``, ``variance_explained_y``. ``directions_x`` are expressed in
+        the original feature coordinates.
+
+    Notes
+    -----
+    Known differences: anatome keeps singular *values* (not variances) summing to 99% of
+    uncentred data (not translation invariant); google's tutorial keeps a fixed k and adds
+    a 1e-10 ridge; rtd centres the wrong axis. See the README's measure table.
+    """
+    rtol = _validate_rtol(rtol)
+    dx = dy = None
+    if dims is not None:
+        if isinstance(dims, tuple | list):
+            if len(dims) != 2:
+                raise ValueError(f"dims must be an int or a pair (dims_x, dims_y); got {dims!r}.")
+            dx, dy = (check_positive_int("dims", d) for d in dims)
+        else:
+            dx = dy = check_positive_int("dims", dims)
+        variance = None
+    else:
+        variance = check_fraction("variance", variance)
+    if conv == "dft":
+        from nncompare.measures.conv import dft_cca
+
+        return dft_cca(X, Y, rtol=rtol, variance=variance, dims=(dx, dy) if dx else None)
+    m = to_moments(X, Y, conv=conv, measure="svcca")
+    xp = m.xp
+    key_x = ("pca", variance, dx, rtol)
+    key_y = ("pca", variance, dy, rtol)
+    if key_x not in m._cache_x:
+        m._cache_x[key_x] = _pca_side(xp, m.cxx, variance=variance, dims=dx, label="X", rtol=rtol)
+    if key_y not in m._cache_y:
+        m._cache_y[key_y] = _pca_side(xp, m.cyy, variance=variance, dims=dy, label="Y", rtol=rtol)
+    sx, ex = m._cache_x[key_x]
+    sy, ey = m._cache_y[key_y]
+    check_not_trivial(m.n, sx.rank, sy.rank, what="svcca")
+    core = cca_core(xp, sx, sy, m.cxy)
+    k = core.k
+    rho = core.rho[:k]
+    A, B = _directions(core, m.n)
+    conventions = _conventions(conv, rtol, "mean of all k correlations between kept directions")
+    conventions.update(
+        {
+            "selection": f"top {dx}/{dy} directions"
+            if dx
+            else f"smallest k with cumulative variance fraction > {variance}",
+        }
+    )
+    return SVCCAResult(
+        measure="svcca",
+        value=xp.mean(rho),
+        n_samples=m.n,
+        conventions=conventions,
+        rho=rho,
+        directions_x=A,
+        directions_y=B,
+        rank_x=sx.rank,
+        rank_y=sy.rank,
+        kept_dims_x=sx.rank,
+        kept_dims_y=sy.rank,
+        variance_explained_x=ex,
+        variance_explained_y=ey,
+    )
+
+
+# ---------------------------------------------------------------------- PWCCA
+def pwcca(
+    X: Any,
+    Y: Any = None,
+    *,
+    convention: str = "paper",
+    symmetric: bool = False,
+    conv: str | None = None,
+    rtol: float = DEFAULT_RTOL,
+    epsilon: float = 0.0,
+) -> PWCCAResult:
+    """Projection-weighted CCA (Morcos, Raghu & Bengio 2018, Section 2.2).
+
+    With h_i = X̃ a_i the canonical variates of the *first* argument (orthonormalised by
+    Gram–Schmidt) and z_j its neuron activation vectors,
+
+    .. math:: \\tilde\\alpha_i = \\sum_j |\\langle h_i, z_j\\rangle|, \\quad
+              \\alpha_i = \\tilde\\alpha_i / \\sum_k \\tilde\\alpha_k, \\quad
+              \\mathrm{PWCCA}(X, Y) = \\sum_i \\alpha_i \\rho_i .
+
+    The paper's distance is 1 - PWCCA (``result.distance``); it is not symmetric.
+
+    Parameters
+    ----------
+    convention : {"paper", "google"}
+        ``"paper"`` (default): weights from the first argument's canonical variates, as
+        defined in the paper; translation invariant (h_i is centred, so centring z_j changes
+        nothing). ``"google"``: reproduces google/svcca ``compute_pwcca`` numbers — weights
+        from the side with fewer kept neurons, directions Uᵀ(A − m) + m with uncentred
+        activations, its covariance rescaling and ``epsilon`` pruning+ridge — with the
+        argument-order crash of the original fixed (its second branch indexes the wrong
+        input). That convention depends on neuron order and on the activation means.
+    symmetric : bool, default False
+        Average PWCCA(X, Y) and PWCCA(Y, X) (paper convention only).
+    conv, rtol
+        As in :func:`cca`.
+    epsilon : float, default 0
+        google convention only: google/svcca's epsilon (relative variance pruning and ridge).
+
+    Returns
+    -------
+    PWCCAResult
+        ``value``, ``rho``, ``weights`` (aligned with rho), ``weights_y`` when symmetric.
+    """
+    check_option("convention", convention, ("paper", "google"))
+    rtol = _validate_rtol(rtol)
+    if conv == "dft":
+        raise ValueError(
+            "pwcca does not support conv='dft' (projection weights need the neuron basis, "
+            "which the DFT mixes). Use conv='mean', 'samples' or 'flatten'."
+        )
+    m = to_moments(X, Y, conv=conv, measure="pwcca")
+    xp = m.xp
+    if convention == "google":
+        if symmetric:
+            raise ValueError("symmetric=True is defined for convention='paper' only.")
+        return _pwcca_google(m, epsilon=float(epsilon))
+    if epsilon:
+        raise ValueError("epsilon applies to convention='google' only; got epsilon with 'paper'.")
+    core = _core(m, rtol, "pwcca")
+    k = core.k
+    rho = core.rho[:k]
+    A = core.side_x.W @ core.U[:, :k]
+    wx = _projection_weights(xp, A, m.cxx)
+    value = xp.sum(wx * rho)
+    weights_y = None
+    if symmetric:
+        B = core.side_y.W @ conj_t_(core.Vh)[:, :k]
+        wy = _projection_weights(xp, B, m.cyy)
+        value = 0.5 * (value + xp.sum(wy * rho))
+        weights_y = wy
+    return PWCCAResult(
+        measure="pwcca",
+        value=value,
+        n_samples=m.n,
+        conventions={
+            **_conventions(conv, rtol, "projection-weighted"),
+            "convention": "paper",
+            "weights_from": "both (averaged)" if symmetric else "first argument (X)",
+        },
+        rho=rho,
+        weights=wx,
+        weights_y=weights_y,
+        rank_x=core.side_x.rank,
+        rank_y=core.side_y.rank,
+    )
+
+
+def _projection_weights(xp: Any, A: Array, C: Array) -> Array:
+    """alpha_i ∝ Σ_j |<h_i, z_j>| with h = X̃ A orthonormalised (Gram–Schmidt ≡ Cholesky).
+
+    <h_i, z_j> = (Aᵀ C)_{ij} for centred z; with the Gram G = Aᵀ C A = L Lᵀ the
+    Gram–Schmidt basis is H L^{-T}, whose projections are L^{-1} Aᵀ C.
+    """
+    G = xp.matrix_transpose(A) @ C @ A
+    G = 0.5 * (G + xp.matrix_transpose(G))
+    L = xp.linalg.cholesky(G)
+    P = xp.linalg.solve(L, xp.matrix_transpose(A) @ C)
+    w = xp.sum(xp.abs(P), axis=1)
+    return w / xp.sum(w)
+
+
+def _pwcca_google(m: Moments, *, epsilon: float) -> PWCCAResult:
+    """google/svcca compute_pwcca, re-derived from moments (argument-order bug fixed)."""
+    import numpy as np
+
+    xp = m.xp
+    n = m.n
+    if n - 1 <= 0:
+        raise ValueError("pwcca needs at least 2 samples.")
+    # google: np.cov (ddof=1), each block rescaled by the largest absolute entry
+    sxx = m.cxx / (n - 1)
+    syy = m.cyy / (n - 1)
+    sxy = m.cxy / (n - 1)
+    xmax = xp.max(xp.abs(sxx))
+    ymax = xp.max(xp.abs(syy))
+    if float(xmax) == 0 or float(ymax) == 0:
+        raise ValueError("pwcca is undefined: one input has zero variance in every feature.")
+    sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / xp.sqrt(xmax * ymax)
+    kx = to_numpy(_diag(xp, sxx)) >= epsilon
+    ky = to_numpy(_diag(xp, syy)) >= epsilon
+    ix = xp.asarray(np.flatnonzero(kx), device=_device(sxx))
+    iy = xp.asarray(np.flatnonzero(ky), device=_device(syy))
+    if ix.shape[0] == 0 or iy.shape[0] == 0:
+        raise ValueError(
+            "pwcca (google convention): every neuron of one input was pruned by epsilon "
+            f"={epsilon}; lower epsilon."
+        )
+    sxx = xp.take(xp.take(sxx, ix, axis=0), ix, axis=1)
+    syy = xp.take(xp.take(syy, iy, axis=0), iy, axis=1)
+    sxy = xp.take(xp.take(sxy, ix, axis=0), iy, axis=1)
+    sxx = sxx + epsilon * xp.eye(sxx.shape[0], dtype=sxx.dtype)
+    syy = syy + epsilon * xp.eye(syy.shape[0], dtype=syy.dtype)
+    ix_ = _inv_sqrt_pinv(xp, sxx)
+    iy_ = _inv_sqrt_pinv(xp, syy)
+    arr = ix_ @ sxy @ iy_
+    U, s, Vh = xp.linalg.svd(arr, full_matrices=True)
+    use_x = ix.shape[0] <= iy.shape[0]
+    if use_x:
+        coef, C, mu, idx = xp.matrix_transpose(U), m.cxx, m.mean_x, ix
+    else:
+        coef, C, mu, idx = Vh, m.cyy, m.mean_y, iy
+    C = xp.take(xp.take(C, idx, axis=0), idx, axis=1)
+    mu = xp.take(mu, idx, axis=0)
+    # directions D = coef (A - m) + m 1ᵀ;  D Dᵀ = coef C coefᵀ + n m mᵀ;  D Aᵀ = coef C + n m mᵀ
+    nmm = n * (mu[:, None] * mu[None, :])
+    G = coef @ C @ xp.matrix_transpose(coef) + nmm
+    G = 0.5 * (G + xp.matrix_transpose(G))
+    L = xp.linalg.cholesky(G)
+    proj = xp.linalg.solve(L, coef @ C + nmm)
+    w = xp.sum(xp.abs(proj), axis=1)
+    w = w / xp.sum(w)
+    rho = xp.abs(s)
+    kk = min(rho.shape[0], w.shape[0])
+    value = xp.sum(w[:kk] * rho[:kk])
+    return PWCCAResult(
+        measure="pwcca",
+        value=value,
+        n_samples=n,
+        conventions={
+            "convention": "google (google/svcca compute_pwcca, argument-order bug fixed)",
+            "epsilon": epsilon,
+            "weights_from": "X" if use_x else "Y",
+            "centering": "weights use uncentred activations",
+        },
+        rho=rho[:kk],
+        weights=w[:kk],
+        rank_x=int(ix.shape[0]),
+        rank_y=int(iy.shape[0]),
+    )
+
+
+def _diag(xp: Any, C: Array) -> Array:
+    from nncompare.measures._linalg import diag
+
+    return diag(xp, C)
+
+
+def _inv_sqrt_pinv(xp: Any, S: Array) -> Array:
+    """google/svcca's Σ^{-1/2}: the square root of the pseudo-inverse via eigh."""
+    inv = xp.linalg.pinv(S)
+    w, v = xp.linalg.eigh(inv)
+    w = xp.where(w > 0, w, xp.zeros_like(w))
+    return (v * xp.sqrt(w)[None, :]) @ xp.matrix_transpose(v)
+
+
+_ = conj_t  # re-exported helper used by conv

@@ -1,0 +1,248 @@
+"""Centred kernel alignment (CKA): linear, debiased linear, and RBF.
+
+CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) for Gram matrices K, L of the two
+representations over the same n samples (Kornblith, Norouzi, Lee & Hinton 2019, eq. 4;
+Cortes, Mohri & Rostamizadeh 2012).
+
+* ``cka``: linear kernel, biased HSIC. With centred features Xc, Yc:
+  ``||Xcᵀ Yc||_F² / (||Xcᵀ Xc||_F ||Ycᵀ Yc||_F)``; computed in feature space
+  (d × d products, streaming-friendly) or Gram space (n × n) — whichever is cheaper.
+* ``cka_debiased``: linear kernel with the unbiased HSIC estimator (Song et al. 2012)
+  as in Kornblith et al.'s ``debiased=True``; can be negative, still not an unbiased
+  estimate of CKA itself.
+* ``cka_rbf``: Gaussian kernel exp(-‖x_i - x_j‖² / (2σ²)) with σ = ``threshold`` ×
+  the median distance, i.e. σ² = threshold² · median(D²) over all n² squared distances
+  (diagonal zeros included; numpy's median, averaging the two middle values when n² is
+  even — ckatorch's torch.median takes the lower one, 1e-7..1e-5 relative difference).
+
+References
+----------
+Kornblith, S., Norouzi, M., Lee, H. & Hinton, G. (2019). Similarity of neural network
+representations revisited. ICML.
+Song, L., Smola, A., Gretton, A., Bedo, J. & Borgwardt, K. (2012). Feature selection via
+dependence maximization. JMLR 13, eq. 5 (unbiased HSIC).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nncompare._array import Array, namespace
+from nncompare._validation import check_option
+from nncompare.measures._inputs import prepare_pair, to_moments
+from nncompare.measures._kernels import center_gram, gram, ucenter_gram
+from nncompare.results import CKAResult
+from nncompare.stats import Moments
+
+__all__ = ["cka", "cka_debiased", "cka_rbf"]
+
+
+def _fro2(xp: Any, A: Array) -> Array:
+    return xp.sum(A * A)
+
+
+def _undefined(label: str) -> ValueError:
+    return ValueError(
+        f"CKA is undefined: {label} has zero variance in every feature (all samples give the "
+        "same activation), so its centred Gram matrix is zero. Check the layer (dead units?) "
+        "or the inputs."
+    )
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive number; got {value!r}.") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise ValueError(f"{name} must be a finite positive number; got {v}.")
+    return v
+
+
+def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
+    """Linear CKA (Kornblith et al. 2019, eq. 4 with a linear kernel; the RV coefficient).
+
+    .. math:: \\mathrm{CKA}(X, Y) = \\frac{\\|X_c^T Y_c\\|_F^2}
+              {\\|X_c^T X_c\\|_F \\, \\|Y_c^T Y_c\\|_F}
+
+    Parameters
+    ----------
+    X : array (n, d1), conv activations, or :class:`~nncompare.Moments`
+    Y : array (n, d2) or None
+    conv : {None, "samples", "flatten", "mean"}
+        Reshape policy for convolutional activations (:func:`nncompare.reshape_conv`).
+
+    Returns
+    -------
+    CKAResult
+        ``value`` in [0, 1]; ``hsic_xy``, ``hsic_xx``, ``hsic_yy`` (unnormalised
+        ||Xcᵀ Yc||², ||Xcᵀ Xc||², ||Ycᵀ Yc||²); ``angular`` = arccos(value).
+
+    Invariances: orthogonal transforms, isotropic scaling and translation of either input;
+    not invertible linear maps.
+    """
+    if conv == "dft":
+        raise ValueError("cka does not support conv='dft'; use 'samples', 'flatten' or 'mean'.")
+    if isinstance(X, Moments):
+        m = to_moments(X, Y, conv=conv, measure="cka")
+        xp = m.xp
+        hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
+        n = m.n
+        form = "feature space (from moments)"
+    else:
+        X, Y = prepare_pair(X, Y, conv=conv)
+        n, d1 = X.shape
+        d2 = Y.shape[1]
+        xp = namespace(X, Y)
+        if n * n < d1 * d1 + d2 * d2 + d1 * d2:
+            Xd = xp.astype(X, xp.float64)
+            Yd = xp.astype(Y, xp.float64)
+            K = gram(xp, Xd, "linear")
+            L = gram(xp, Yd, "linear")
+            hxy, hxx, hyy = xp.sum(K * L), _fro2(xp, K), _fro2(xp, L)
+            form = "Gram space"
+        else:
+            m = Moments.from_arrays(X, Y)
+            hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
+            form = "feature space"
+    if float(hxx) <= 0:
+        raise _undefined("X")
+    if float(hyy) <= 0:
+        raise _undefined("Y")
+    value = hxy / xp.sqrt(hxx * hyy)
+    return CKAResult(
+        measure="cka",
+        value=value,
+        n_samples=int(n),
+        conventions={
+            "kernel": "linear",
+            "estimator": "biased HSIC (centred Gram)",
+            "computed_in": form,
+            "conv": conv,
+        },
+        hsic_xy=hxy,
+        hsic_xx=hxx,
+        hsic_yy=hyy,
+    )
+
+
+def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
+    """Linear CKA with the unbiased HSIC estimator (Kornblith et al. 2019, ``debiased=True``).
+
+    With K = Xc Xcᵀ, L = Yc Ycᵀ, a_i = K_ii, b_i = L_ii and n samples, each HSIC term is
+
+    .. math:: \\langle K, L\\rangle - \\tfrac{n}{n-2}\\, a\\cdot b
+              + \\tfrac{(\\sum a)(\\sum b)}{(n-1)(n-2)}
+
+    (the unbiased HSIC₁ of Song et al. 2012 up to the common factor n(n-3), using that
+    centred Gram matrices have zero row sums). Needs n ≥ 4. The value can be slightly
+    negative for unrelated representations; it is *not* clipped.
+    """
+    if conv == "dft":
+        raise ValueError("cka_debiased does not support conv='dft'.")
+    if isinstance(X, Moments):
+        raise TypeError(
+            "cka_debiased needs per-sample squared norms, which Moments do not hold; pass the "
+            "arrays, or use nc.MinibatchCKA for streaming (unbiased HSIC averaged over batches)."
+        )
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4)
+    xp = namespace(X, Y)
+    n = int(X.shape[0])
+    Xc = xp.astype(X, xp.float64)
+    Yc = xp.astype(Y, xp.float64)
+    Xc = Xc - xp.mean(Xc, axis=0)
+    Yc = Yc - xp.mean(Yc, axis=0)
+    a = xp.sum(Xc * Xc, axis=1)
+    b = xp.sum(Yc * Yc, axis=1)
+    d1, d2 = X.shape[1], Y.shape[1]
+    if n * n < d1 * d1 + d2 * d2 + d1 * d2:
+        K = Xc @ xp.matrix_transpose(Xc)
+        L = Yc @ xp.matrix_transpose(Yc)
+        kl, kk, ll = xp.sum(K * L), xp.sum(K * K), xp.sum(L * L)
+    else:
+        XtY = xp.matrix_transpose(Xc) @ Yc
+        XtX = xp.matrix_transpose(Xc) @ Xc
+        YtY = xp.matrix_transpose(Yc) @ Yc
+        kl, kk, ll = xp.sum(XtY * XtY), xp.sum(XtX * XtX), xp.sum(YtY * YtY)
+
+    def debias(t: Array, u: Array, v: Array) -> Array:
+        return t - n / (n - 2) * xp.sum(u * v) + xp.sum(u) * xp.sum(v) / ((n - 1) * (n - 2))
+
+    hxy, hxx, hyy = debias(kl, a, b), debias(kk, a, a), debias(ll, b, b)
+    if float(hxx) <= 0:
+        raise _undefined("X")
+    if float(hyy) <= 0:
+        raise _undefined("Y")
+    scale = 1.0 / (n * (n - 3))
+    return CKAResult(
+        measure="cka_debiased",
+        value=hxy / xp.sqrt(hxx * hyy),
+        n_samples=n,
+        conventions={
+            "kernel": "linear",
+            "estimator": "unbiased HSIC_1 (Song et al. 2012)",
+            "conv": conv,
+        },
+        hsic_xy=hxy * scale,
+        hsic_xx=hxx * scale,
+        hsic_yy=hyy * scale,
+    )
+
+
+def cka_rbf(
+    X: Any,
+    Y: Any = None,
+    *,
+    threshold: float = 1.0,
+    debiased: bool = False,
+    conv: str | None = None,
+) -> CKAResult:
+    """CKA with Gaussian (RBF) kernels, bandwidth relative to the median distance.
+
+    K_ij = exp(-‖x_i - x_j‖² / (2 σ²)), σ² = ``threshold``² · median_{i,j} ‖x_i - x_j‖²
+    (Kornblith et al. 2019, Section 6.1; median over all n² entries, diagonal included,
+    numpy's median). ``debiased=True`` uses U-centring (unbiased HSIC) instead of H K H.
+    Memory and time are O(n²); for large n use :class:`nncompare.MinibatchCKA`.
+
+    Parameters
+    ----------
+    threshold : float > 0, default 1.0
+        Bandwidth as a fraction of the median distance (Kornblith's notebook uses 0.2–1.0).
+    """
+    threshold = _positive("threshold", threshold)
+    check_option("debiased", debiased, (True, False))
+    if isinstance(X, Moments):
+        raise TypeError(
+            "cka_rbf needs the samples themselves (a kernel is not a function of moments); "
+            "pass arrays, or stream with nc.MinibatchCKA(kernel='rbf')."
+        )
+    if conv == "dft":
+        raise ValueError("cka_rbf does not support conv='dft'.")
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4 if debiased else 2)
+    xp = namespace(X, Y)
+    n = int(X.shape[0])
+    K = gram(xp, xp.astype(X, xp.float64), "rbf", threshold)
+    L = gram(xp, xp.astype(Y, xp.float64), "rbf", threshold)
+    c = ucenter_gram if debiased else center_gram
+    Kc, Lc = c(xp, K), c(xp, L)
+    hxy, hxx, hyy = xp.sum(Kc * Lc), xp.sum(Kc * Kc), xp.sum(Lc * Lc)
+    if float(hxx) <= 0:
+        raise _undefined("X")
+    if float(hyy) <= 0:
+        raise _undefined("Y")
+    return CKAResult(
+        measure="cka_rbf",
+        value=hxy / xp.sqrt(hxx * hyy),
+        n_samples=n,
+        conventions={
+            "kernel": "rbf",
+            "threshold": threshold,
+            "bandwidth": "sigma^2 = threshold^2 * median of all n^2 squared distances "
+            "(numpy median: mean of the two middle values)",
+            "estimator": "unbiased HSIC (U-centring)" if debiased else "biased HSIC (H K H)",
+            "conv": conv,
+        },
+        hsic_xy=hxy,
+        hsic_xx=hxx,
+        hsic_yy=hyy,
+    )

@@ -1,0 +1,283 @@
+"""Convolutional activations: reshape policies and the exact DFT path.
+
+Convolutional activations arrive as (N, H, W, C) (or (N, L, C) for 1-D convolutions),
+channels last. Three reshape policies turn them into (samples, features) matrices:
+
+``"samples"``
+    every image location is a sample: (N·H·W, C). Both inputs must share the spatial size.
+    This is google/svcca's tutorial-002 "flatten" recipe and what Kornblith et al. call
+    treating locations as examples.
+``"flatten"``
+    every image is a sample, every (location, channel) a feature: (N, H·W·C).
+``"mean"``
+    spatial average per channel: (N, C) (Morcos et al. 2018, §3: "averaging across all
+    spatial locations within each filter").
+
+and ``"dft"`` runs CCA/SVCCA block by block over spatial frequencies (Raghu et al. 2017,
+§3.1 and Appendix): after a unitary 2-D DFT of every channel, the covariance of a
+translation-invariant data set is block diagonal with one C×C block per frequency, so
+CCA of the flattened representation splits into H·W small complex CCAs. For
+translation-invariant (circularly shift-augmented) data this equals brute-force CCA on
+the flattened view exactly, at a fraction of the cost. When the spatial sizes differ,
+both are cropped in frequency to the smaller size (keeping the frequencies
+-h/2 ≤ f < h/2 of each axis, as google/svcca's ``fourier_ccas`` does).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from nncompare._array import Array, as_array, harmonize, namespace, to_numpy
+from nncompare._validation import check_finite, check_option
+from nncompare.measures._linalg import DEFAULT_RTOL, Side, cca_core, check_not_trivial, whiten
+from nncompare.results import DFTCCAResult
+
+__all__ = ["dft_cca", "reshape_conv", "reshape_pair"]
+
+POLICIES = ("samples", "flatten", "mean")
+
+
+def _check_conv(X: Array, name: str) -> None:
+    if X.ndim not in (3, 4):
+        hint = " It is already 2-D: drop conv=." if X.ndim == 2 else ""
+        raise ValueError(
+            f"{name} must be convolutional activations of shape (N, H, W, C) or (N, L, C), "
+            f"channels last; got shape {tuple(X.shape)}.{hint} Activations captured from "
+            "PyTorch in (N, C, H, W) layout convert with nncompare.capture.to_channels_last."
+        )
+
+
+def reshape_conv(X: Any, policy: str) -> Array:
+    """Turn (N, *spatial, C) activations into a (samples, features) matrix.
+
+    Parameters
+    ----------
+    X : array, shape (N, H, W, C) or (N, L, C)
+    policy : {"samples", "flatten", "mean"}
+
+    Returns
+    -------
+    array, shape (N·H·W, C), (N, H·W·C) or (N, C)
+    """
+    check_option("conv", policy, POLICIES)
+    X = as_array(X)
+    _check_conv(X, "X")
+    xp = namespace(X)
+    n, c = X.shape[0], X.shape[-1]
+    if policy == "samples":
+        return xp.reshape(X, (-1, c))
+    if policy == "flatten":
+        return xp.reshape(X, (n, -1))
+    axes = tuple(range(1, X.ndim - 1))
+    if xp.isdtype(X.dtype, "integral"):
+        X = xp.astype(X, xp.float64)
+    return xp.mean(X, axis=axes)
+
+
+def reshape_pair(X: Array, Y: Array, policy: str) -> tuple[Array, Array]:
+    check_option("conv", policy, (*POLICIES, "dft"))
+    if X.ndim == 2 and Y.ndim == 2:
+        return X, Y
+    if policy == "samples" and X.ndim > 2 and Y.ndim > 2 and X.shape[1:-1] != Y.shape[1:-1]:
+        raise ValueError(
+            "conv='samples' pairs image locations, so both inputs need the same spatial size; "
+            f"got {tuple(X.shape[1:-1])} and {tuple(Y.shape[1:-1])}. Use conv='mean', "
+            "conv='flatten', or conv='dft' (which crops frequencies to the smaller size)."
+        )
+    X2 = reshape_conv(X, policy) if X.ndim > 2 else X
+    Y2 = reshape_conv(Y, policy) if Y.ndim > 2 else Y
+    if policy == "samples" and (X.ndim == 2) != (Y.ndim == 2):
+        raise ValueError(
+            "conv='samples' needs convolutional activations on both sides; got shapes "
+            f"{tuple(X.shape)} and {tuple(Y.shape)}. Use conv='mean' or conv='flatten'."
+        )
+    return X2, Y2
+
+
+def _crop_indices(size: int, target: int) -> np.ndarray:
+    """Indices (into an FFT axis of length `size`) of the `target` lowest frequencies.
+
+    Signed frequencies -target//2 .. target - target//2 - 1, returned in the natural FFT
+    order of an axis of length `target` (0, 1, ..., -1).
+    """
+    signed = [j if j < target - target // 2 else j - target for j in range(target)]
+    return np.asarray([f % size for f in signed], dtype=np.int64)
+
+
+def _spectra(xp: Any, X: Array, target: tuple[int, ...], cdt: Any) -> Array:
+    """Unitary DFT over the spatial axes, cropped to `target`; returns (*target, N, C)."""
+    spatial_axes = tuple(range(1, X.ndim - 1))
+    F = xp.fft.fftn(xp.astype(X, cdt), axes=spatial_axes, norm="ortho")
+    for ax, (size, t) in zip(spatial_axes, zip(X.shape[1:-1], target, strict=True), strict=True):
+        if size != t:
+            idx = xp.asarray(_crop_indices(size, t), device=_device(F))
+            F = xp.take(F, idx, axis=ax)
+    # (N, *spatial, C) -> (*spatial, N, C)
+    perm = (*spatial_axes, 0, X.ndim - 1)
+    return xp.permute_dims(F, perm)
+
+
+def _device(a: Array) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(a)
+
+
+def _block_comoments(xp: Any, F: Array, G: Array) -> tuple[Array, Array, Array]:
+    Fc = F - xp.mean(F, axis=-2, keepdims=True)
+    Gc = G - xp.mean(G, axis=-2, keepdims=True)
+    FcH = xp.conj(xp.matrix_transpose(Fc))
+    return FcH @ Fc, xp.conj(xp.matrix_transpose(Gc)) @ Gc, FcH @ Gc
+
+
+def _pca_blocks(
+    xp: Any, C: Array, *, variance: float | None, dims: int | None, rtol: float
+) -> tuple[Side, int]:
+    """Principal directions selected globally over all frequency blocks, then whitened."""
+    evals, evecs = xp.linalg.eigh(C)
+    evals = xp.flip(evals, axis=-1)
+    evecs = xp.flip(evecs, axis=-1)
+    ev = to_numpy(evals)
+    flat = np.sort(np.clip(ev.ravel(), 0, None))[::-1]
+    total = flat.sum()
+    if total <= 0:
+        raise ValueError("svcca is undefined: an input has zero variance.")
+    rank = int(np.sum(flat > rtol * flat[0]))
+    if dims is not None:
+        k = min(dims, rank)
+    else:
+        ratio = np.cumsum(flat) / total
+        k = min(int(np.searchsorted(ratio, variance, side="right")) + 1, rank)
+    thresh = flat[k - 1]
+    keep = ev >= thresh
+    # exact ties at the threshold can keep a few more than k (conjugate frequency pairs)
+    mask = xp.asarray(keep, device=_device(evals))
+    safe = xp.where(mask, evals, xp.ones_like(evals))
+    inv = xp.where(mask, 1.0 / xp.sqrt(xp.abs(safe)), xp.zeros_like(evals))
+    W = evecs * xp.astype(inv, evecs.dtype)[..., None, :]
+    rank_arr = xp.sum(xp.astype(mask, xp.int64), axis=-1)
+    side = Side(
+        W=W,
+        evals=evals,
+        evecs=evecs,
+        mask=mask,
+        rank=rank_arr,
+        scale=xp.ones_like(evals),
+        n_constant=0,
+    )
+    return side, int(keep.sum())
+
+
+def dft_cca(
+    X: Any,
+    Y: Any,
+    *,
+    rtol: float = DEFAULT_RTOL,
+    variance: float | None = None,
+    dims: tuple[int | None, int | None] | None = None,
+) -> DFTCCAResult:
+    """Exact CCA (or SVCCA) of convolutional activations through the DFT (Raghu et al. §3.1).
+
+    Parameters
+    ----------
+    X : array, shape (N, H1, W1, C1) or (N, L1, C1)
+    Y : array, shape (N, H2, W2, C2) or (N, L2, C2)
+    variance, dims
+        When given, SVCCA: principal directions are chosen over all frequencies jointly
+        (by variance fraction, or the top ``dims``), which for translation-invariant data is
+        exactly the SVD step on the flattened representation.
+
+    Returns
+    -------
+    DFTCCAResult
+        ``value`` = mean of all canonical correlations over all frequencies (equal to mean
+        CCA of the flattened, translation-augmented representation);
+        ``rho_per_frequency`` (*spatial, k), ``mean_per_frequency`` (*spatial,).
+
+    Notes
+    -----
+    google/svcca's ``fourier_ccas`` casts to complex64 and defines no aggregate; we work in
+    complex128 and report the mean over all coefficients (its ``mean_of_all_coefs``).
+    Conjugate frequencies (f and -f) carry identical coefficients for real inputs; both are
+    counted, as in the flattened representation.
+    """
+    X = as_array(X, name="X")
+    Y = as_array(Y, name="Y")
+    X, Y = harmonize(X, Y)
+    _check_conv(X, "X")
+    _check_conv(Y, "Y")
+    if X.ndim != Y.ndim:
+        raise ValueError(
+            f"X and Y must have the same number of spatial axes; got shapes {tuple(X.shape)} "
+            f"and {tuple(Y.shape)}."
+        )
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(
+            f"X and Y must hold the same samples; got {X.shape[0]} and {Y.shape[0]} images."
+        )
+    n = int(X.shape[0])
+    if n < 2:
+        raise ValueError(f"dft CCA needs at least 2 images; got {n}.")
+    check_finite(X, name="X")
+    check_finite(Y, name="Y")
+    xp = namespace(X, Y)
+    target = tuple(min(a, b) for a, b in zip(X.shape[1:-1], Y.shape[1:-1], strict=True))
+    F = _spectra(xp, X, target, xp.complex128)
+    G = _spectra(xp, Y, target, xp.complex128)
+    Cxx, Cyy, Cxy = _block_comoments(xp, F, G)
+    svd_mode = variance is not None or dims is not None
+    if svd_mode:
+        dx, dy = dims if dims is not None else (None, None)
+        sx, kx = _pca_blocks(xp, Cxx, variance=variance, dims=dx, rtol=rtol)
+        sy, ky = _pca_blocks(xp, Cyy, variance=variance, dims=dy, rtol=rtol)
+    else:
+        sx = whiten(xp, Cxx, rtol=rtol)
+        sy = whiten(xp, Cyy, rtol=rtol)
+        kx = ky = None
+        if int(xp.max(sx.rank)) == 0 or int(xp.max(sy.rank)) == 0:
+            raise ValueError("dft CCA is undefined: an input is constant at every frequency.")
+    check_not_trivial(n, to_numpy(sx.rank), to_numpy(sy.rank), what="dft CCA")
+    core = cca_core(xp, sx, sy, Cxy, want_vectors=False)
+    k = xp.minimum(sx.rank, sy.rank)
+    kmax = int(xp.max(k))
+    rho = core.rho[..., :kmax]
+    valid = xp.arange(kmax, device=_device(rho))[None] < xp.reshape(k, (-1, 1))
+    valid = xp.reshape(valid, rho.shape)
+    rho = xp.where(valid, rho, xp.zeros_like(rho))
+    k_f = xp.astype(k, rho.dtype)
+    total = xp.sum(k_f)
+    value = xp.sum(rho) / total
+    mean_pf = xp.sum(rho, axis=-1) / xp.where(k_f > 0, k_f, xp.ones_like(k_f))
+    return DFTCCAResult(
+        measure="svcca" if svd_mode else "cca",
+        value=value,
+        n_samples=n,
+        conventions={
+            "conv": "dft",
+            "transform": "unitary DFT over spatial axes (complex128)",
+            "resize": "frequency cropping to the smaller size"
+            if X.shape[1:-1] != Y.shape[1:-1]
+            else "none",
+            "average": "mean of all coefficients over all frequencies",
+            "rank_rtol": rtol,
+            "selection": None
+            if not svd_mode
+            else (
+                f"top {dims} directions over all frequencies"
+                if dims is not None
+                else f"cumulative variance fraction > {variance} over all frequencies"
+            ),
+        },
+        rho_per_frequency=rho,
+        k_per_frequency=k,
+        mean_per_frequency=mean_pf,
+        spatial_shape=target,
+        kept_dims_x=kx,
+        kept_dims_y=ky,
+    )
+
+
+_ = math
