@@ -39,7 +39,6 @@ _LAZY: dict[str, str] = {
     "pairwise": "nncompare.analyses.grid",
     # capture and models
     "list_layers": "nncompare.capture",
-    "capture": "nncompare.capture",
     "compare_models": "nncompare.analyses.compare",
     "compare_checkpoints": "nncompare.analyses.compare",
 }
