@@ -1,0 +1,540 @@
+"""Compare real models: every layer of one network against every layer of another.
+
+One pass over the data drives all models batch by batch; forward hooks record the
+chosen layers, convolutional outputs are reshaped by the chosen policy, and every batch
+flows straight into joint streaming moments (:class:`nncompare.JointMoments`), so memory
+does not grow with the number of samples for the linear measures (CCA family, linear
+CKA, R², Procrustes, shape). Kernel and neighbourhood measures (``cka_debiased``,
+``cka_rbf``, ``rsa``, ``mutual_knn``) need the samples themselves: their activations are
+kept in memory (and the result says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nncompare._validation import check_option
+from nncompare.measures._registry import get as get_measure
+from nncompare.stats import JointMoments
+
+__all__ = ["compare_checkpoints", "compare_models", "default_layers"]
+
+POLICIES = ("mean", "samples", "flatten")
+_SKIP_TYPES = ("Dropout", "Dropout1d", "Dropout2d", "Identity", "Flatten")
+_SPECTRUM_MEASURES = ("cca", "svcca", "pwcca", "cca_r2")
+
+
+def default_layers(model: Any) -> list[str]:
+    """Leaf modules worth comparing: every leaf except dropout, identity and flatten."""
+    names = []
+    for name, mod in model.named_modules():
+        if not name or any(True for _ in mod.children()):
+            continue
+        if type(mod).__name__ in _SKIP_TYPES:
+            continue
+        names.append(name)
+    if not names:
+        raise ValueError(
+            f"{type(model).__name__} has no leaf modules to compare; pass layers=[...] "
+            "(nc.list_layers(model) lists them)."
+        )
+    return names
+
+
+def _to_matrix(t: Any, policy: str) -> tuple[Any, tuple[int, ...], str]:
+    """Torch activation (N, C, *spatial) or (N, d) -> 2-D matrix, spatial group, policy used."""
+    if t.ndim == 2:
+        return t, (), "none"
+    if t.ndim == 1:
+        return t[:, None], (), "none"
+    n, c = t.shape[0], t.shape[1]
+    spatial = tuple(int(s) for s in t.shape[2:])
+    if policy == "mean":
+        return t.mean(dim=tuple(range(2, t.ndim))), (), "mean"
+    cl = t.movedim(1, -1)  # (N, *spatial, C)
+    if policy == "flatten":
+        return cl.reshape(n, -1), (), "flatten"
+    return cl.reshape(-1, c), spatial, "samples"
+
+
+@dataclass
+class _Stream:
+    """Everything one pass over the data accumulates."""
+
+    groups: dict[tuple[int, ...], JointMoments] = field(default_factory=dict)
+    group_of: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    policy_of: dict[str, str] = field(default_factory=dict)
+    width_of: dict[str, int] = field(default_factory=dict)
+    arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    n_samples: int = 0
+
+
+def _run_stream(
+    models: Mapping[str, tuple[Any, list[str]]],
+    data: Any,
+    *,
+    conv: str,
+    batch_size: int,
+    device: Any,
+    progress: bool,
+    max_samples: int | None,
+    keep_arrays: bool,
+) -> _Stream:
+    import torch
+
+    from nncompare.capture import ActivationRecorder, iter_batches, resolve_layers
+
+    check_option("conv", conv, POLICIES)
+    first_model = next(iter(models.values()))[0]
+    if device is None:
+        try:
+            device = next(first_model.parameters()).device
+        except StopIteration:
+            device = torch.device("cpu")
+    resolved = {lab: (m, resolve_layers(m, layers)) for lab, (m, layers) in models.items()}
+    stream = _Stream()
+    # distinct model objects are run once each, whatever their labels
+    by_model: dict[int, tuple[Any, list[str], list[str]]] = {}
+    for lab, (m, layers) in resolved.items():
+        entry = by_model.setdefault(id(m), (m, [], []))
+        entry[1].append(lab)
+        for layer in layers:
+            if layer not in entry[2]:
+                entry[2].append(layer)
+    batches = iter_batches(data, batch_size=batch_size, device=device, max_samples=max_samples)
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc="nncompare", unit="sample")
+        except ImportError:  # pragma: no cover
+            bar = None
+    recorders = [
+        (m, labels, ActivationRecorder(m, layers, reuse="first"))
+        for m, labels, layers in by_model.values()
+    ]
+    try:
+        for rec in (r for _, _, r in recorders):
+            rec.__enter__()
+        for x in batches:
+            per_group: dict[tuple[int, ...], dict[str, Any]] = {}
+            nb = int(x.shape[0])
+            for _m, labels, rec in recorders:
+                out = rec.run(x)
+                for lab in labels:
+                    for layer in resolved[lab][1]:
+                        key = f"{lab}:{layer}"
+                        mat, group, used = _to_matrix(out[layer], conv)
+                        mat = mat.to(torch.float64)
+                        prev = stream.group_of.setdefault(key, group)
+                        if prev != group:
+                            raise ValueError(
+                                f"layer {layer!r} of {lab} changed its spatial size between "
+                                f"batches ({prev} -> {group})."
+                            )
+                        stream.policy_of[key] = used
+                        stream.width_of[key] = int(mat.shape[1])
+                        per_group.setdefault(group, {})[key] = mat
+                        if keep_arrays:
+                            stream.arrays.setdefault(key, []).append(mat.cpu().numpy())
+            for group, batch in per_group.items():
+                stream.groups.setdefault(group, JointMoments()).update(batch)
+            stream.n_samples += nb
+            if bar is not None:
+                bar.update(nb)
+    finally:
+        for _, _, rec in recorders:
+            rec.__exit__(None, None, None)
+        if bar is not None:
+            bar.close()
+    if stream.n_samples == 0:
+        raise ValueError("the data yielded no samples; pass at least a few hundred inputs.")
+    return stream
+
+
+def _measure_spec(measures: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(measures, str):
+        measures = [measures]
+    if isinstance(measures, Mapping):
+        spec = {str(k): dict(v or {}) for k, v in measures.items()}
+    else:
+        spec = {str(m): {} for m in measures}
+    if not spec:
+        raise ValueError("measures must name at least one measure, e.g. ['cka', 'svcca'].")
+    for name in spec:
+        if get_measure(name).input != "activations":
+            raise ValueError(f"{name!r} compares covariance matrices, not activations.")
+    return spec
+
+
+def _provenance(extra: dict[str, Any]) -> dict[str, Any]:
+    import nncompare
+
+    out: dict[str, Any] = {
+        "nncompare": nncompare.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+    }
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    out.update(extra)
+    return out
+
+
+def _evaluate(
+    stream: _Stream,
+    pairs: list[tuple[str, str, str, str]],
+    spec: dict[str, dict[str, Any]],
+    *,
+    keep_spectra: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Compute every measure for every (key_a, key_b) pair; tidy rows plus metadata."""
+    from nncompare.measures._registry import compute
+
+    rows: list[dict[str, Any]] = []
+    spectra: dict[str, dict[str, list[float]]] = {}
+    kept: dict[str, list[int]] = {}
+    conventions: dict[str, Any] = {}
+    mem_cache: dict[str, np.ndarray] = {}
+
+    def arrays(key: str) -> np.ndarray:
+        if key not in mem_cache:
+            mem_cache[key] = np.concatenate(stream.arrays[key], axis=0)
+        return mem_cache[key]
+
+    for measure, opts in spec.items():
+        info = get_measure(measure)
+        for key_a, key_b, label_a, label_b in pairs:
+            row: dict[str, Any] = {"measure": measure, "error": None}
+            ga, gb = stream.group_of[key_a], stream.group_of[key_b]
+            pa, pb = stream.policy_of[key_a], stream.policy_of[key_b]
+            row["policy"] = pa if pa == pb else f"{pa}/{pb}"
+            res = None
+            try:
+                if ga != gb:
+                    raise ValueError(
+                        "conv='samples' pairs image locations, so both layers need the same "
+                        f"spatial size; got {ga or 'vector'} and {gb or 'vector'}. Use "
+                        "conv='mean' to compare across resolutions."
+                    )
+                if info.streaming:
+                    res = compute(stream.groups[ga].pair(key_a, key_b), None, measure, **opts)
+                else:
+                    res = compute(arrays(key_a), arrays(key_b), measure, **opts)
+            except ValueError as exc:
+                row["error"] = str(exc)
+            row["value"] = float(res) if res is not None else float("nan")
+            if res is not None:
+                conventions.setdefault(measure, res.conventions)
+                for attr in ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y"):
+                    v = getattr(res, attr, None)
+                    if isinstance(v, int | np.integer):
+                        row[attr] = int(v)
+                pair_key = f"{label_a}|{label_b}"
+                if keep_spectra and measure in _SPECTRUM_MEASURES and hasattr(res, "rho"):
+                    from nncompare._array import to_numpy
+
+                    spectra.setdefault(measure, {})[pair_key] = [
+                        float(r) for r in to_numpy(res.rho)
+                    ]
+                if measure == "svcca":
+                    kept[pair_key] = [int(res.kept_dims_x), int(res.kept_dims_y)]
+            row["_a"], row["_b"] = label_a, label_b
+            rows.append(row)
+    meta = {
+        name: {
+            "options": spec[name],
+            "conventions": conventions.get(name, {}),
+            "higher_is_better": get_measure(name).higher_is_better,
+            "reference": get_measure(name).reference,
+            "description": get_measure(name).description,
+            "streaming": get_measure(name).streaming,
+        }
+        for name in spec
+    }
+    return rows, spectra, kept, meta
+
+
+def compare_models(
+    model_a: Any,
+    model_b: Any,
+    data: Any,
+    *,
+    layers_a: Sequence[str] | str | None = None,
+    layers_b: Sequence[str] | str | None = None,
+    measures: Sequence[str] | Mapping[str, Mapping[str, Any]] | str = (
+        "cka",
+        "cca",
+        "svcca",
+        "pwcca",
+    ),
+    conv: str = "mean",
+    batch_size: int = 256,
+    device: Any = None,
+    max_samples: int | None = None,
+    progress: bool = False,
+    names: tuple[str, str] = ("A", "B"),
+    keep_spectra: bool = True,
+    provenance: Mapping[str, Any] | None = None,
+) -> Any:
+    """Compare every chosen layer of ``model_a`` with every chosen layer of ``model_b``.
+
+    Parameters
+    ----------
+    model_a, model_b : torch.nn.Module
+        The networks (the same object twice compares a model with itself; it runs once).
+    data : tensor, ndarray, (x, y), Dataset or DataLoader
+        Inputs, fed in batches (see :func:`nncompare.capture.iter_batches`).
+    layers_a, layers_b : list of names or glob patterns, optional
+        Default: every leaf module except dropout/identity/flatten
+        (:func:`default_layers`); ``layers_b`` defaults to ``layers_a`` when the two models
+        are the same object.
+    measures : list of registry names, or {name: {option: value}}
+        e.g. ``["cka", "svcca"]`` or ``{"svcca": {"variance": 0.99}, "pwcca": {}}``.
+    conv : {"mean", "samples", "flatten"}
+        Reshape policy for convolutional outputs (N, C, H, W): spatial mean (N, C), every
+        location a sample (N·H·W, C; only pairs of equal spatial size), or one feature per
+        (location, channel) (N, H·W·C). Named in the ``policy`` column.
+    batch_size, device, max_samples, progress
+        Data loading: batch size, device of the batches (default: model_a's), a cap on the
+        samples used, a tqdm progress bar.
+    names : (str, str)
+        Labels of the two models in the output.
+    keep_spectra : bool
+        Keep canonical-correlation spectra in ``df.attrs["spectra"]``.
+    provenance : mapping, optional
+        Extra provenance (seeds, data description) stored in ``df.attrs["provenance"]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (layer_a, layer_b, measure): ``model_a``, ``model_b``, ``layer_a``,
+        ``layer_b``, ``measure``, ``value``, ``policy``, ``n_samples`` and, where they apply,
+        ``kept_dims_x``, ``kept_dims_y``, ``rank_x``, ``rank_y``, ``error`` (why a value is
+        NaN). ``df.attrs`` holds ``provenance``, ``measures`` (options, conventions,
+        references), ``spectra`` and ``kept_dims``.
+
+    Notes
+    -----
+    All layer pairs come from one pass over the data: per batch, one joint product of all
+    recorded layers of both models updates the streaming moments.
+    """
+    import pandas as pd
+
+    spec = _measure_spec(measures)
+    same = model_b is model_a
+    la = default_layers(model_a) if layers_a is None else layers_a
+    if layers_b is None:
+        lb = la if same else default_layers(model_b)
+    else:
+        lb = layers_b
+    keep_arrays = any(not get_measure(m).streaming for m in spec)
+    models = {names[0]: (model_a, _as_list(la))}
+    if not (same and _as_list(lb) == _as_list(la)):
+        models[names[1] if names[1] != names[0] else names[1] + "'"] = (model_b, _as_list(lb))
+    stream = _run_stream(
+        models,
+        data,
+        conv=conv,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        max_samples=max_samples,
+        keep_arrays=keep_arrays,
+    )
+    from nncompare.capture import resolve_layers
+
+    label_b = list(models)[-1]
+    res_a = resolve_layers(model_a, _as_list(la))
+    res_b = resolve_layers(model_b, _as_list(lb))
+    pairs = [(f"{names[0]}:{a}", f"{label_b}:{b}", a, b) for a in res_a for b in res_b]
+    rows, spectra, kept, meta = _evaluate(stream, pairs, spec, keep_spectra=keep_spectra)
+    records = []
+    for row in rows:
+        rec = {
+            "model_a": names[0],
+            "model_b": names[1],
+            "layer_a": row.pop("_a"),
+            "layer_b": row.pop("_b"),
+            "measure": row["measure"],
+            "value": row["value"],
+            "policy": row["policy"],
+            "n_samples": stream.n_samples,
+        }
+        for k in ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y"):
+            if k in row:
+                rec[k] = row[k]
+        rec["error"] = row["error"]
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    for col in ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y"):
+        if col in df:
+            df[col] = df[col].astype("Int64")
+    df.attrs["provenance"] = _provenance(
+        {
+            "model_a": _describe(model_a),
+            "model_b": _describe(model_b),
+            "n_samples": stream.n_samples,
+            "conv_policy": conv,
+            "batch_size": batch_size,
+            "memory": "streaming moments (independent of n)"
+            if not keep_arrays
+            else "kernel/neighbourhood measures kept activations in memory",
+            **dict(provenance or {}),
+        }
+    )
+    df.attrs["measures"] = meta
+    df.attrs["spectra"] = spectra
+    df.attrs["kept_dims"] = kept
+    df.attrs["title"] = f"{names[0]} vs {names[1]}"
+    return df
+
+
+def _as_list(layers: Sequence[str] | str) -> list[str]:
+    return [layers] if isinstance(layers, str) else list(layers)
+
+
+def _describe(model: Any) -> dict[str, Any]:
+    n_params = sum(int(p.numel()) for p in model.parameters())
+    return {"class": type(model).__name__, "parameters": n_params}
+
+
+def compare_checkpoints(
+    model: Any,
+    checkpoints: Sequence[Any],
+    data: Any,
+    *,
+    layers: Sequence[str] | str | None = None,
+    measures: Sequence[str] | Mapping[str, Mapping[str, Any]] | str = ("cka", "svcca"),
+    reference: int | str = -1,
+    labels: Sequence[str] | None = None,
+    conv: str = "mean",
+    batch_size: int = 256,
+    device: Any = None,
+    max_samples: int | None = None,
+    progress: bool = False,
+) -> Any:
+    """Layer × checkpoint grid: each layer at each checkpoint against the same layer at
+    the reference checkpoint (learning dynamics, Raghu et al. 2017 §4).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An instance of the architecture; it is copied, never modified.
+    checkpoints : sequence of state dicts or paths (loaded with ``weights_only=True``)
+    reference : int or "all"
+        Index of the reference checkpoint (default: the last); "all" compares every
+        checkpoint with every other (checkpoint × checkpoint grids per layer).
+    labels : names of the checkpoints (default: "0", "1", ... or file stems).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``checkpoint``, ``reference``, ``layer``, ``measure``, ``value``, ``policy``,
+        ``n_samples``, ``error``; attrs as :func:`compare_models`.
+    """
+    import pandas as pd
+    import torch
+
+    if len(checkpoints) < 1:
+        raise ValueError("checkpoints must hold at least one state dict or path.")
+    spec = _measure_spec(measures)
+    if labels is None:
+        labels = [_ckpt_label(c, i) for i, c in enumerate(checkpoints)]
+    labels = [str(lab) for lab in labels]
+    if len(set(labels)) != len(labels) or len(labels) != len(checkpoints):
+        raise ValueError("labels must be unique, one per checkpoint.")
+    layer_list = default_layers(model) if layers is None else _as_list(layers)
+    models: dict[str, tuple[Any, list[str]]] = {}
+    for lab, ck in zip(labels, checkpoints, strict=True):
+        m = copy.deepcopy(model)
+        state = ck
+        if not isinstance(ck, Mapping):
+            state = torch.load(ck, map_location="cpu", weights_only=True)
+            if isinstance(state, Mapping) and "state_dict" in state:
+                state = state["state_dict"]
+        m.load_state_dict(state)
+        models[lab] = (m, layer_list)
+    keep_arrays = any(not get_measure(x).streaming for x in spec)
+    stream = _run_stream(
+        models,
+        data,
+        conv=conv,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        max_samples=max_samples,
+        keep_arrays=keep_arrays,
+    )
+    from nncompare.capture import resolve_layers
+
+    resolved = resolve_layers(model, layer_list)
+    if reference == "all":
+        refs = labels
+    else:
+        try:
+            refs = [labels[int(reference)]]
+        except (IndexError, ValueError, TypeError):
+            raise ValueError(
+                f"reference must be a checkpoint index in [-{len(labels)}, {len(labels) - 1}] "
+                f"or 'all'; got {reference!r}."
+            ) from None
+    pairs = []
+    for layer in resolved:
+        for lab in labels:
+            for ref in refs:
+                pairs.append(
+                    (f"{lab}:{layer}", f"{ref}:{layer}", f"{lab}@{layer}", f"{ref}@{layer}")
+                )
+    rows, _, _, meta = _evaluate(stream, pairs, spec, keep_spectra=False)
+    records = []
+    for row in rows:
+        ck, layer = row.pop("_a").split("@", 1)
+        ref = row.pop("_b").split("@", 1)[0]
+        records.append(
+            {
+                "checkpoint": ck,
+                "reference": ref,
+                "layer": layer,
+                "measure": row["measure"],
+                "value": row["value"],
+                "policy": row["policy"],
+                "n_samples": stream.n_samples,
+                "error": row["error"],
+            }
+        )
+    df = pd.DataFrame.from_records(records)
+    df.attrs["provenance"] = _provenance(
+        {
+            "model": _describe(model),
+            "checkpoints": labels,
+            "n_samples": stream.n_samples,
+            "conv_policy": conv,
+        }
+    )
+    df.attrs["measures"] = meta
+    return df
+
+
+def _ckpt_label(ck: Any, i: int) -> str:
+    if isinstance(ck, str | bytes) or hasattr(ck, "__fspath__"):
+        from pathlib import Path
+
+        return Path(ck).stem
+    return str(i)

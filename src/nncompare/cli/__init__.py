@@ -1,0 +1,1 @@
+"""The ``nncompare`` command line: a thin layer over the public functions."""
