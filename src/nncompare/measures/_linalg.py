@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nncompare._array import Array, conj_t, real
+import numpy as np
+
+from nncompare._array import Array, conj_t, is_torch, real
 
 DEFAULT_RTOL = 1e-10
 
@@ -58,6 +60,53 @@ def diag(xp: Any, C: Array) -> Array:
     return flat[..., :: d + 1]
 
 
+CHOLESKY_PIVOT_FLOOR = 1e-6
+
+
+def _tri_inv(xp: Any, L: Array) -> Array:
+    """Inverse of a lower-triangular matrix (triangular solve where the library has one)."""
+    eye = xp.eye(L.shape[-1], dtype=L.dtype, device=_device(L))
+    if is_torch(L):
+        import torch
+
+        return torch.linalg.solve_triangular(L, eye, upper=False)
+    if isinstance(L, np.ndarray):
+        from scipy.linalg import solve_triangular
+
+        return solve_triangular(L, eye, lower=True, check_finite=False)
+    return xp.linalg.inv(L)
+
+
+def _device(a: Array) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(a)
+
+
+def _cholesky_side(xp: Any, R: Array, scale: Array, n_constant: int) -> Side | None:
+    """Whitening by Cholesky of a well-conditioned correlation matrix, or None.
+
+    Accepted only when every pivot of the unit-diagonal correlation matrix exceeds
+    ``CHOLESKY_PIVOT_FLOOR`` (so no feature is within 1e-3 of a linear combination of
+    the previous ones); otherwise the eigen-decomposition decides the numerical rank.
+    Cholesky costs d³/3 flops against ~9d³ for an eigen-decomposition.
+    """
+    if n_constant or R.ndim != 2:
+        return None
+    try:
+        L = xp.linalg.cholesky(R)
+    except Exception:  # not positive definite: rank-deficient
+        return None
+    piv = diag(xp, L)
+    if not bool(xp.all(piv * piv > CHOLESKY_PIVOT_FLOOR)):
+        return None
+    Linv = _tri_inv(xp, L)
+    W = scale[:, None] * xp.matrix_transpose(Linv)
+    d = R.shape[-1]
+    mask = xp.ones(d, dtype=xp.bool, device=_device(R))
+    return Side(W=W, evals=None, evecs=None, mask=mask, rank=d, scale=scale, n_constant=0)
+
+
 def whiten(
     xp: Any,
     C: Array,
@@ -73,6 +122,13 @@ def whiten(
         Features known to be exactly constant; they are excluded.
     rtol : float
         Relative eigenvalue cut-off for the numerical rank.
+
+    Notes
+    -----
+    A single well-conditioned real matrix is whitened by Cholesky (fast path, full rank);
+    anything else — stacks, constant features, near-collinear features — by a Hermitian
+    eigen-decomposition with the ``rtol`` rank cut-off. Any whitening gives the same
+    canonical correlations and directions.
     """
     var = real(xp, diag(xp, C))
     if constant is None:
@@ -84,6 +140,10 @@ def whiten(
     scale = xp.where(constant, xp.zeros_like(var), 1.0 / xp.sqrt(safe_var))
     scale_c = xp.astype(scale, C.dtype) if C.dtype != scale.dtype else scale
     R = scale_c[..., :, None] * C * scale_c[..., None, :]
+    if not xp.isdtype(R.dtype, "complex floating"):
+        fast = _cholesky_side(xp, R, scale_c, n_constant)
+        if fast is not None:
+            return fast
     evals, evecs = xp.linalg.eigh(R)
     # descending order
     evals = xp.flip(evals, axis=-1)
@@ -122,11 +182,15 @@ def cca_core(
 ) -> CCACore:
     """Canonical correlations from two whitenings and the cross co-moment ``Cxy`` (…, d1, d2)."""
     M = conj_t(xp, side_x.W) @ Cxy @ side_y.W
-    rho = xp.linalg.svdvals(M)
     U = Vh = None
-    if want_vectors:
-        Mv = M.detach() if hasattr(M, "detach") else M
-        U, _, Vh = xp.linalg.svd(Mv, full_matrices=False)
+    needs_grad = bool(getattr(M, "requires_grad", False))
+    if want_vectors and not needs_grad:
+        U, rho, Vh = xp.linalg.svd(M, full_matrices=False)
+    else:
+        # singular values alone have well-defined gradients even when they repeat
+        rho = xp.linalg.svdvals(M)
+        if want_vectors:
+            U, _, Vh = xp.linalg.svd(M.detach(), full_matrices=False)
     if isinstance(side_x.rank, int):
         k = min(side_x.rank, side_y.rank)
     else:
