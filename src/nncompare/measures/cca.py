@@ -113,9 +113,9 @@ def _core(
     sx = sx if sx is not None else _side(m, "x", rtol)
     sy = sy if sy is not None else _side(m, "y", rtol)
     _all_constant(m, sx, sy, measure)
+    check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
     if warn_rank:
         _warn_rank(m, sx, sy, measure)
-    check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
     return cca_core(m.xp, sx, sy, m.cxy)
 
 

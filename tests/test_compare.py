@@ -1,0 +1,230 @@
+"""compare_models / compare_checkpoints / pairwise on real models and data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nncompare as nc
+from nncompare.data import load_digits
+from nncompare.models import MLP, SmallCNN
+
+
+def _shared() -> Path:
+    env = os.environ.get("NNCOMPARE_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits("test")
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    a = SmallCNN()
+    torch.manual_seed(1)
+    b = SmallCNN()
+    return a, b
+
+
+def test_compare_models_tidy_frame(nets, digits):
+    a, b = nets
+    df = nc.compare_models(
+        a,
+        b,
+        digits.x,
+        layers_a=["conv*", "fc"],
+        layers_b=["conv2", "fc"],
+        measures=["cka", "svcca", "pwcca"],
+        batch_size=100,
+    )
+    assert set(df.columns) >= {
+        "model_a",
+        "model_b",
+        "layer_a",
+        "layer_b",
+        "measure",
+        "value",
+        "policy",
+        "n_samples",
+        "error",
+    }
+    assert len(df) == 3 * 2 * 3
+    assert (df["n_samples"] == len(digits.x)).all()
+    assert set(df["policy"]) <= {"mean", "none", "mean/none", "none/mean"}
+    assert df["value"].between(0, 1).all()
+    assert set(df.attrs["measures"]) == {"cka", "svcca", "pwcca"}
+    assert "torch" in df.attrs["provenance"]
+    assert "conv2|fc" in df.attrs["spectra"]["svcca"]
+    assert df.attrs["kept_dims"]
+
+
+def test_compare_models_matches_in_memory_measures(nets, digits):
+    """The streamed grid equals the measures computed on the captured arrays."""
+    a, b = nets
+    layers = ["relu1", "relu2", "fc"]
+    df = nc.compare_models(
+        a,
+        b,
+        digits.x,
+        layers_a=layers,
+        layers_b=layers,
+        measures=["cka", "cca", "cka_debiased"],
+        batch_size=64,
+    )
+    acts_a = nc.capture(a, digits.x, layers, reduce="avgpool")
+    acts_b = nc.capture(b, digits.x, layers, reduce="avgpool")
+    for la in layers:
+        for lb in layers:
+            X = acts_a[la].astype(np.float64)
+            Y = acts_b[lb].astype(np.float64)
+            for m in ("cka", "cca", "cka_debiased"):
+                got = df.query("layer_a == @la and layer_b == @lb and measure == @m")["value"]
+                want = nc.similarity(X, Y, m)
+                np.testing.assert_allclose(got.item(), want, rtol=1e-6, atol=1e-9)
+
+
+def test_compare_same_model_runs_once_and_is_one_on_diagonal(nets, digits):
+    a, _ = nets
+    df = nc.compare_models(a, a, digits.x, layers_a=["relu1", "fc"], measures=["cka"])
+    diag = df[df.layer_a == df.layer_b]["value"].to_numpy()
+    np.testing.assert_allclose(diag, 1.0, atol=1e-12)
+
+
+def test_compare_models_samples_policy_pairs_only_same_resolution(nets, digits):
+    a, b = nets
+    df = nc.compare_models(
+        a,
+        b,
+        digits.x,
+        layers_a=["relu1", "relu2"],
+        layers_b=["relu1"],
+        measures=["cka"],
+        conv="samples",
+    )
+    same = df.query("layer_a == 'relu1'")
+    other = df.query("layer_a == 'relu2'")
+    assert same["value"].notna().all() and (same["policy"] == "samples").all()
+    if a.relu2 is not None and other["value"].isna().all():
+        assert "same spatial size" in other["error"].iloc[0]
+
+
+def test_compare_checkpoints_layer_by_checkpoint(digits, tmp_path):
+    torch.manual_seed(0)
+    net = MLP(64, (32, 16), 10)
+    x = digits.x.reshape(len(digits.x), -1)
+    states = []
+    for step in range(3):
+        states.append({k: v.clone() for k, v in net.state_dict().items()})
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    paths = []
+    for i, s in enumerate(states):
+        path = tmp_path / f"ckpt{i}.pt"
+        torch.save(s, path)
+        paths.append(path)
+    df = nc.compare_checkpoints(net, paths, x, measures=["cka", "cca"])
+    assert set(df["checkpoint"]) == {"ckpt0", "ckpt1", "ckpt2"}
+    assert (df["reference"] == "ckpt2").all()
+    last = df[df.checkpoint == "ckpt2"]["value"].to_numpy()
+    np.testing.assert_allclose(last, 1.0, atol=1e-9)
+    grid = nc.compare_checkpoints(net, states, x, measures=["cka"], reference="all")
+    assert len(grid) == len(set(grid["layer"])) * 9
+    with pytest.raises(ValueError, match="reference"):
+        nc.compare_checkpoints(net, states, x, reference=7)
+
+
+def test_pairwise_joint_moments_equal_per_pair():
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(400, 6))
+    acts = {
+        f"l{i}": base @ rng.normal(size=(6, 5 + i)) + 0.3 * rng.normal(size=(400, 5 + i))
+        for i in range(4)
+    }
+    g = nc.pairwise(acts, measures=["cka", "cca", "svcca", "pwcca", "procrustes", "rsa"])
+    for i, a in enumerate(acts):
+        for j, b in enumerate(acts):
+            for m in g.measures:
+                np.testing.assert_allclose(
+                    g[m][i, j], nc.similarity(acts[a], acts[b], m), rtol=1e-9, atol=1e-12
+                )
+    frame = g.to_frame()
+    assert len(frame) == 16 * len(g.measures)
+
+
+def test_pairwise_records_undefined_pairs():
+    rng = np.random.default_rng(0)
+    acts = {"small": rng.normal(size=(30, 5)), "wide": rng.normal(size=(30, 40))}
+    g = nc.pairwise(acts, measures=["cca", "cka"])
+    assert np.isnan(g["cca"][0, 1]) and ("cca", "small", "wide") in g.errors
+    assert np.isfinite(g["cka"]).all()
+    with pytest.raises(ValueError, match="trivially"):
+        nc.pairwise(acts, measures=["cca"], errors="raise")
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_resnet20_vs_resnet32_streaming_grid_bounded_memory():
+    """ResNet-20 vs ResNet-32 stage-by-stage grid, streamed over real CIFAR-10 images."""
+    root = _shared() / "data"
+    ck = root / "akamaster_resnet_cifar10"
+    data = root / "cifar10" / "cifar10_test_jpeg10k.npz"
+    if not data.exists() or not ck.exists():
+        pytest.skip("shared data not available")
+    from nncompare.models import cifar_preprocess, cifar_resnet
+
+    r20 = cifar_resnet(20, weights=ck / "resnet20-12fca82f.th")
+    r32 = cifar_resnet(32, weights=ck / "resnet32-d509ac18.th")
+    with np.load(data) as f:
+        x = cifar_preprocess(f["x"][:1024])
+    layers_a = ["layer1", "layer2", "layer3", "avgpool", "linear"]
+    df = nc.compare_models(
+        r20,
+        r32,
+        x,
+        layers_a=layers_a,
+        layers_b=layers_a,
+        measures=["cka", "svcca"],
+        batch_size=128,
+        names=("R20", "R32"),
+    )
+    cka = df[df.measure == "cka"].pivot(index="layer_a", columns="layer_b", values="value")
+    cka = cka.loc[layers_a, layers_a]
+    assert np.isfinite(cka.to_numpy()).all()
+    # corresponding stages are more alike than mismatched ones
+    for layer in layers_a:
+        assert cka.loc[layer, layer] == pytest.approx(cka.loc[layer].max(), abs=0.05)
+    assert cka.loc["linear", "linear"] > 0.8  # logits of two good CIFAR classifiers
+    # memory: the accumulators hold only (D, D) moments, independent of the sample count
+    from nncompare.analyses.compare import _run_stream
+
+    small = _run_stream(
+        {"A": (r20, ["layer3"])},
+        x[:256],
+        conv="mean",
+        batch_size=128,
+        device=None,
+        progress=False,
+        max_samples=None,
+        keep_arrays=False,
+    )
+    big = _run_stream(
+        {"A": (r20, ["layer3"])},
+        x,
+        conv="mean",
+        batch_size=128,
+        device=None,
+        progress=False,
+        max_samples=None,
+        keep_arrays=False,
+    )
+    (jm_small,), (jm_big,) = small.groups.values(), big.groups.values()
+    assert jm_small.comoment.shape == jm_big.comoment.shape == (64, 64)
+    assert big.arrays == {} and big.n_samples == 1024
