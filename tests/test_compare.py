@@ -120,7 +120,7 @@ def test_compare_checkpoints_layer_by_checkpoint(digits, tmp_path):
     net = MLP(64, (32, 16), 10)
     x = digits.x.reshape(len(digits.x), -1)
     states = []
-    for step in range(3):
+    for _step in range(3):
         states.append({k: v.clone() for k, v in net.state_dict().items()})
         with torch.no_grad():
             for p in net.parameters():
