@@ -228,3 +228,37 @@ def test_resnet20_vs_resnet32_streaming_grid_bounded_memory():
     (jm_small,), (jm_big,) = small.groups.values(), big.groups.values()
     assert jm_small.comoment.shape == jm_big.comoment.shape == (64, 64)
     assert big.arrays == {} and big.n_samples == 1024
+
+
+def test_compare_models_dft_streams_exactly(nets, digits):
+    """conv='dft' in compare_models (per-frequency streaming moments) == in-memory dft_cca."""
+    from nncompare.capture import to_channels_last
+
+    a, b = nets
+    layers = ["relu1", "relu2", "fc"]
+    df = nc.compare_models(
+        a,
+        b,
+        digits.x,
+        layers_a=layers,
+        layers_b=layers,
+        measures=["cca", "svcca", "cka"],
+        conv="dft",
+        batch_size=97,
+    )
+    assert (df["policy"] == "dft").all()
+    assert df[df.measure == "cka"]["value"].isna().all()
+    assert "not defined with conv='dft'" in df[df.measure == "cka"]["error"].iloc[0]
+    acts_a = nc.capture(a, digits.x, layers)
+    acts_b = nc.capture(b, digits.x, layers)
+
+    def conv_view(arr):
+        arr = arr.astype(np.float64)
+        return to_channels_last(arr) if arr.ndim > 2 else arr[:, None, None, :]
+
+    for la in layers:
+        for lb in layers:
+            X, Y = conv_view(acts_a[la]), conv_view(acts_b[lb])
+            for m, fn in (("cca", nc.cca), ("svcca", nc.svcca)):
+                got = df.query("layer_a == @la and layer_b == @lb and measure == @m")["value"]
+                np.testing.assert_allclose(got.item(), float(fn(X, Y, conv="dft")), rtol=1e-9)

@@ -149,7 +149,7 @@ class JointMoments:
             ):
                 raise ValueError(
                     "batch layout differs from earlier batches: expected layers "
-                    f"{self.dims}, got {({k: int(arrays[k].shape[1]) for k in names})}. "
+                    f"{self.dims}, got { ({k: int(arrays[k].shape[1]) for k in names}) }. "
                     "Feed the same layers, in the same order, with the same widths."
                 )
         for k, a in arrays.items():
@@ -550,3 +550,112 @@ class MinibatchCKA:
 
 def iter_pairs(names_a: Iterable[str], names_b: Iterable[str]) -> list[tuple[str, str]]:
     return [(a, b) for a in names_a for b in names_b]
+
+
+# ---------------------------------------------------------------------- spectral moments
+class SpectralMoments:
+    """Joint per-frequency moments of convolutional activations, for the exact DFT path.
+
+    Each batch of channels-last activations (b, *spatial, c) is transformed by a unitary
+    DFT over the spatial axes and cropped to the common frequency grid ``spatial`` (the
+    frequencies -h/2 ≤ f < h/2 of each axis, see :func:`nncompare.measures.conv.dft_cca`);
+    the accumulator keeps, for every kept frequency f, the complex means and centred
+    co-moments of all layers jointly: ``comoment[f] = Σ_s (z_sf - z̄_f)ᴴ (z_sf - z̄_f)``,
+    shape (F, D, D). Memory is O(F·D²), independent of the number of samples; merging is
+    exact (Chan et al. 1979, with conjugates). Vector layers (b, d) count as spatial size 1,
+    whose only frequency (0) is the spatial mean.
+
+    Parameters
+    ----------
+    spatial : tuple of int
+        The common frequency grid; every layer must be at least this large on each axis.
+    """
+
+    def __init__(self, spatial: tuple[int, ...]) -> None:
+        self.spatial = tuple(int(s) for s in spatial)
+        self.n = 0
+        self.blocks: dict[str, _Block] = {}
+        self.mean: Array | None = None
+        self.comoment: Array | None = None
+        self._xp: Any = None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.blocks)
+
+    def __repr__(self) -> str:
+        return f"SpectralMoments(n={self.n}, spatial={self.spatial}, blocks={list(self.blocks)})"
+
+    def _spectrum(self, xp: Any, name: str, a: Array) -> Array:
+        from nncompare.measures.conv import _spectra
+
+        nsp = len(self.spatial)
+        if a.ndim == 2:
+            a = xp.reshape(a, (a.shape[0], *([1] * nsp), a.shape[1]))
+        if a.ndim != nsp + 2:
+            raise ValueError(
+                f"layer {name!r}: expected channels-last activations with {nsp} spatial axes "
+                f"(b, {', '.join('s' for _ in range(nsp))}, c) or vectors (b, d); got shape "
+                f"{tuple(a.shape)}."
+            )
+        size = tuple(int(s) for s in a.shape[1:-1])
+        if any(s < t for s, t in zip(size, self.spatial, strict=True)):
+            raise ValueError(
+                f"layer {name!r} has spatial size {size}, smaller than the frequency grid "
+                f"{self.spatial} of this accumulator."
+            )
+        F = _spectra(xp, a, self.spatial, xp.complex128)  # (*spatial, b, c)
+        return xp.reshape(F, (-1, F.shape[-2], F.shape[-1]))
+
+    def update(self, batches: Mapping[str, Any]) -> SpectralMoments:
+        """Add a batch: ``name -> (b, *spatial, c)`` channels-last activations (or (b, d))."""
+        if not isinstance(batches, Mapping) or not batches:
+            raise TypeError("update() expects a non-empty mapping {layer_name: activations}.")
+        arrays = {str(k): as_array(v, name=str(k)) for k, v in batches.items()}
+        names = list(arrays)
+        first = arrays[names[0]]
+        for k in names[1:]:
+            _, arrays[k] = harmonize(first, arrays[k])
+        sizes = {k: int(a.shape[0]) for k, a in arrays.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"all batches must hold the same samples; got batch sizes {sizes}.")
+        for k, a in arrays.items():
+            check_finite(a, name=f"batch {k!r}")
+        xp = namespace(*arrays.values())
+        specs = [self._spectrum(xp, k, arrays[k]) for k in names]
+        if self.blocks:
+            if names != list(self.blocks) or any(
+                s.shape[-1] != self.blocks[k].dim for k, s in zip(names, specs, strict=True)
+            ):
+                raise ValueError("batch layout differs from earlier batches.")
+        else:
+            start = 0
+            for k, s in zip(names, specs, strict=True):
+                self.blocks[k] = _Block(k, start, start + int(s.shape[-1]))
+                start += int(s.shape[-1])
+        Z = xp.concat(specs, axis=-1)  # (F, b, D)
+        nb = int(Z.shape[-2])
+        mu = xp.mean(Z, axis=-2)
+        Zc = Z - mu[:, None, :]
+        com = xp.conj(xp.matrix_transpose(Zc)) @ Zc
+        if self.n == 0:
+            self._xp, self.n, self.mean, self.comoment = xp, nb, mu, com
+            return self
+        na, n = self.n, self.n + nb
+        delta = mu - self.mean
+        self.mean = self.mean + delta * (nb / n)
+        self.comoment = (
+            self.comoment + com + (na * nb / n) * (xp.conj(delta)[:, :, None] * delta[:, None, :])
+        )
+        self.n = n
+        return self
+
+    def pair(self, a: str, b: str) -> tuple[Array, Array, Array]:
+        """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d')."""
+        for k in (a, b):
+            if k not in self.blocks:
+                raise KeyError(f"no layer {k!r} in this accumulator; it holds {self.names}.")
+        ba, bb = self.blocks[a], self.blocks[b]
+        sa, sb = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
+        C = self.comoment
+        return C[:, sa, sa], C[:, sb, sb], C[:, sa, sb]

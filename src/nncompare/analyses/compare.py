@@ -27,7 +27,8 @@ from nncompare.stats import JointMoments
 
 __all__ = ["compare_checkpoints", "compare_models", "default_layers"]
 
-POLICIES = ("mean", "samples", "flatten")
+POLICIES = ("mean", "samples", "flatten", "dft")
+_DFT_MEASURES = ("cca", "cca_r2", "svcca")
 _SKIP_TYPES = ("Dropout", "Dropout1d", "Dropout2d", "Identity", "Flatten")
 _SPECTRUM_MEASURES = ("cca", "svcca", "pwcca", "cca_r2")
 
@@ -65,6 +66,49 @@ def _to_matrix(t: Any, policy: str) -> tuple[Any, tuple[int, ...], str]:
     return cl.reshape(-1, c), spatial, "samples"
 
 
+def _channels_last(t: Any) -> Any:
+    """(N, C, *spatial) -> (N, *spatial, C); vectors (N, d) unchanged."""
+    if t.ndim <= 2:
+        return t if t.ndim == 2 else t[:, None]
+    return t.movedim(1, -1)
+
+
+def _update_spectral(
+    stream: _Stream, acts: Mapping[str, Any], pairs: list[tuple[str, str]]
+) -> None:
+    """Feed one batch into per-frequency-grid spectral accumulators (exact DFT path)."""
+    from nncompare.stats import SpectralMoments
+
+    if not stream.spectral_members:
+        nsp = max((a.ndim - 2 for a in acts.values()), default=0)
+        if nsp == 0:
+            raise ValueError(
+                "conv='dft' needs convolutional layers; all chosen layers are vectors."
+            )
+        sizes: dict[str, tuple[int, ...]] = {}
+        for key, a in acts.items():
+            if a.ndim == 2:
+                sizes[key] = (1,) * nsp
+            elif a.ndim - 2 != nsp:
+                raise ValueError(
+                    "conv='dft' needs layers with the same number of spatial axes; got "
+                    f"{a.ndim - 2} for {key!r} and {nsp} elsewhere."
+                )
+            else:
+                sizes[key] = tuple(int(v) for v in a.shape[1:-1])
+        for ka, kb in pairs:
+            t = tuple(min(p, q) for p, q in zip(sizes[ka], sizes[kb], strict=True))
+            stream.dft_target[(ka, kb)] = t
+            members = stream.spectral_members.setdefault(t, [])
+            for k in (ka, kb):
+                if k not in members:
+                    members.append(k)
+        for t in stream.spectral_members:
+            stream.spectral[t] = SpectralMoments(t)
+    for t, members in stream.spectral_members.items():
+        stream.spectral[t].update({k: acts[k] for k in members})
+
+
 @dataclass
 class _Stream:
     """Everything one pass over the data accumulates."""
@@ -75,6 +119,9 @@ class _Stream:
     width_of: dict[str, int] = field(default_factory=dict)
     arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
     n_samples: int = 0
+    spectral: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    spectral_members: dict[tuple[int, ...], list[str]] = field(default_factory=dict)
+    dft_target: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
 
 
 def _run_stream(
@@ -87,6 +134,7 @@ def _run_stream(
     progress: bool,
     max_samples: int | None,
     keep_arrays: bool,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> _Stream:
     import torch
 
@@ -128,11 +176,17 @@ def _run_stream(
         for x in batches:
             per_group: dict[tuple[int, ...], dict[str, Any]] = {}
             nb = int(x.shape[0])
+            dft_acts: dict[str, Any] = {}
             for _m, labels, rec in recorders:
                 out = rec.run(x)
                 for lab in labels:
                     for layer in resolved[lab][1]:
                         key = f"{lab}:{layer}"
+                        if conv == "dft":
+                            dft_acts[key] = _channels_last(out[layer]).to(torch.float64)
+                            stream.policy_of[key] = "dft"
+                            stream.group_of[key] = ()
+                            continue
                         mat, group, used = _to_matrix(out[layer], conv)
                         mat = mat.to(torch.float64)
                         prev = stream.group_of.setdefault(key, group)
@@ -148,6 +202,8 @@ def _run_stream(
                             stream.arrays.setdefault(key, []).append(mat.cpu().numpy())
             for group, batch in per_group.items():
                 stream.groups.setdefault(group, JointMoments()).update(batch)
+            if conv == "dft":
+                _update_spectral(stream, dft_acts, pairs or [])
             stream.n_samples += nb
             if bar is not None:
                 bar.update(nb)
@@ -159,6 +215,30 @@ def _run_stream(
     if stream.n_samples == 0:
         raise ValueError("the data yielded no samples; pass at least a few hundred inputs.")
     return stream
+
+
+def _dft_measure(stream: _Stream, ka: str, kb: str, measure: str, opts: dict[str, Any]) -> Any:
+    from nncompare.measures.conv import dft_cca_from_comoments
+
+    if measure not in _DFT_MEASURES:
+        raise ValueError(
+            f"{measure} is not defined with conv='dft' (only {', '.join(_DFT_MEASURES)}); use "
+            "conv='mean', 'samples' or 'flatten' for it."
+        )
+    t = stream.dft_target[(ka, kb)]
+    cxx, cyy, cxy = stream.spectral[t].pair(ka, kb)
+    kw: dict[str, Any] = {"rtol": opts.get("rtol", 1e-10)}
+    if measure == "svcca":
+        dims = opts.get("dims")
+        if dims is not None:
+            kw["dims"] = tuple(dims) if isinstance(dims, list | tuple) else (dims, dims)
+        else:
+            kw["variance"] = opts.get("variance", 0.99)
+    res = dft_cca_from_comoments(cxx, cyy, cxy, stream.n_samples, target=t, **kw)
+    if measure == "cca_r2":
+        r = np.asarray(res.rho)
+        res = type(res)(**{**res.__dict__, "measure": "cca_r2", "value": float(np.mean(r**2))})
+    return res
 
 
 def _measure_spec(measures: Any) -> dict[str, dict[str, Any]]:
@@ -233,7 +313,9 @@ def _evaluate(
                         f"spatial size; got {ga or 'vector'} and {gb or 'vector'}. Use "
                         "conv='mean' to compare across resolutions."
                     )
-                if info.streaming:
+                if stream.dft_target:
+                    res = _dft_measure(stream, key_a, key_b, measure, opts)
+                elif info.streaming:
                     res = compute(stream.groups[ga].pair(key_a, key_b), None, measure, **opts)
                 else:
                     res = compute(arrays(key_a), arrays(key_b), measure, **opts)
@@ -307,10 +389,13 @@ def compare_models(
         are the same object.
     measures : list of registry names, or {name: {option: value}}
         e.g. ``["cka", "svcca"]`` or ``{"svcca": {"variance": 0.99}, "pwcca": {}}``.
-    conv : {"mean", "samples", "flatten"}
+    conv : {"mean", "samples", "flatten", "dft"}
         Reshape policy for convolutional outputs (N, C, H, W): spatial mean (N, C), every
-        location a sample (N·H·W, C; only pairs of equal spatial size), or one feature per
-        (location, channel) (N, H·W·C). Named in the ``policy`` column.
+        location a sample (N·H·W, C; only pairs of equal spatial size), one feature per
+        (location, channel) (N, H·W·C), or the exact DFT path of Raghu et al. §3.1
+        (per-frequency streaming moments, cropping to the smaller size; cca, cca_r2 and
+        svcca only; vector layers count as spatial size 1, i.e. their DC term). Named in the
+        ``policy`` column.
     batch_size, device, max_samples, progress
         Data loading: batch size, device of the batches (default: model_a's), a cap on the
         samples used, a tqdm progress bar.
@@ -348,6 +433,12 @@ def compare_models(
     models = {names[0]: (model_a, _as_list(la))}
     if not (same and _as_list(lb) == _as_list(la)):
         models[names[1] if names[1] != names[0] else names[1] + "'"] = (model_b, _as_list(lb))
+    from nncompare.capture import resolve_layers
+
+    label_b = list(models)[-1]
+    res_a = resolve_layers(model_a, _as_list(la))
+    res_b = resolve_layers(model_b, _as_list(lb))
+    pairs = [(f"{names[0]}:{a}", f"{label_b}:{b}", a, b) for a in res_a for b in res_b]
     stream = _run_stream(
         models,
         data,
@@ -357,13 +448,8 @@ def compare_models(
         progress=progress,
         max_samples=max_samples,
         keep_arrays=keep_arrays,
+        pairs=[(p[0], p[1]) for p in pairs],
     )
-    from nncompare.capture import resolve_layers
-
-    label_b = list(models)[-1]
-    res_a = resolve_layers(model_a, _as_list(la))
-    res_b = resolve_layers(model_b, _as_list(lb))
-    pairs = [(f"{names[0]}:{a}", f"{label_b}:{b}", a, b) for a in res_a for b in res_b]
     rows, spectra, kept, meta = _evaluate(stream, pairs, spec, keep_spectra=keep_spectra)
     records = []
     for row in rows:
@@ -472,16 +558,6 @@ def compare_checkpoints(
         m.load_state_dict(state)
         models[lab] = (m, layer_list)
     keep_arrays = any(not get_measure(x).streaming for x in spec)
-    stream = _run_stream(
-        models,
-        data,
-        conv=conv,
-        batch_size=batch_size,
-        device=device,
-        progress=progress,
-        max_samples=max_samples,
-        keep_arrays=keep_arrays,
-    )
     from nncompare.capture import resolve_layers
 
     resolved = resolve_layers(model, layer_list)
@@ -502,6 +578,17 @@ def compare_checkpoints(
                 pairs.append(
                     (f"{lab}:{layer}", f"{ref}:{layer}", f"{lab}@{layer}", f"{ref}@{layer}")
                 )
+    stream = _run_stream(
+        models,
+        data,
+        conv=conv,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        max_samples=max_samples,
+        keep_arrays=keep_arrays,
+        pairs=[(p[0], p[1]) for p in pairs],
+    )
     rows, _, _, meta = _evaluate(stream, pairs, spec, keep_spectra=False)
     records = []
     for row in rows:

@@ -35,7 +35,7 @@ from nncompare._validation import check_finite, check_option
 from nncompare.measures._linalg import DEFAULT_RTOL, Side, cca_core, check_not_trivial, whiten
 from nncompare.results import DFTCCAResult
 
-__all__ = ["dft_cca", "reshape_conv", "reshape_pair"]
+__all__ = ["dft_cca", "dft_cca_from_comoments", "reshape_conv", "reshape_pair"]
 
 POLICIES = ("samples", "flatten", "mean")
 
@@ -228,6 +228,41 @@ def dft_cca(
     F = _spectra(xp, X, target, xp.complex128)
     G = _spectra(xp, Y, target, xp.complex128)
     Cxx, Cyy, Cxy = _block_comoments(xp, F, G)
+    resized = X.shape[1:-1] != Y.shape[1:-1]
+    return dft_cca_from_comoments(
+        Cxx,
+        Cyy,
+        Cxy,
+        n,
+        target=target,
+        rtol=rtol,
+        variance=variance,
+        dims=dims,
+        resized=resized,
+    )
+
+
+def dft_cca_from_comoments(
+    Cxx: Array,
+    Cyy: Array,
+    Cxy: Array,
+    n: int,
+    *,
+    target: tuple[int, ...],
+    rtol: float = DEFAULT_RTOL,
+    variance: float | None = None,
+    dims: tuple[int | None, int | None] | None = None,
+    resized: bool = False,
+) -> DFTCCAResult:
+    """DFT CCA/SVCCA from per-frequency complex co-moments (*target, c1, c1) etc. or (F, ...).
+
+    Used by :func:`dft_cca` and by streaming comparisons (:class:`nncompare.stats.SpectralMoments`).
+    """
+    xp = namespace(Cxx, Cyy, Cxy)
+    shape = tuple(int(t) for t in target)
+    Cxx = xp.reshape(Cxx, (*shape, Cxx.shape[-2], Cxx.shape[-1]))
+    Cyy = xp.reshape(Cyy, (*shape, Cyy.shape[-2], Cyy.shape[-1]))
+    Cxy = xp.reshape(Cxy, (*shape, Cxy.shape[-2], Cxy.shape[-1]))
     svd_mode = variance is not None or dims is not None
     if svd_mode:
         dx, dy = dims if dims is not None else (None, None)
@@ -258,9 +293,7 @@ def dft_cca(
         conventions={
             "conv": "dft",
             "transform": "unitary DFT over spatial axes (complex128)",
-            "resize": "frequency cropping to the smaller size"
-            if X.shape[1:-1] != Y.shape[1:-1]
-            else "none",
+            "resize": "frequency cropping to the smaller size" if resized else "none",
             "average": "mean of all coefficients over all frequencies",
             "rank_rtol": rtol,
             "selection": None
@@ -274,7 +307,7 @@ def dft_cca(
         rho_per_frequency=rho,
         k_per_frequency=k,
         mean_per_frequency=mean_pf,
-        spatial_shape=target,
+        spatial_shape=shape,
         kept_dims_x=kx,
         kept_dims_y=ky,
     )
