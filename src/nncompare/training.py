@@ -504,13 +504,20 @@ def train(
             checkpoints.append(save_state_dict(model.state_dict(), ckpt_dir / name))
             checkpoint_steps.append(step)
 
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    cuda_devices: list[int] = []
+    if device.type == "cuda":
+        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     history: list[EpochStats] = []
     start = time.perf_counter()
     step = 0
     current_lr = float(lr)
     with _keep_modes(model), torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(int(seed))
+        # seed only the generators that fork_rng restores (torch.manual_seed would also
+        # reseed every CUDA device for good)
+        torch.default_generator.manual_seed(int(seed))
+        for index in cuda_devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(int(seed))
         shuffle = torch.Generator().manual_seed(int(seed))
         maybe_save(0)
         for epoch in range(1, epochs + 1):
@@ -529,7 +536,7 @@ def train(
                 loss = F.cross_entropy(logits, yb)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"training loss became {float(loss)} at epoch {epoch}, step "
+                        f"training loss became {float(loss.detach())} at epoch {epoch}, step "
                         f"{step + 1}; the run diverged. Lower the learning rate (lr={lr}) "
                         "or check the inputs for NaN/inf."
                     )

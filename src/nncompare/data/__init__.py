@@ -1,0 +1,16 @@
+"""Small data sets that ship with Python packages (no downloads, ever).
+
+* :func:`load_digits` - scikit-learn's 1797 real 8×8 handwritten digits.
+* :func:`load_mnist1d` - MNIST-1D, generated offline by the ``mnist1d`` package.
+* :func:`load_array_file` - your own ``.npy`` / ``.npz`` arrays.
+
+Every loader returns a :class:`Dataset` (``x``, ``y``, ``name``, ``split``,
+``num_classes``, ``info``). Torch is imported only when ``as_tensor=True``.
+"""
+
+from nncompare.data._dataset import Dataset
+from nncompare.data.arrays import load_array_file
+from nncompare.data.digits import load_digits, stratified_split
+from nncompare.data.mnist1d import load_mnist1d
+
+__all__ = ["Dataset", "load_array_file", "load_digits", "load_mnist1d", "stratified_split"]
