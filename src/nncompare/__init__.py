@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     # streaming statistics
     "Moments": "nncompare.stats",
     "JointMoments": "nncompare.stats",
+    "SpectralMoments": "nncompare.stats",
     "MinibatchCKA": "nncompare.stats",
     # grids
     "pairwise": "nncompare.analyses.grid",
@@ -53,7 +54,7 @@ _SUBMODULES = {
     "plot",
     "report",
     "training",
-    "parallel",
+    "demo",
 }
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
