@@ -148,6 +148,16 @@ def _run_stream(
         except StopIteration:
             device = torch.device("cpu")
     resolved = {lab: (m, resolve_layers(m, layers)) for lab, (m, layers) in models.items()}
+    for lab, (m, layers) in resolved.items():
+        modules = dict(m.named_modules())
+        for layer in layers:
+            if isinstance(modules.get(layer), torch.jit.ScriptModule):
+                raise ValueError(
+                    f"layer {layer!r} of {lab} is a TorchScript module, and TorchScript does not "
+                    "support forward hooks, so its activations cannot be recorded. Record the "
+                    "model's 'output' instead, or export the model with torch.export (dynamic "
+                    "batch dimension), whose layers keep their names and can be hooked."
+                )
     stream = _Stream()
     # distinct model objects are run once each, whatever their labels
     by_model: dict[int, tuple[Any, list[str], list[str]]] = {}

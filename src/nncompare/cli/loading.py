@@ -51,6 +51,41 @@ def _parse_factory(spec: str) -> tuple[str, str, dict[str, Any]]:
     return module, name.strip(), kwargs
 
 
+def _load_exported(path: Path) -> Any:
+    """A torch.export archive, unflattened so that its submodules keep their names (hookable)."""
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise click.ClickException(f"cannot load torch.export archive {path}: {exc}") from None
+    try:
+        return torch.export.unflatten(program)
+    except Exception:  # pragma: no cover - exotic programs
+        return program.module()
+
+
+def scripted_model(scripted: Any) -> Any:
+    """Wrap a TorchScript module so that its output can be recorded as layer ``output``.
+
+    TorchScript modules do not support forward hooks (a PyTorch limitation), so their inner
+    layers cannot be captured; ``output`` (the model's output) can. For per-layer comparisons
+    export the model with ``torch.export`` (with a dynamic batch dimension) instead.
+    """
+    import torch
+
+    class _Scripted(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.scripted = inner
+            self.output = torch.nn.Identity()
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return self.output(self.scripted(*args, **kwargs))
+
+    return _Scripted(scripted)
+
+
 def load_state(path: str | Path, *, allow_pickle: bool = False) -> Any:
     import pickle
 
@@ -79,24 +114,19 @@ def load_model(spec: str, *, weights: str | None = None, allow_pickle: bool = Fa
         if weights:
             raise click.BadParameter("--weights applies to module:factory models only")
         if path.suffix == ".pt2":
-            try:
-                return torch.export.load(str(path)).module()
-            except Exception as exc:
-                raise click.ClickException(
-                    f"cannot load torch.export archive {path}: {exc}"
-                ) from None
+            return _load_exported(path)
         try:
             net = torch.jit.load(str(path), map_location="cpu")
         except Exception:
             try:
-                return torch.export.load(str(path)).module()
-            except Exception:
+                return _load_exported(path)
+            except click.ClickException:
                 raise click.ClickException(
                     f"{path} is neither a TorchScript nor a torch.export archive. For a "
                     "state-dict checkpoint pass the architecture as module:factory and the "
                     "file with --weights."
                 ) from None
-        return net.eval()
+        return scripted_model(net).eval()
     if ":" not in spec:
         raise click.BadParameter(
             f"{spec!r} is not an existing model archive nor 'module:factory'", param_hint="MODEL"

@@ -1,0 +1,34 @@
+"""Figures of layer-by-layer comparisons (matplotlib, pyplot-free, never shown).
+
+All functions take the tidy frame returned by :func:`nncompare.compare_models` and return a
+:class:`matplotlib.figure.Figure`::
+
+    import nncompare as nc
+
+    df = nc.compare_models(net_a, net_b, x)
+    fig = nc.plot.heatmap(df, "cka")
+    fig.savefig("cka.png")                      # or nc.plot.figure_to_png_bytes(fig)
+
+* :func:`heatmap` — layer × layer grid of one measure (NaN cells hatched).
+* :func:`spectrum` — canonical correlation spectra ρ_i of selected layer pairs.
+* :func:`kept_dims` — SVCCA kept dimensions per layer.
+* :func:`layer_profile` — for each layer of A, the best-matching layer of B.
+
+Requires matplotlib (``pip install "nncompare[plot]"``); it is imported only when a figure
+is drawn.
+"""
+
+from nncompare.plot._export import figure_to_png_bytes, figure_to_svg
+from nncompare.plot._style import paper_style, shorten
+from nncompare.plot.figures import heatmap, kept_dims, layer_profile, spectrum
+
+__all__ = [
+    "figure_to_png_bytes",
+    "figure_to_svg",
+    "heatmap",
+    "kept_dims",
+    "layer_profile",
+    "paper_style",
+    "shorten",
+    "spectrum",
+]

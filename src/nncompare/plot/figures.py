@@ -1,0 +1,519 @@
+"""Figures of a layer-by-layer comparison: heatmaps, CCA spectra, SVCCA kept dims, profiles.
+
+Every function takes the tidy frame of :func:`nncompare.compare_models` (or, for
+:func:`spectrum`, a spectra mapping), draws into ``ax`` when one is given (else into a new
+pyplot-free Figure) and returns the Figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nncompare.plot._data import (
+    best_matches,
+    check_frame,
+    color_limits,
+    kept_dims_table,
+    layer_order,
+    measure_matrix,
+    measure_meta,
+    measures_in,
+    model_names,
+    pretty_measure,
+    spectra_of,
+    split_pair,
+)
+from nncompare.plot._style import (
+    LINESTYLES,
+    NAN_FACE,
+    NAN_HATCH_EDGE,
+    OKABE_ITO,
+    clean_text,
+    new_figure,
+    paper_style,
+    shorten,
+)
+
+__all__ = ["heatmap", "kept_dims", "layer_profile", "spectrum"]
+
+ANNOTATE_MAX = 12  # annotate heatmap cells when the grid is at most this many rows and columns
+MAX_TICKS = 40  # beyond this, only every k-th tick label is drawn
+
+
+def _clamp(x: float, lo: float, hi: float) -> float:
+    return max(lo, min(hi, x))
+
+
+def _label_inches(names: Sequence[Any], max_len: int, fontsize: float = 8.0) -> float:
+    longest = max((len(shorten(n, max_len)) for n in names), default=4)
+    return longest * fontsize * 0.55 / 72.0
+
+
+def _tick_step(n: int) -> int:
+    return max(1, math.ceil(n / MAX_TICKS))
+
+
+def _set_ticks(ax: Any, axis: str, names: Sequence[Any], max_len: int) -> None:
+    n = len(names)
+    step = _tick_step(n)
+    pos = list(range(0, n, step))
+    labels = [clean_text(shorten(names[i], max_len)) for i in pos]
+    size = 8 if n <= 20 else (7 if n <= 30 else 6)
+    if axis == "x":
+        ax.set_xticks(pos)
+        ax.set_xticklabels(labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=size)
+    else:
+        ax.set_yticks(pos)
+        ax.set_yticklabels(labels, fontsize=size)
+
+
+def _luminance(rgba: Sequence[float]) -> float:
+    r, g, b = rgba[:3]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def heatmap(
+    df: Any,
+    measure: str,
+    *,
+    ax: Any = None,
+    annotate: bool | None = None,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    max_label_len: int = 20,
+    title: str | None = None,
+) -> Any:
+    """Layer × layer heatmap of one measure: layers of model A as rows, of model B as columns.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy frame of :func:`nncompare.compare_models`.
+    measure : str
+        Which measure to draw (a value of the ``measure`` column).
+    ax : matplotlib Axes, optional
+        Draw here (a colorbar is added next to it); default: a new Figure.
+    annotate : bool, optional
+        Write the values in the cells; default: when the grid is at most 12 × 12.
+    cmap : str
+        A perceptually uniform, colour-blind-safe map ("viridis", "cividis", ...).
+    vmin, vmax : float, optional
+        Colour limits; default: the measure's range (e.g. [0, 1]), or the data's when the
+        range is unbounded.
+    max_label_len : int
+        Longer layer names are shortened in the middle with "…" (the report tables keep them
+        in full).
+    title : str, optional
+        Default: "<Measure>: <model A> vs <model B>".
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Undefined (NaN) cells are grey and hatched, with a legend entry saying so.
+    """
+    check_frame(df)
+    rows, cols, mat = measure_matrix(df, measure)
+    if not rows or not cols:
+        held = sorted(map(str, measures_in(df)))
+        raise ValueError(f"no rows for measure {measure!r}; the frame holds {held}.")
+    meta = measure_meta(df, measure)
+    name_a, name_b = model_names(df)
+    lo, hi = color_limits(mat, meta.value_range, vmin, vmax)
+    nr, nc_ = mat.shape
+    if annotate is None:
+        annotate = nr <= ANNOTATE_MAX and nc_ <= ANNOTATE_MAX
+    with paper_style():
+        import matplotlib as mpl
+        from matplotlib.patches import Patch, Rectangle
+
+        own = ax is None
+        if own:
+            cell = 0.42 if max(nr, nc_) <= 12 else 0.26
+            xlab = _label_inches(cols, max_label_len) * 0.75
+            ylab = _label_inches(rows, max_label_len)
+            width = _clamp(1.9 + ylab + cell * nc_, 4.0, 13.0)
+            height = _clamp(1.5 + xlab + cell * nr, 3.2, 13.0)
+            fig = new_figure((width, height))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        cm = mpl.colormaps[cmap].with_extremes(bad=NAN_FACE)
+        norm = mpl.colors.Normalize(vmin=lo, vmax=hi)
+        masked = np.ma.masked_invalid(mat)
+        im = ax.imshow(masked, cmap=cm, norm=norm, aspect="auto", interpolation="nearest")
+        nan_cells = np.argwhere(~np.isfinite(mat))
+        for i, j in nan_cells:
+            ax.add_patch(
+                Rectangle(
+                    (j - 0.5, i - 0.5),
+                    1,
+                    1,
+                    facecolor=NAN_FACE,
+                    edgecolor=NAN_HATCH_EDGE,
+                    hatch="////",
+                    linewidth=0,
+                    gid="nan-cell",
+                )
+            )
+        if annotate:
+            fs = 8 if max(nr, nc_) <= 6 else (7 if max(nr, nc_) <= 9 else 6)
+            for i in range(nr):
+                for j in range(nc_):
+                    v = mat[i, j]
+                    if not np.isfinite(v):
+                        continue
+                    color = "black" if _luminance(cm(norm(v))) > 0.45 else "white"
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=fs, color=color)
+        _set_ticks(ax, "x", cols, max_label_len)
+        _set_ticks(ax, "y", rows, max_label_len)
+        ax.tick_params(length=2)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_xlabel(clean_text(f"{name_b} layer"))
+        ax.set_ylabel(clean_text(f"{name_a} layer"))
+        if title is None:
+            title = f"{meta.label}: {name_a} vs {name_b}"
+        ax.set_title(clean_text(title), loc="left")
+        cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=0.9)
+        cbar.set_label(clean_text(f"{meta.label} ({meta.direction})"))
+        cbar.outline.set_visible(False)
+        if len(nan_cells):
+            handle = Patch(
+                facecolor=NAN_FACE,
+                edgecolor=NAN_HATCH_EDGE,
+                hatch="////",
+                linewidth=0,
+                label=f"undefined (NaN): {len(nan_cells)} of {nr * nc_} pairs",
+            )
+            if own:
+                fig.legend(handles=[handle], loc="outside lower left", frameon=False)
+            else:
+                ax.legend(handles=[handle], loc="upper right", frameon=True, framealpha=0.9)
+    return fig
+
+
+def _default_pairs(
+    spectra: dict[str, np.ndarray],
+    df: Any,
+    measure: str,
+    layers_a: list[str] | None,
+    layers_b: list[str] | None,
+) -> list[str]:
+    split = {k: split_pair(k, layers_a, layers_b) for k in spectra}
+    diagonal = [k for k, (a, b) in split.items() if a == b]
+    if diagonal:
+        if layers_a:
+            rank = {a: i for i, a in enumerate(layers_a)}
+            diagonal.sort(key=lambda k: rank.get(split[k][0], len(rank)))
+        return diagonal
+    values: dict[str, float] = {}
+    hib = True
+    if df is not None:
+        hib = measure_meta(df, measure).higher_is_better
+        rows, cols, mat = measure_matrix(df, measure)
+        for i, a in enumerate(rows):
+            for j, b in enumerate(cols):
+                values[f"{a}|{b}"] = float(mat[i, j])
+    best: dict[str, tuple[float, str]] = {}
+    for k, (a, _b) in split.items():
+        v = values.get(k, float(np.mean(spectra[k])))
+        if not math.isfinite(v):
+            continue
+        score = v if hib else -v
+        if a not in best or score > best[a][0]:
+            best[a] = (score, k)
+    order = layers_a or list(dict.fromkeys(a for a, _ in split.values()))
+    return [best[a][1] for a in order if a in best]
+
+
+def _subsample(keys: list[str], k: int) -> list[str]:
+    if len(keys) <= k:
+        return keys
+    idx = np.unique(np.round(np.linspace(0, len(keys) - 1, k)).astype(int))
+    return [keys[i] for i in idx]
+
+
+def spectrum(
+    df_or_spectra: Any,
+    measure: str = "cca",
+    pairs: Sequence[str | tuple[str, str]] | None = None,
+    ax: Any = None,
+    *,
+    max_pairs: int = 8,
+    max_label_len: int = 20,
+    title: str | None = None,
+) -> Any:
+    """Canonical correlation spectra ρ_i (descending) against i, one line per layer pair.
+
+    Parameters
+    ----------
+    df_or_spectra : DataFrame or mapping
+        The frame of :func:`nncompare.compare_models` (spectra in ``attrs["spectra"]``), a
+        mapping ``{measure: {"a|b": rho}}`` or ``{"a|b": rho}``.
+    measure : str
+        A CCA-type measure ("cca", "svcca", "pwcca", "cca_r2").
+    pairs : list of "a|b" keys or (a, b) tuples, optional
+        Default: the same-named pairs (the diagonal); without any, the best-matching layer of
+        B for each layer of A. At most ``max_pairs`` evenly spaced ones are drawn.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With no spectrum recorded, the axes say so (no lines).
+    """
+    is_frame = hasattr(df_or_spectra, "columns") and hasattr(df_or_spectra, "attrs")
+    df = df_or_spectra if is_frame else None
+    spectra = spectra_of(df_or_spectra, measure)
+    layers_a = [str(x) for x in layer_order(df, "a")] if df is not None else None
+    layers_b = [str(x) for x in layer_order(df, "b")] if df is not None else None
+    if pairs is None:
+        keys = _subsample(_default_pairs(spectra, df, measure, layers_a, layers_b), max_pairs)
+    else:
+        keys = []
+        for p in pairs:
+            key = f"{p[0]}|{p[1]}" if isinstance(p, tuple | list) else str(p)
+            if key not in spectra:
+                avail = ", ".join(sorted(spectra)[:10]) or "none"
+                raise ValueError(
+                    f"no {measure} spectrum for pair {key!r}; recorded pairs: {avail}."
+                )
+            keys.append(key)
+    name_a, name_b = model_names(df) if df is not None else ("A", "B")
+    pair_values: dict[str, float] = {}
+    if df is not None and "measure" in df.columns:
+        rows, cols, mat = measure_matrix(df, measure)
+        for i, a in enumerate(rows):
+            for j, b in enumerate(cols):
+                pair_values[f"{a}|{b}"] = float(mat[i, j])
+    with paper_style():
+        own = ax is None
+        if own:
+            fig = new_figure((5.2, 3.2))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        kmax = 1
+        for idx, key in enumerate(keys):
+            rho = np.sort(spectra[key])[::-1]
+            kmax = max(kmax, rho.size)
+            a, b = split_pair(key, layers_a, layers_b)
+            label = (
+                shorten(a, max_label_len)
+                if a == b
+                else (f"{shorten(a, max_label_len)} ↔ {shorten(b, max_label_len)}")
+            )
+            value = pair_values.get(key, math.nan)
+            if math.isfinite(value):
+                label += f" ({value:.2f})"
+            else:
+                label += f" (mean ρ {np.nanmean(rho):.2f})"
+            ax.plot(
+                np.arange(1, rho.size + 1),
+                rho,
+                color=OKABE_ITO[idx % len(OKABE_ITO)],
+                linestyle=LINESTYLES[(idx // len(OKABE_ITO)) % len(LINESTYLES)],
+                marker="o" if rho.size <= 30 else None,
+                markersize=3,
+                label=clean_text(label),
+            )
+        ax.set_xlabel("canonical direction i (sorted by correlation)")
+        ax.set_ylabel("canonical correlation ρᵢ")
+        ax.set_ylim(-0.02, 1.04)
+        ax.set_xlim(0.5, kmax + 0.5)
+        if kmax <= 12:
+            ax.set_xticks(range(1, kmax + 1))
+        ax.grid(axis="y", alpha=0.3, linewidth=0.6)
+        if title is None:
+            title = f"{pretty_measure(measure)} spectra: {name_a} vs {name_b}"
+        if own:
+            fig.suptitle(clean_text(title), x=0.02, ha="left", fontsize=10, fontweight="bold")
+        else:
+            ax.set_title(clean_text(title), loc="left")
+        if keys:
+            what = f"{name_a} ↔ {name_b} layer"
+            what += f" ({measure})" if pair_values else " (mean ρ)"
+            legend_kw = {"title": clean_text(what)}
+            if own:
+                fig.legend(loc="outside right upper", **legend_kw)
+            else:
+                ax.legend(loc="best", **legend_kw)
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                f"no {measure} spectra recorded",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="0.4",
+            )
+    return fig
+
+
+def kept_dims(
+    df: Any,
+    *,
+    measure: str = "svcca",
+    ax: Any = None,
+    max_label_len: int = 20,
+    title: str | None = None,
+) -> Any:
+    """Bar chart of the singular directions SVCCA kept per layer, for both models.
+
+    Values come from the ``kept_dims_x`` (layers of A) / ``kept_dims_y`` (layers of B)
+    columns, or from ``attrs["kept_dims"]``. One bar per (layer, model).
+    """
+    kx, ky = kept_dims_table(df, measure)
+    name_a, name_b = model_names(df) if hasattr(df, "columns") else ("A", "B")
+    names = list(dict.fromkeys([*kx, *ky]))
+    with paper_style():
+        own = ax is None
+        if own:
+            width = _clamp(2.2 + 0.55 * len(names), 4.2, 13.0)
+            fig = new_figure((width, 3.4 + _label_inches(names, max_label_len) * 0.7))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        pos = {n: i for i, n in enumerate(names)}
+        both = bool(kx) and bool(ky)
+        w = 0.38 if both else 0.6
+        for store, label, color, shift in (
+            (kx, name_a, OKABE_ITO[0], -w / 2 if both else 0.0),
+            (ky, name_b, OKABE_ITO[1], w / 2 if both else 0.0),
+        ):
+            if not store:
+                continue
+            xs = [pos[n] + shift for n in store]
+            bars = ax.bar(
+                xs, list(store.values()), width=w, color=color, label=clean_text(f"{label}")
+            )
+            if len(names) <= 24:
+                ax.bar_label(bars, fmt="%d", fontsize=7, padding=1)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(
+            [clean_text(shorten(n, max_label_len)) for n in names],
+            rotation=45 if len(names) > 3 else 0,
+            ha="right" if len(names) > 3 else "center",
+            rotation_mode="anchor",
+        )
+        ax.set_ylabel("kept singular directions")
+        ax.set_xlabel("layer")
+        opts = measure_meta(df, measure) if hasattr(df, "columns") else None
+        thr = ""
+        if opts is not None:
+            if opts.options.get("dims") is not None:
+                thr = f" (dims = {opts.options['dims']})"
+            else:
+                var = opts.options.get("variance", 0.99)
+                try:
+                    thr = f" ({float(var):.0%} variance)"
+                except (TypeError, ValueError):
+                    thr = ""
+        if title is None:
+            title = f"SVCCA kept dimensions{thr}"
+        ax.set_title(clean_text(title), loc="left")
+        if names:
+            ax.margins(y=0.15)
+            ax.legend(loc="best")
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                "no SVCCA kept dimensions recorded",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="0.4",
+            )
+    return fig
+
+
+def layer_profile(
+    df: Any,
+    measure: str,
+    *,
+    ax: Any = None,
+    annotate: bool | None = None,
+    max_label_len: int = 20,
+    title: str | None = None,
+) -> Any:
+    """For each layer of A, the value of its best-matching layer of B (a line over layers).
+
+    With same-named layers in both models, a dashed second line gives the value of the
+    same-named pair, so a gap between the lines shows a layer that matches a *different*
+    layer of B best. Points are labelled with the best-matching layer when there are at most
+    16 layers (``annotate``).
+    """
+    check_frame(df)
+    rows, best_name, best_val, same_val = best_matches(df, measure)
+    if not rows:
+        raise ValueError(f"no rows for measure {measure!r}.")
+    meta = measure_meta(df, measure)
+    name_a, name_b = model_names(df)
+    if annotate is None:
+        annotate = len(rows) <= 16
+    x = np.arange(len(rows))
+    with paper_style():
+        own = ax is None
+        if own:
+            width = _clamp(2.4 + 0.5 * len(rows), 4.6, 13.0)
+            fig = new_figure((width, 3.2 + _label_inches(rows, max_label_len) * 0.7))
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        word = "max" if meta.higher_is_better else "min"
+        ax.plot(
+            x,
+            best_val,
+            marker="o",
+            color=OKABE_ITO[0],
+            label=clean_text(f"best match in {name_b} ({word})"),
+        )
+        if np.isfinite(same_val).any():
+            ax.plot(
+                x,
+                same_val,
+                marker="s",
+                linestyle="--",
+                color=OKABE_ITO[1],
+                label=clean_text(f"same-named layer of {name_b}"),
+            )
+        if annotate:
+            for xi, v, b in zip(x, best_val, best_name, strict=True):
+                if b is None or not np.isfinite(v):
+                    continue
+                ax.annotate(
+                    clean_text(shorten(b, 14)),
+                    (xi, v),
+                    textcoords="offset points",
+                    xytext=(0, 6),
+                    ha="center",
+                    fontsize=6.5,
+                    color="0.25",
+                )
+        lo, hi = meta.value_range or (math.nan, math.nan)
+        finite = best_val[np.isfinite(best_val)]
+        if math.isfinite(lo) and math.isfinite(hi):
+            bottom = min(lo, 0.0) if finite.size and finite.min() < 0 else max(lo, 0.0)
+            ax.set_ylim(bottom, hi + 0.08 * (hi - bottom))
+        ax.set_xticks(x)
+        ax.set_xticklabels(
+            [clean_text(shorten(r, max_label_len)) for r in rows],
+            rotation=45 if len(rows) > 3 else 0,
+            ha="right" if len(rows) > 3 else "center",
+            rotation_mode="anchor",
+        )
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_xlabel(clean_text(f"{name_a} layer"))
+        ax.set_ylabel(clean_text(f"{meta.label} ({meta.direction})"))
+        ax.grid(axis="y", alpha=0.3, linewidth=0.6)
+        if title is None:
+            title = f"{meta.label}: best match in {name_b} per layer of {name_a}"
+        ax.set_title(clean_text(title), loc="left")
+        ax.legend(loc="best")
+    return fig

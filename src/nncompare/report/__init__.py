@@ -1,0 +1,26 @@
+"""Self-contained reports of a layer-by-layer comparison.
+
+:func:`write_report` turns the tidy frame of :func:`nncompare.compare_models` into a folder
+with
+
+* ``report.html`` — one file, no external resources and no script: summary, heatmaps,
+  canonical-correlation spectra, SVCCA kept dimensions, every value, provenance;
+* ``results.csv`` — the tidy table;
+* ``results.json`` — the table plus ``df.attrs`` (provenance, measures and their conventions,
+  spectra, kept dims) as strict JSON (NaN is written as ``null``);
+
+each written atomically. :func:`load_results` reads ``results.json`` back into a frame.
+"""
+
+from nncompare.report._example import example_frame
+from nncompare.report._files import ReportFiles, load_results, results_json, write_report
+from nncompare.report._html import render_html
+
+__all__ = [
+    "ReportFiles",
+    "example_frame",
+    "load_results",
+    "render_html",
+    "results_json",
+    "write_report",
+]

@@ -1,0 +1,114 @@
+"""Writing the report folder: report.html, results.csv, results.json (each atomically)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nncompare.plot._data import check_frame
+from nncompare.report._json import dumps_strict, frame_to_json_dict, from_json_dict
+
+__all__ = ["ReportFiles", "atomic_write", "load_results", "results_json", "write_report"]
+
+HTML_NAME = "report.html"
+CSV_NAME = "results.csv"
+JSON_NAME = "results.json"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths of a written report."""
+
+    html: Path
+    csv: Path
+    json: Path
+    directory: Path
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``:
+    readers see the old file or the complete new one, never a partial one."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def results_json(df: Any, *, indent: int | None = 1) -> str:
+    """The frame and its attrs as strict JSON text (``{"format": "nncompare.results", ...,
+    "columns", "records", "attrs"}``; NaN and ±inf are written as null)."""
+    check_frame(df)
+    return dumps_strict(frame_to_json_dict(df), indent=indent)
+
+
+def load_results(path: str | os.PathLike[str]) -> Any:
+    """Read ``results.json`` (a file, or the report folder holding it) back into the frame,
+    with ``df.attrs`` restored; nulls become NaN in ``value``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / JSON_NAME
+    with open(p, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    return from_json_dict(doc)
+
+
+def write_report(
+    df: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    image_format: str = "png",
+    dpi: int = 150,
+) -> ReportFiles:
+    """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The tidy frame of :func:`nncompare.compare_models` (at least ``layer_a``, ``layer_b``,
+        ``measure`` and ``value``; every other column and attr is optional).
+    out_dir : path
+        Created if needed; existing report files in it are replaced.
+    title : str, optional
+        Default: ``df.attrs["title"]``, else "<model A> vs <model B>".
+    image_format : {"png", "svg"}
+        Figures as base64 PNG data URIs or as inline SVG.
+    dpi : int
+        Resolution of the PNG figures.
+
+    Returns
+    -------
+    ReportFiles
+        ``html``, ``csv``, ``json`` paths and the ``directory``.
+    """
+    from nncompare.report._html import render_html
+
+    check_frame(df)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    page = render_html(df, title=title, image_format=image_format, dpi=dpi)
+    json_text = results_json(df)
+    csv_text = df.to_csv(index=False, lineterminator="\n")
+    files = ReportFiles(
+        html=out / HTML_NAME, csv=out / CSV_NAME, json=out / JSON_NAME, directory=out
+    )
+    atomic_write(files.csv, csv_text)
+    atomic_write(files.json, json_text + "\n")
+    atomic_write(files.html, page)
+    return files
