@@ -179,6 +179,10 @@ class DFTCCAResult(Result):
         a block's own k are NaN-free zeros and are not counted, see ``k_per_frequency``).
     k_per_frequency : array of int, shape (*spatial,)
         Number of canonical correlations at each frequency.
+    n_coefficients : int
+        Canonical correlations of the flattened representation, min(Σ rank_x, Σ rank_y):
+        frequencies where one side has more directions contribute exact zeros. ``value`` is
+        the sum of all coefficients over this count.
     mean_per_frequency : array, shape (*spatial,)
     spatial_shape : tuple
         The frequency grid after cropping (the smaller of the two spatial sizes).
@@ -192,6 +196,7 @@ class DFTCCAResult(Result):
     spatial_shape: tuple[int, ...] = ()
     kept_dims_x: int | None = None
     kept_dims_y: int | None = None
+    n_coefficients: int = 0
 
     @property
     def rho(self) -> Array:
@@ -202,6 +207,8 @@ class DFTCCAResult(Result):
         k = to_numpy(self.k_per_frequency)
         vals = [r[idx][: k[idx]] for idx in np.ndindex(*k.shape)]
         allr = np.concatenate(vals) if vals else np.zeros(0)
+        if self.n_coefficients > allr.size:  # exact zeros of the flattened representation
+            allr = np.concatenate([allr, np.zeros(self.n_coefficients - allr.size)])
         return np.sort(allr)[::-1]
 
 

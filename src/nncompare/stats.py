@@ -354,6 +354,8 @@ class Moments:
             raise TypeError(f"merge() expects a Moments; got {type(other).__name__}.")
         if other._joint.n == 0 and other.n > 0:
             other = _moments_to_joint(other)
+        if self._joint.n == 0 and self.n > 0:  # a view (e.g. JointMoments.pair): rebuild it
+            self._joint = _moments_to_joint(self)._joint
         self._joint.merge(other._joint)
         self._sync()
         return self

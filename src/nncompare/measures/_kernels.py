@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nncompare._array import Array
+from nncompare._array import Array, to_scalar_float
 
 
 def sq_distances(xp: Any, X: Array) -> Array:
@@ -43,7 +43,7 @@ def gram(xp: Any, X: Array, kernel: str, threshold: float = 1.0) -> Array:
         return Xc @ xp.matrix_transpose(Xc)
     D = sq_distances(xp, X)
     med = median_all(xp, D)
-    if float(med) <= 0:
+    if to_scalar_float(med) <= 0:
         raise ValueError(
             "RBF CKA is undefined: the median squared distance between samples is 0 (more than "
             "half of the sample pairs are identical). Remove duplicate samples or use "

@@ -179,8 +179,14 @@ def cca_core(
     Cxy: Array,
     *,
     want_vectors: bool = True,
+    differentiable_vectors: bool = False,
 ) -> CCACore:
-    """Canonical correlations from two whitenings and the cross co-moment ``Cxy`` (…, d1, d2)."""
+    """Canonical correlations from two whitenings and the cross co-moment ``Cxy`` (…, d1, d2).
+
+    ``differentiable_vectors``: keep the singular vectors in the autograd graph (PWCCA's
+    weights depend on them); otherwise only the correlations carry gradients, which stay
+    well defined even when correlations repeat.
+    """
     M = conj_t(xp, side_x.W) @ Cxy @ side_y.W
     U = Vh = None
     needs_grad = bool(getattr(M, "requires_grad", False))
@@ -190,7 +196,8 @@ def cca_core(
         # singular values alone have well-defined gradients even when they repeat
         rho = xp.linalg.svdvals(M)
         if want_vectors:
-            U, _, Vh = xp.linalg.svd(M.detach(), full_matrices=False)
+            Mv = M if differentiable_vectors else M.detach()
+            U, _, Vh = xp.linalg.svd(Mv, full_matrices=False)
     if isinstance(side_x.rank, int):
         k = min(side_x.rank, side_y.rank)
     else:
@@ -227,5 +234,7 @@ def check_not_trivial(n: int, rank_x: Any, rank_y: Any, *, what: str = "CCA") ->
 def sqrtm_psd(xp: Any, C: Array) -> Array:
     """Symmetric square root of a positive semi-definite matrix (negative eigenvalues → 0)."""
     evals, evecs = xp.linalg.eigh(C)
-    evals = xp.where(evals > 0, evals, xp.zeros_like(evals))
+    # eigenvalues within roundoff of zero are zero (their square roots would be ~sqrt(eps))
+    tol = C.shape[-1] * float(np.finfo(np.float64).eps) * xp.max(xp.abs(evals))
+    evals = xp.where(evals > tol, evals, xp.zeros_like(evals))
     return (evecs * xp.sqrt(evals)[..., None, :]) @ conj_t(xp, evecs)

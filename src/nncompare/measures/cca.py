@@ -109,6 +109,7 @@ def _core(
     sx: Side | None = None,
     sy: Side | None = None,
     warn_rank: bool = True,
+    differentiable_vectors: bool = False,
 ) -> CCACore:
     sx = sx if sx is not None else _side(m, "x", rtol)
     sy = sy if sy is not None else _side(m, "y", rtol)
@@ -116,7 +117,7 @@ def _core(
     check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
     if warn_rank:
         _warn_rank(m, sx, sy, measure)
-    return cca_core(m.xp, sx, sy, m.cxy)
+    return cca_core(m.xp, sx, sy, m.cxy, differentiable_vectors=differentiable_vectors)
 
 
 def _directions(core: CCACore, n: int) -> tuple[Array, Array]:
@@ -476,7 +477,7 @@ def pwcca(
         return _pwcca_google(m, epsilon=float(epsilon))
     if epsilon:
         raise ValueError("epsilon applies to convention='google' only; got epsilon with 'paper'.")
-    core = _core(m, rtol, "pwcca")
+    core = _core(m, rtol, "pwcca", differentiable_vectors=True)
     k = core.k
     rho = core.rho[:k]
     A = core.side_x.W @ core.U[:, :k]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nncompare._array import Array, namespace
+from nncompare._array import Array, namespace, to_scalar_float
 from nncompare._validation import check_option
 from nncompare.measures._inputs import prepare_pair, to_moments
 from nncompare.measures._kernels import center_gram, gram, ucenter_gram
@@ -105,9 +105,9 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
             m = Moments.from_arrays(X, Y)
             hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
             form = "feature space"
-    if float(hxx) <= 0:
+    if to_scalar_float(hxx) <= 0:
         raise _undefined("X")
-    if float(hyy) <= 0:
+    if to_scalar_float(hyy) <= 0:
         raise _undefined("Y")
     value = hxy / xp.sqrt(hxx * hyy)
     return CKAResult(
@@ -169,9 +169,9 @@ def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult
         return t - n / (n - 2) * xp.sum(u * v) + xp.sum(u) * xp.sum(v) / ((n - 1) * (n - 2))
 
     hxy, hxx, hyy = debias(kl, a, b), debias(kk, a, a), debias(ll, b, b)
-    if float(hxx) <= 0:
+    if to_scalar_float(hxx) <= 0:
         raise _undefined("X")
-    if float(hyy) <= 0:
+    if to_scalar_float(hyy) <= 0:
         raise _undefined("Y")
     scale = 1.0 / (n * (n - 3))
     return CKAResult(
@@ -226,9 +226,9 @@ def cka_rbf(
     c = ucenter_gram if debiased else center_gram
     Kc, Lc = c(xp, K), c(xp, L)
     hxy, hxx, hyy = xp.sum(Kc * Lc), xp.sum(Kc * Kc), xp.sum(Lc * Lc)
-    if float(hxx) <= 0:
+    if to_scalar_float(hxx) <= 0:
         raise _undefined("X")
-    if float(hyy) <= 0:
+    if to_scalar_float(hyy) <= 0:
         raise _undefined("Y")
     return CKAResult(
         measure="cka_rbf",

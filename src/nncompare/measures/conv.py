@@ -283,8 +283,14 @@ def dft_cca_from_comoments(
     valid = xp.reshape(valid, rho.shape)
     rho = xp.where(valid, rho, xp.zeros_like(rho))
     k_f = xp.astype(k, rho.dtype)
-    total = xp.sum(k_f)
-    value = xp.sum(rho) / total
+    # The flattened representation has min(total rank_x, total rank_y) canonical
+    # correlations; frequencies where one side keeps more directions than the other
+    # contribute exact zeros (the cross-covariance is block diagonal), so the mean divides
+    # by the flattened count, not by the sum of per-frequency minima.
+    n_coef = min(int(xp.sum(sx.rank)), int(xp.sum(sy.rank)))
+    if n_coef == 0:
+        raise ValueError("dft CCA is undefined: no direction is kept on one side at any frequency.")
+    value = xp.sum(rho) / n_coef
     mean_pf = xp.sum(rho, axis=-1) / xp.where(k_f > 0, k_f, xp.ones_like(k_f))
     return DFTCCAResult(
         measure="svcca" if svd_mode else "cca",
@@ -308,6 +314,7 @@ def dft_cca_from_comoments(
         k_per_frequency=k,
         mean_per_frequency=mean_pf,
         spatial_shape=shape,
+        n_coefficients=n_coef,
         kept_dims_x=kx,
         kept_dims_y=ky,
     )

@@ -44,7 +44,7 @@ def _norms(xp: Any, m: Any) -> tuple[Array, Array]:
     tx = xp.sum(diag(xp, m.cxx))
     ty = xp.sum(diag(xp, m.cyy))
     for label, t in (("X", tx), ("Y", ty)):
-        if float(t) <= 0:
+        if to_scalar_float(t) <= 0:
             raise ValueError(
                 f"Procrustes similarity is undefined: every feature of {label} is constant, so "
                 "its centred data is zero and cannot be normalised."

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nncompare._array import Array
+from nncompare._array import Array, to_scalar_float
 from nncompare._validation import ConstantFeatureWarning, RankDeficiencyWarning, warn
 from nncompare.measures._inputs import to_moments
 from nncompare.measures._linalg import DEFAULT_RTOL, diag, whiten
@@ -65,7 +65,7 @@ def lr_r2(
             "least-squares fit interpolates any Y. Use more samples than features of X."
         )
     total_y = diag(xp, m.cyy)
-    if float(xp.sum(total_y)) <= 0:
+    if to_scalar_float(xp.sum(total_y)) <= 0:
         raise ValueError("lr_r2 is undefined: every feature of Y is constant (zero variance).")
     P = xp.matrix_transpose(sx.W) @ m.cxy  # (d1, d2) whitened cross moments
     explained = xp.sum(P * P, axis=0)

@@ -14,13 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from nncompare._array import Array, namespace, to_numpy
+from nncompare._array import Array, namespace, to_numpy, to_scalar_float
 from nncompare._validation import check_option, check_positive_int
 from nncompare.measures._inputs import prepare_pair
 from nncompare.measures._kernels import sq_distances
 from nncompare.results import Result
 
 __all__ = ["mutual_knn", "rsa"]
+
+
+def _device(a: Array) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(a)
 
 
 def _rdm(xp: Any, X: Array, kind: str) -> Array:
@@ -53,14 +59,14 @@ def _rank(xp: Any, v: Array) -> Array:
             j += 1
         ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
         i = j + 1
-    return xp.asarray(ranks)
+    return xp.asarray(ranks, dtype=xp.float64, device=_device(v))
 
 
 def _pearson(xp: Any, a: Array, b: Array) -> Array:
     a = a - xp.mean(a)
     b = b - xp.mean(b)
     den = xp.sqrt(xp.sum(a * a) * xp.sum(b * b))
-    if float(den) == 0:
+    if to_scalar_float(den) == 0:
         raise ValueError(
             "rsa is undefined: one RDM is constant (all pairwise dissimilarities equal)."
         )
@@ -98,9 +104,7 @@ def rsa(
     Xd, Yd = xp.astype(X, xp.float64), xp.astype(Y, xp.float64)
     n = int(X.shape[0])
     iu = np.triu_indices(n, k=1)
-    flat_idx = xp.asarray(iu[0] * n + iu[1])
-    if hasattr(Xd, "device") and not isinstance(Xd, np.ndarray):
-        flat_idx = xp.asarray(iu[0] * n + iu[1], device=Xd.device)
+    flat_idx = xp.asarray(iu[0] * n + iu[1], device=_device(Xd))
     a = xp.take(xp.reshape(_rdm(xp, Xd, rdm), (-1,)), flat_idx)
     b = xp.take(xp.reshape(_rdm(xp, Yd, rdm), (-1,)), flat_idx)
     if compare == "spearman":
@@ -164,7 +168,9 @@ def mutual_knn(
     value = float(hits.mean() / k)
     return Result(
         measure="mutual_knn",
-        value=np.float64(value) if isinstance(X, np.ndarray) else xp.asarray(value),
+        value=np.float64(value)
+        if isinstance(X, np.ndarray)
+        else xp.asarray(value, dtype=xp.float64, device=_device(X)),
         n_samples=n,
         conventions={
             "k": k,
