@@ -15,13 +15,14 @@ import copy
 import datetime as _dt
 import platform
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nncompare._validation import check_option
+from nncompare._validation import NNCompareWarning, check_option
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
 
@@ -227,6 +228,32 @@ def _run_stream(
     return stream
 
 
+def _compute_pair(
+    stream: _Stream,
+    info: Any,
+    key_a: str,
+    key_b: str,
+    ga: tuple[int, ...],
+    gb: tuple[int, ...],
+    measure: str,
+    opts: dict[str, Any],
+    arrays: Any,
+) -> Any:
+    from nncompare.measures._registry import compute
+
+    if ga != gb:
+        raise ValueError(
+            "conv='samples' pairs image locations, so both layers need the same spatial size; "
+            f"got {ga or 'vector'} and {gb or 'vector'}. Use conv='mean' to compare across "
+            "resolutions."
+        )
+    if stream.dft_target:
+        return _dft_measure(stream, key_a, key_b, measure, opts)
+    if info.streaming:
+        return compute(stream.groups[ga].pair(key_a, key_b), None, measure, **opts)
+    return compute(arrays(key_a), arrays(key_b), measure, **opts)
+
+
 def _dft_measure(stream: _Stream, ka: str, kb: str, measure: str, opts: dict[str, Any]) -> Any:
     from nncompare.measures.conv import dft_cca_from_comoments
 
@@ -295,7 +322,6 @@ def _evaluate(
     keep_spectra: bool,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Compute every measure for every (key_a, key_b) pair; tidy rows plus metadata."""
-    from nncompare.measures._registry import compute
 
     rows: list[dict[str, Any]] = []
     spectra: dict[str, dict[str, list[float]]] = {}
@@ -317,18 +343,15 @@ def _evaluate(
             row["policy"] = pa if pa == pb else f"{pa}/{pb}"
             res = None
             try:
-                if ga != gb:
-                    raise ValueError(
-                        "conv='samples' pairs image locations, so both layers need the same "
-                        f"spatial size; got {ga or 'vector'} and {gb or 'vector'}. Use "
-                        "conv='mean' to compare across resolutions."
-                    )
-                if stream.dft_target:
-                    res = _dft_measure(stream, key_a, key_b, measure, opts)
-                elif info.streaming:
-                    res = compute(stream.groups[ga].pair(key_a, key_b), None, measure, **opts)
-                else:
-                    res = compute(arrays(key_a), arrays(key_b), measure, **opts)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", NNCompareWarning)
+                    res = _compute_pair(stream, info, key_a, key_b, ga, gb, measure, opts, arrays)
+                notes = [str(w.message) for w in caught if issubclass(w.category, NNCompareWarning)]
+                for w in caught:
+                    if not issubclass(w.category, NNCompareWarning):
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                if notes:
+                    row["note"] = " ".join(dict.fromkeys(notes))
             except ValueError as exc:
                 row["error"] = str(exc)
             row["value"] = float(res) if res is not None else float("nan")
@@ -422,8 +445,9 @@ def compare_models(
         One row per (layer_a, layer_b, measure): ``model_a``, ``model_b``, ``layer_a``,
         ``layer_b``, ``measure``, ``value``, ``policy``, ``n_samples`` and, where they apply,
         ``kept_dims_x``, ``kept_dims_y``, ``rank_x``, ``rank_y``, ``error`` (why a value is
-        NaN). ``df.attrs`` holds ``provenance``, ``measures`` (options, conventions,
-        references), ``spectra`` and ``kept_dims``.
+        NaN) and ``note`` (the measure's warnings for that pair, e.g. rank deficiency or
+        constant features, recorded instead of printed). ``df.attrs`` holds ``provenance``,
+        ``measures`` (options, conventions, references), ``spectra`` and ``kept_dims``.
 
     Notes
     -----
@@ -477,6 +501,7 @@ def compare_models(
             if k in row:
                 rec[k] = row[k]
         rec["error"] = row["error"]
+        rec["note"] = row.get("note")
         records.append(rec)
     df = pd.DataFrame.from_records(records)
     for col in ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y"):
@@ -614,6 +639,7 @@ def compare_checkpoints(
                 "policy": row["policy"],
                 "n_samples": stream.n_samples,
                 "error": row["error"],
+                "note": row.get("note"),
             }
         )
     df = pd.DataFrame.from_records(records)

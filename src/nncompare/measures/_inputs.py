@@ -42,12 +42,21 @@ def to_moments(X: Any, Y: Any, *, conv: str | None, measure: str, min_samples: i
         return X
     if Y is None:
         raise TypeError(f"{measure}(X, Y) needs two activation matrices; Y is missing.")
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=min_samples)
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=min_samples, measure=measure)
     return Moments.from_arrays(X, Y)
 
 
-def prepare_pair(X: Any, Y: Any, *, conv: str | None, min_samples: int = 2) -> tuple[Any, Any]:
+def prepare_pair(
+    X: Any, Y: Any, *, conv: str | None, min_samples: int = 2, measure: str = "this measure"
+) -> tuple[Any, Any]:
     """Validate a pair of arrays, applying a convolutional reshape policy when asked."""
+    if isinstance(X, Moments | JointMoments) or isinstance(Y, Moments | JointMoments):
+        raise TypeError(
+            f"{measure} needs the samples themselves, not accumulated moments (it is not a "
+            "function of means and covariances); pass the activation arrays X and Y."
+        )
+    if Y is None:
+        raise TypeError(f"{measure}(X, Y) needs two activation matrices; Y is missing.")
     X = as_array(X, name="X")
     Y = as_array(Y, name="Y")
     X, Y = harmonize(X, Y)

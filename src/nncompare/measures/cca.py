@@ -389,6 +389,17 @@ def svcca(
     sx, ex = m._cache_x[key_x]
     sy, ey = m._cache_y[key_y]
     check_not_trivial(m.n, sx.rank, sy.rank, what="svcca")
+    n_const = {}
+    for label, const, d in (("X", m.constant_x(), m.d1), ("Y", m.constant_y(), m.d2)):
+        c = int(to_numpy(const).sum())
+        n_const[label] = c
+        if c:
+            warn(
+                f"svcca: {label} has {c} constant feature(s) out of {d}; they carry no variance "
+                "and are never among the kept directions.",
+                ConstantFeatureWarning,
+                stacklevel=3,
+            )
     core = cca_core(xp, sx, sy, m.cxy)
     k = core.k
     rho = core.rho[:k]
@@ -411,6 +422,8 @@ def svcca(
         directions_y=B,
         rank_x=sx.rank,
         rank_y=sy.rank,
+        n_constant_x=n_const["X"],
+        n_constant_y=n_const["Y"],
         kept_dims_x=sx.rank,
         kept_dims_y=sy.rank,
         variance_explained_x=ex,
@@ -474,6 +487,9 @@ def pwcca(
     if convention == "google":
         if symmetric:
             raise ValueError("symmetric=True is defined for convention='paper' only.")
+        sx, sy = _side(m, "x", rtol), _side(m, "y", rtol)
+        _all_constant(m, sx, sy, "pwcca")
+        check_not_trivial(m.n, sx.rank, sy.rank, what="pwcca")
         return _pwcca_google(m, epsilon=float(epsilon))
     if epsilon:
         raise ValueError("epsilon applies to convention='google' only; got epsilon with 'paper'.")
@@ -566,11 +582,24 @@ def _pwcca_google(m: Moments, *, epsilon: float) -> PWCCAResult:
     nmm = n * (mu[:, None] * mu[None, :])
     G = coef @ C @ xp.matrix_transpose(coef) + nmm
     G = 0.5 * (G + xp.matrix_transpose(G))
-    L = xp.linalg.cholesky(G)
+    rho = xp.abs(s)
+    illposed = (
+        "pwcca (google convention) is ill-posed on these inputs: with duplicated, constant or "
+        "linearly dependent neurons that epsilon={eps} does not prune, google/svcca's pseudo-"
+        "inverse square root produces {what}. Use convention='paper' (rank-aware), or a larger "
+        "epsilon."
+    )
+    if float(xp.max(rho)) > 1.0 + 1e-6:
+        raise ValueError(
+            illposed.format(eps=epsilon, what=f"'correlations' up to {float(xp.max(rho)):.3g}")
+        )
+    try:
+        L = xp.linalg.cholesky(G)
+    except Exception:
+        raise ValueError(illposed.format(eps=epsilon, what="a singular direction basis")) from None
     proj = xp.linalg.solve(L, coef @ C + nmm)
     w = xp.sum(xp.abs(proj), axis=1)
     w = w / xp.sum(w)
-    rho = xp.abs(s)
     kk = min(rho.shape[0], w.shape[0])
     value = xp.sum(w[:kk] * rho[:kk])
     return PWCCAResult(

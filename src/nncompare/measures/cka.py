@@ -84,13 +84,13 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
     if conv == "dft":
         raise ValueError("cka does not support conv='dft'; use 'samples', 'flatten' or 'mean'.")
     if isinstance(X, Moments):
-        m = to_moments(X, Y, conv=conv, measure="cka")
+        m = to_moments(X, Y, conv=conv, measure="cka", min_samples=3)
         xp = m.xp
         hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
         n = m.n
         form = "feature space (from moments)"
     else:
-        X, Y = prepare_pair(X, Y, conv=conv)
+        X, Y = prepare_pair(X, Y, conv=conv, min_samples=3, measure="cka")
         n, d1 = X.shape
         d2 = Y.shape[1]
         xp = namespace(X, Y)
@@ -145,7 +145,7 @@ def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult
             "cka_debiased needs per-sample squared norms, which Moments do not hold; pass the "
             "arrays, or use nc.MinibatchCKA for streaming (unbiased HSIC averaged over batches)."
         )
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4)
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4, measure="cka_debiased")
     xp = namespace(X, Y)
     n = int(X.shape[0])
     Xc = xp.astype(X, xp.float64)
@@ -218,7 +218,7 @@ def cka_rbf(
         )
     if conv == "dft":
         raise ValueError("cka_rbf does not support conv='dft'.")
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4 if debiased else 2)
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4 if debiased else 3, measure="cka_rbf")
     xp = namespace(X, Y)
     n = int(X.shape[0])
     K = gram(xp, xp.astype(X, xp.float64), "rbf", threshold)

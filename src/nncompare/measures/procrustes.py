@@ -69,7 +69,7 @@ def procrustes(X: Any, Y: Any = None, *, conv: str | None = None) -> ProcrustesR
         ``euclidean`` = sqrt(2 - 2 value); ``rotation`` Q (d1, d2) minimising
         ‖X̃ Q - Ỹ‖_F.
     """
-    m = to_moments(X, Y, conv=conv, measure="procrustes")
+    m = to_moments(X, Y, conv=conv, measure="procrustes", min_samples=3)
     xp = m.xp
     tx, ty = _norms(xp, m)
     U, s, Vh = xp.linalg.svd(m.cxy, full_matrices=False)
@@ -130,7 +130,7 @@ def shape(
     0 < alpha < 1 results depend on the data's scale; at alpha = 0 and 1 the two agree.
     """
     alpha = check_fraction("alpha", alpha, low_open=False)
-    m = to_moments(X, Y, conv=conv, measure="shape")
+    m = to_moments(X, Y, conv=conv, measure="shape", min_samples=3)
     xp = m.xp
     _norms(xp, m)
     if alpha == 0.0:

@@ -99,7 +99,7 @@ def rsa(
     """
     check_option("rdm", rdm, ("correlation", "euclidean"))
     check_option("compare", compare, ("spearman", "pearson"))
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=3)
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=3, measure="rsa")
     xp = namespace(X, Y)
     Xd, Yd = xp.astype(X, xp.float64), xp.astype(Y, xp.float64)
     n = int(X.shape[0])
@@ -141,13 +141,18 @@ def mutual_knn(
     """
     check_option("metric", metric, ("cosine", "euclidean"))
     k = check_positive_int("k", k)
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=2)
+    X, Y = prepare_pair(X, Y, conv=conv, min_samples=3, measure="mutual_knn")
     n = int(X.shape[0])
     if k >= n:
         raise ValueError(f"k must be smaller than the number of samples ({n}); got k={k}.")
     xp = namespace(X, Y)
     sets = []
-    for A in (xp.astype(X, xp.float64), xp.astype(Y, xp.float64)):
+    for label, A in (("X", xp.astype(X, xp.float64)), ("Y", xp.astype(Y, xp.float64))):
+        if not bool(xp.any(A != A[:1, :])):
+            raise ValueError(
+                f"mutual_knn is undefined: every sample of {label} has the same activation, so "
+                "all neighbours are tied. Check the layer (dead units?) or the inputs."
+            )
         if metric == "cosine":
             norms = xp.sqrt(xp.sum(A * A, axis=1))
             if bool(xp.any(norms == 0)):
