@@ -103,7 +103,8 @@ class CCAResult(Result):
         Canonical correlations in descending order, k = min(rank_x, rank_y).
     directions_x, directions_y : array, shapes (d1, k), (d2, k)
         Canonical weights: ``(X - X.mean(0)) @ directions_x`` are the canonical variates,
-        with unit sample variance (ddof=1) and mutually uncorrelated.
+        with unit sample variance (ddof=1) and mutually uncorrelated. Computed on first
+        access (the singular vectors cost more than the correlations).
     rank_x, rank_y : int
         Numerical ranks of the centred inputs (features kept by the whitening).
     n_constant_x, n_constant_y : int
@@ -111,12 +112,28 @@ class CCAResult(Result):
     """
 
     rho: Array = None
-    directions_x: Array | None = None
-    directions_y: Array | None = None
+    directions: Any = field(default=None, repr=False)
     rank_x: int = 0
     rank_y: int = 0
     n_constant_x: int = 0
     n_constant_y: int = 0
+
+    def _dirs(self) -> tuple[Array, Array]:
+        d = self.directions
+        if callable(d):  # computed on first use: the value itself needs only the correlations
+            d = d()
+            object.__setattr__(self, "directions", d)
+        return d
+
+    @property
+    def directions_x(self) -> Array:
+        """Canonical weights of X, (d1, k); computed on first access."""
+        return self._dirs()[0]
+
+    @property
+    def directions_y(self) -> Array:
+        """Canonical weights of Y, (d2, k); computed on first access."""
+        return self._dirs()[1]
 
     @property
     def r2(self) -> float:

@@ -118,8 +118,11 @@ class JointMoments:
             start += d
 
     # ------------------------------------------------------------------ update
-    def update(self, batches: Mapping[str, Any]) -> JointMoments:
-        """Add one batch: a mapping ``name -> (batch_size, d_name)`` array over the same samples."""
+    def update(self, batches: Mapping[str, Any], *, validated: bool = False) -> JointMoments:
+        """Add one batch: a mapping ``name -> (batch_size, d_name)`` array over the same samples.
+
+        ``validated=True`` skips the finiteness check for arrays the caller already checked.
+        """
         if not isinstance(batches, Mapping) or not batches:
             raise TypeError(
                 "update() expects a non-empty mapping {layer_name: (batch_size, n_features) "
@@ -152,8 +155,9 @@ class JointMoments:
                     f"{self.dims}, got { ({k: int(arrays[k].shape[1]) for k in names}) }. "
                     "Feed the same layers, in the same order, with the same widths."
                 )
-        for k, a in arrays.items():
-            check_finite(a, name=f"batch {k!r}")
+        if not validated:
+            for k, a in arrays.items():
+                check_finite(a, name=f"batch {k!r}")
         nb = int(first.shape[0])
         if nb == 0:
             return self
@@ -286,9 +290,11 @@ class Moments:
         self.names: tuple[str, str] = ("X", "Y")
 
     @classmethod
-    def from_arrays(cls, X: Any, Y: Any, *, dtype: str = "float64") -> Moments:
+    def from_arrays(
+        cls, X: Any, Y: Any, *, dtype: str = "float64", validated: bool = False
+    ) -> Moments:
         """Moments of complete (n, d1) and (n, d2) arrays in one product."""
-        return cls(dtype=dtype).update(X, Y)
+        return cls(dtype=dtype).update(X, Y, validated=validated)
 
     @property
     def xp(self) -> Any:
@@ -328,7 +334,7 @@ class Moments:
             setattr(self, attr, getattr(view, attr))
         self._cache_x, self._cache_y = {}, {}
 
-    def update(self, X: Any, Y: Any) -> Moments:
+    def update(self, X: Any, Y: Any, *, validated: bool = False) -> Moments:
         """Add a batch of paired activations, X (b, d1) and Y (b, d2) over the same b samples."""
         X = as_array(X, name="X")
         Y = as_array(Y, name="Y")
@@ -344,7 +350,7 @@ class Moments:
                 "X and Y batches must hold the same samples; got "
                 f"{X.shape[0]} and {Y.shape[0]} rows."
             )
-        self._joint.update({"X": X, "Y": Y})
+        self._joint.update({"X": X, "Y": Y}, validated=validated)
         self._sync()
         return self
 
@@ -408,23 +414,7 @@ class _Shape:
 def _batch_moments(xp: Any, arrays: Sequence[Array], dt: Any) -> tuple[Array, Array, Array, Array]:
     """Mean, centred co-moment, min and max of the column-concatenated batch."""
     if all(isinstance(a, np.ndarray) for a in arrays):
-        # numpy fast path: centre and upcast in one pass into one buffer, then a
-        # symmetric product (numpy dispatches Z.T @ Z to BLAS syrk: half the flops).
-        nb = arrays[0].shape[0]
-        D = sum(a.shape[1] for a in arrays)
-        Z = np.empty((nb, D), dtype=dt, order="C")
-        means, los, his = [], [], []
-        start = 0
-        for a in arrays:
-            d = a.shape[1]
-            mu = a.mean(axis=0, dtype=dt)
-            np.subtract(a, mu, out=Z[:, start : start + d], dtype=dt)
-            means.append(mu)
-            los.append(a.min(axis=0).astype(dt))
-            his.append(a.max(axis=0).astype(dt))
-            start += d
-        com = Z.T @ Z
-        return np.concatenate(means), com, np.concatenate(los), np.concatenate(his)
+        return _batch_moments_numpy(arrays, dt)
     parts, means, los, his = [], [], [], []
     for a in arrays:
         a = xp.astype(a, dt) if a.dtype != dt else a
@@ -436,6 +426,52 @@ def _batch_moments(xp: Any, arrays: Sequence[Array], dt: Any) -> tuple[Array, Ar
     Z = parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
     com = xp.matrix_transpose(Z) @ Z
     return xp.concat(means), com, xp.concat(los), xp.concat(his)
+
+
+_CHUNK_BYTES = 8 * 2**20
+
+
+def _batch_moments_numpy(
+    arrays: Sequence[np.ndarray], dt: Any, *, row_norms: list[np.ndarray] | None = None
+) -> tuple[Any, Any, Any, Any]:
+    """numpy fast path: one pass for the means, then centre block by block into a reused
+    buffer and accumulate the symmetric product ``Zᵀ Z`` (BLAS syrk: half the flops of a
+    general product), taking the per-feature extremes of each block while it is in cache.
+
+    No copy of the whole batch is made; the result equals the one-shot product to rounding.
+    With ``row_norms`` (an empty list), the squared norms of every centred row of every
+    array are appended to it (one (n,) vector per array).
+    """
+    nb = arrays[0].shape[0]
+    dims = [a.shape[1] for a in arrays]
+    D = sum(dims)
+    means = [a.mean(axis=0, dtype=dt) for a in arrays]
+    rows = int(max(64, min(nb, _CHUNK_BYTES // (8 * D))))
+    buf = np.empty((rows, D), dtype=dt)
+    com = np.zeros((D, D), dtype=dt)
+    lo = np.full(D, np.inf, dtype=dt)
+    hi = np.full(D, -np.inf, dtype=dt)
+    base = len(row_norms) if row_norms is not None else 0
+    if row_norms is not None:
+        row_norms.extend(np.empty(nb, dtype=dt) for _ in arrays)
+    for s0 in range(0, nb, rows):
+        s1 = min(nb, s0 + rows)
+        Z = buf[: s1 - s0]
+        start = 0
+        for idx, (a, mu, d) in enumerate(zip(arrays, means, dims, strict=True)):
+            block = a[s0:s1]
+            np.subtract(block, mu, out=Z[:, start : start + d], dtype=dt)
+            np.minimum(lo[start : start + d], block.min(axis=0), out=lo[start : start + d])
+            np.maximum(hi[start : start + d], block.max(axis=0), out=hi[start : start + d])
+            if row_norms is not None:
+                zc = Z[:, start : start + d]
+                np.einsum("ij,ij->i", zc, zc, out=row_norms[base + idx][s0:s1])
+            start += d
+        if s0 == 0 and s1 == nb:
+            com = Z.T @ Z
+        else:
+            com += Z.T @ Z
+    return np.concatenate(means), com, lo, hi
 
 
 # ---------------------------------------------------------------------- minibatch CKA

@@ -43,7 +43,7 @@ def to_moments(X: Any, Y: Any, *, conv: str | None, measure: str, min_samples: i
     if Y is None:
         raise TypeError(f"{measure}(X, Y) needs two activation matrices; Y is missing.")
     X, Y = prepare_pair(X, Y, conv=conv, min_samples=min_samples, measure=measure)
-    return Moments.from_arrays(X, Y)
+    return Moments.from_arrays(X, Y, validated=True)
 
 
 def prepare_pair(

@@ -170,6 +170,7 @@ class CCACore:
     Vh: Array | None
     side_x: Side
     side_y: Side
+    cxy: Array = None
 
 
 def cca_core(
@@ -204,7 +205,7 @@ def cca_core(
         k = xp.minimum(side_x.rank, side_y.rank)
     # canonical correlations are cosines: clip the last-ulp excursions above 1
     rho = xp.clip(rho, 0.0, 1.0)
-    return CCACore(rho=rho, k=k, U=U, Vh=Vh, side_x=side_x, side_y=side_y)
+    return CCACore(rho=rho, k=k, U=U, Vh=Vh, side_x=side_x, side_y=side_y, cxy=Cxy)
 
 
 def check_not_trivial(n: int, rank_x: Any, rank_y: Any, *, what: str = "CCA") -> None:

@@ -110,6 +110,7 @@ def _core(
     sy: Side | None = None,
     warn_rank: bool = True,
     differentiable_vectors: bool = False,
+    want_vectors: bool = True,
 ) -> CCACore:
     sx = sx if sx is not None else _side(m, "x", rtol)
     sy = sy if sy is not None else _side(m, "y", rtol)
@@ -117,7 +118,32 @@ def _core(
     check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
     if warn_rank:
         _warn_rank(m, sx, sy, measure)
-    return cca_core(m.xp, sx, sy, m.cxy, differentiable_vectors=differentiable_vectors)
+    return cca_core(
+        m.xp,
+        sx,
+        sy,
+        m.cxy,
+        want_vectors=want_vectors,
+        differentiable_vectors=differentiable_vectors,
+    )
+
+
+def _lazy_directions(core: CCACore, n: int) -> Any:
+    """Directions as a deferred computation (vectors only when someone asks for them)."""
+    if core.U is not None:
+        return _directions(core, n)
+
+    def compute() -> tuple[Array, Array]:
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(core.side_x.W)
+        M = conj_t(xp, core.side_x.W) @ core.cxy @ core.side_y.W
+        if hasattr(M, "detach"):
+            M = M.detach()
+        core.U, _, core.Vh = xp.linalg.svd(M, full_matrices=False)
+        return _directions(core, n)
+
+    return compute
 
 
 def _directions(core: CCACore, n: int) -> tuple[Array, Array]:
@@ -197,19 +223,17 @@ def cca(
 
         return dft_cca(X, Y, rtol=rtol)
     m = to_moments(X, Y, conv=conv, measure="cca")
-    core = _core(m, rtol, "cca")
+    core = _core(m, rtol, "cca", want_vectors=False)
     xp = m.xp
     k = core.k
     rho = core.rho[:k]
-    A, B = _directions(core, m.n)
     return CCAResult(
         measure="cca",
         value=xp.mean(rho),
         n_samples=m.n,
         conventions=_conventions(conv, rtol, "mean of all k = min(rank_x, rank_y) correlations"),
         rho=rho,
-        directions_x=A,
-        directions_y=B,
+        directions=_lazy_directions(core, m.n),
         rank_x=core.side_x.rank,
         rank_y=core.side_y.rank,
         n_constant_x=core.side_x.n_constant,
@@ -247,8 +271,7 @@ def cca_r2(
         n_samples=base.n_samples,
         conventions={**base.conventions, "average": "mean of squared correlations over k"},
         rho=rho,
-        directions_x=base.directions_x,
-        directions_y=base.directions_y,
+        directions=base.directions,
         rank_x=base.rank_x,
         rank_y=base.rank_y,
         n_constant_x=base.n_constant_x,
@@ -400,10 +423,9 @@ def svcca(
                 ConstantFeatureWarning,
                 stacklevel=3,
             )
-    core = cca_core(xp, sx, sy, m.cxy)
+    core = cca_core(xp, sx, sy, m.cxy, want_vectors=False)
     k = core.k
     rho = core.rho[:k]
-    A, B = _directions(core, m.n)
     conventions = _conventions(conv, rtol, "mean of all k correlations between kept directions")
     conventions.update(
         {
@@ -418,8 +440,7 @@ def svcca(
         n_samples=m.n,
         conventions=conventions,
         rho=rho,
-        directions_x=A,
-        directions_y=B,
+        directions=_lazy_directions(core, m.n),
         rank_x=sx.rank,
         rank_y=sy.rank,
         n_constant_x=n_const["X"],

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from nncompare._array import Array, namespace, to_scalar_float
 from nncompare._validation import check_option
 from nncompare.measures._inputs import prepare_pair, to_moments
@@ -102,7 +104,7 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
             hxy, hxx, hyy = xp.sum(K * L), _fro2(xp, K), _fro2(xp, L)
             form = "Gram space"
         else:
-            m = Moments.from_arrays(X, Y)
+            m = Moments.from_arrays(X, Y, validated=True)
             hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
             form = "feature space"
     if to_scalar_float(hxx) <= 0:
@@ -148,6 +150,18 @@ def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult
     X, Y = prepare_pair(X, Y, conv=conv, min_samples=4, measure="cka_debiased")
     xp = namespace(X, Y)
     n = int(X.shape[0])
+    d1, d2 = X.shape[1], Y.shape[1]
+    if isinstance(X, np.ndarray) and n * n >= d1 * d1 + d2 * d2 + d1 * d2:
+        # feature space, from one chunked joint product (no centred copies of the data)
+        from nncompare.stats import _batch_moments_numpy
+
+        norms: list[np.ndarray] = []
+        _, com, _, _ = _batch_moments_numpy([X, Y], np.float64, row_norms=norms)
+        a, b = norms
+        kl = _fro2(xp, com[:d1, d1:])
+        kk = _fro2(xp, com[:d1, :d1])
+        ll = _fro2(xp, com[d1:, d1:])
+        return _debiased_result(xp, n, kl, kk, ll, a, b, conv)
     Xc = xp.astype(X, xp.float64)
     Yc = xp.astype(Y, xp.float64)
     Xc = Xc - xp.mean(Xc, axis=0)
@@ -165,6 +179,12 @@ def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult
         YtY = xp.matrix_transpose(Yc) @ Yc
         kl, kk, ll = xp.sum(XtY * XtY), xp.sum(XtX * XtX), xp.sum(YtY * YtY)
 
+    return _debiased_result(xp, n, kl, kk, ll, a, b, conv)
+
+
+def _debiased_result(
+    xp: Any, n: int, kl: Array, kk: Array, ll: Array, a: Array, b: Array, conv: str | None
+) -> CKAResult:
     def debias(t: Array, u: Array, v: Array) -> Array:
         return t - n / (n - 2) * xp.sum(u * v) + xp.sum(u) * xp.sum(v) / ((n - 1) * (n - 2))
 

@@ -136,10 +136,10 @@ def shape(
     if alpha == 0.0:
         # full whitening: any whitening gives the same nuclear norm; the scale-normalised
         # one of the CCA core keeps features of wildly different scales exact.
-        from nncompare.measures._linalg import whiten
 
-        sx = whiten(xp, m.cxx, m.constant_x(), rtol=rtol)
-        sy = whiten(xp, m.cyy, m.constant_y(), rtol=rtol)
+        from nncompare.measures.cca import _side
+
+        sx, sy = _side(m, "x", rtol), _side(m, "y", rtol)
         cross = xp.matrix_transpose(sx.W) @ m.cxy @ sy.W
         s = xp.linalg.svdvals(cross)
         value = xp.sum(s) / xp.sqrt(xp.asarray(float(sx.rank * sy.rank), dtype=s.dtype))
@@ -160,8 +160,12 @@ def shape(
             angular=_acos(to_scalar_float(value)),
             rotation=rotation,
         )
-    Zx = _partial_whitener(xp, m.cxx, alpha, rtol)
-    Zy = _partial_whitener(xp, m.cyy, alpha, rtol)
+    key = ("partial_whitener", alpha, rtol)
+    if key not in m._cache_x:
+        m._cache_x[key] = _partial_whitener(xp, m.cxx, alpha, rtol)
+    if key not in m._cache_y:
+        m._cache_y[key] = _partial_whitener(xp, m.cyy, alpha, rtol)
+    Zx, Zy = m._cache_x[key], m._cache_y[key]
     cross = xp.matrix_transpose(Zx) @ m.cxy @ Zy
     nx = xp.sum(diag(xp, xp.matrix_transpose(Zx) @ m.cxx @ Zx))
     ny = xp.sum(diag(xp, xp.matrix_transpose(Zy) @ m.cyy @ Zy))
