@@ -428,11 +428,49 @@ def _batch_moments(xp: Any, arrays: Sequence[Array], dt: Any) -> tuple[Array, Ar
     return xp.concat(means), com, xp.concat(los), xp.concat(his)
 
 
-_CHUNK_BYTES = 8 * 2**20
+_CHUNK_BYTES = 32 * 2**20
+
+
+_CANCELLATION_LIMIT = 1e4
+
+
+def _raw_product_moments(arrays: Sequence[np.ndarray]) -> tuple[Any, Any] | None:
+    """Centred co-moments from products of the raw float64 arrays, corrected by the means.
+
+    C = Zᵀ Z − n μ μᵀ needs no centred copy (the BLAS products read the inputs in place), but
+    it cancels digits when a feature's mean is large against its spread: the relative error
+    is about eps · n μ² / C_jj. Returns None (use the centred path) when that ratio exceeds
+    ``_CANCELLATION_LIMIT`` for any feature (or a feature is constant).
+    """
+    nb = arrays[0].shape[0]
+    means = [a.mean(axis=0) for a in arrays]
+    dims = [a.shape[1] for a in arrays]
+    offs = np.cumsum([0, *dims])
+    D = int(offs[-1])
+    com = np.empty((D, D))
+    for i, a in enumerate(arrays):
+        for j in range(i, len(arrays)):
+            b = arrays[j]
+            block = a.T @ a if j == i else a.T @ b
+            block -= nb * np.outer(means[i], means[j])
+            com[offs[i] : offs[i + 1], offs[j] : offs[j + 1]] = block
+            if j != i:
+                com[offs[j] : offs[j + 1], offs[i] : offs[i + 1]] = block.T
+    mu = np.concatenate(means)
+    diag = np.diagonal(com)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = nb * mu * mu / diag
+    if not np.all(diag > 0) or not np.all(ratio < _CANCELLATION_LIMIT):
+        return None
+    return mu, com
 
 
 def _batch_moments_numpy(
-    arrays: Sequence[np.ndarray], dt: Any, *, row_norms: list[np.ndarray] | None = None
+    arrays: Sequence[np.ndarray],
+    dt: Any,
+    *,
+    row_norms: list[np.ndarray] | None = None,
+    extrema: bool = True,
 ) -> tuple[Any, Any, Any, Any]:
     """numpy fast path: one pass for the means, then centre block by block into a reused
     buffer and accumulate the symmetric product ``Zᵀ Z`` (BLAS syrk: half the flops of a
@@ -442,6 +480,21 @@ def _batch_moments_numpy(
     With ``row_norms`` (an empty list), the squared norms of every centred row of every
     array are appended to it (one (n,) vector per array).
     """
+    if (
+        row_norms is None
+        and dt == np.float64
+        and len(arrays) <= 3
+        and all(a.dtype == np.float64 for a in arrays)
+    ):
+        fast = _raw_product_moments(arrays)
+        if fast is not None:
+            mu, com = fast
+            if extrema:
+                lo = np.concatenate([a.min(axis=0) for a in arrays])
+                hi = np.concatenate([a.max(axis=0) for a in arrays])
+            else:
+                lo = hi = None
+            return mu, com, lo, hi
     nb = arrays[0].shape[0]
     dims = [a.shape[1] for a in arrays]
     D = sum(dims)

@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from nncompare._array import Array, conj_t, to_numpy
 from nncompare._validation import (
     ConstantFeatureWarning,
@@ -111,6 +113,7 @@ def _core(
     warn_rank: bool = True,
     differentiable_vectors: bool = False,
     want_vectors: bool = True,
+    decompose: bool = True,
 ) -> CCACore:
     sx = sx if sx is not None else _side(m, "x", rtol)
     sy = sy if sy is not None else _side(m, "y", rtol)
@@ -118,6 +121,9 @@ def _core(
     check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
     if warn_rank:
         _warn_rank(m, sx, sy, measure)
+    if not decompose:  # the caller decomposes the whitened cross moments itself
+        k = min(sx.rank, sy.rank)
+        return CCACore(rho=None, k=k, U=None, Vh=None, side_x=sx, side_y=sy, cxy=m.cxy)
     return cca_core(
         m.xp,
         sx,
@@ -514,10 +520,28 @@ def pwcca(
         return _pwcca_google(m, epsilon=float(epsilon))
     if epsilon:
         raise ValueError("epsilon applies to convention='google' only; got epsilon with 'paper'.")
-    core = _core(m, rtol, "pwcca", differentiable_vectors=True)
+    plain_numpy = isinstance(m.cxy, np.ndarray) and not symmetric
+    core = _core(
+        m,
+        rtol,
+        "pwcca",
+        differentiable_vectors=True,
+        want_vectors=not plain_numpy,
+        decompose=not plain_numpy,
+    )
     k = core.k
-    rho = core.rho[:k]
-    A = core.side_x.W @ core.U[:, :k]
+    if plain_numpy:
+        # Only the left singular vectors are needed: the eigenvectors of M Mᵀ (a symmetric
+        # eigenproblem of the smaller side) cost a third of a full SVD; ρ² are its eigenvalues.
+        M = core.side_x.W.T @ m.cxy @ core.side_y.W
+        evals, evecs = np.linalg.eigh(M @ M.T)
+        order = np.argsort(evals)[::-1][:k]
+        rho = np.sqrt(np.clip(evals[order], 0.0, 1.0))
+        U = evecs[:, order]
+    else:
+        rho = core.rho[:k]
+        U = core.U[:, :k]
+    A = core.side_x.W @ U
     wx = _projection_weights(xp, A, m.cxx)
     value = xp.sum(wx * rho)
     weights_y = None
@@ -552,7 +576,13 @@ def _projection_weights(xp: Any, A: Array, C: Array) -> Array:
     G = xp.matrix_transpose(A) @ C @ A
     G = 0.5 * (G + xp.matrix_transpose(G))
     L = xp.linalg.cholesky(G)
-    P = xp.linalg.solve(L, xp.matrix_transpose(A) @ C)
+    rhs = xp.matrix_transpose(A) @ C
+    if isinstance(L, np.ndarray):
+        from scipy.linalg import solve_triangular
+
+        P = solve_triangular(L, rhs, lower=True, check_finite=False)
+    else:
+        P = xp.linalg.solve(L, rhs)
     w = xp.sum(xp.abs(P), axis=1)
     return w / xp.sum(w)
 

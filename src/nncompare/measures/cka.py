@@ -103,6 +103,14 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
             L = gram(xp, Yd, "linear")
             hxy, hxx, hyy = xp.sum(K * L), _fro2(xp, K), _fro2(xp, L)
             form = "Gram space"
+        elif isinstance(X, np.ndarray):
+            # the joint co-moment alone (no extremes: CKA needs no constant detection)
+            from nncompare.stats import _batch_moments_numpy
+
+            _, com, _, _ = _batch_moments_numpy([X, Y], np.float64, extrema=False)
+            hxy = _fro2(xp, com[:d1, d1:])
+            hxx, hyy = _fro2(xp, com[:d1, :d1]), _fro2(xp, com[d1:, d1:])
+            form = "feature space"
         else:
             m = Moments.from_arrays(X, Y, validated=True)
             hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
