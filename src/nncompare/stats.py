@@ -514,8 +514,9 @@ def _batch_moments_numpy(
         for idx, (a, mu, d) in enumerate(zip(arrays, means, dims, strict=True)):
             block = a[s0:s1]
             np.subtract(block, mu, out=Z[:, start : start + d], dtype=dt)
-            np.minimum(lo[start : start + d], block.min(axis=0), out=lo[start : start + d])
-            np.maximum(hi[start : start + d], block.max(axis=0), out=hi[start : start + d])
+            if extrema:
+                np.minimum(lo[start : start + d], block.min(axis=0), out=lo[start : start + d])
+                np.maximum(hi[start : start + d], block.max(axis=0), out=hi[start : start + d])
             if row_norms is not None:
                 zc = Z[:, start : start + d]
                 np.einsum("ij,ij->i", zc, zc, out=row_norms[base + idx][s0:s1])
@@ -524,6 +525,8 @@ def _batch_moments_numpy(
             com = Z.T @ Z
         else:
             com += Z.T @ Z
+    if not extrema:
+        lo = hi = None
     return np.concatenate(means), com, lo, hi
 
 
