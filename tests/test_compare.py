@@ -259,6 +259,6 @@ def test_compare_models_dft_streams_exactly(nets, digits):
     for la in layers:
         for lb in layers:
             X, Y = conv_view(acts_a[la]), conv_view(acts_b[lb])
-            for m, fn in (("cca", nc.cca), ("svcca", nc.svcca)):
+            for m, fn in (("cca", nc.cca), ("svcca", nc.svcca)):  # noqa: B007 (used in query)
                 got = df.query("layer_a == @la and layer_b == @lb and measure == @m")["value"]
                 np.testing.assert_allclose(got.item(), float(fn(X, Y, conv="dft")), rtol=1e-9)
