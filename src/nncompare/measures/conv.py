@@ -126,11 +126,66 @@ def _device(a: Array) -> Any:
     return array_api_compat.device(a)
 
 
+def _conjugate_partners(target: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Representative frequencies of the grid and, for every grid point, its source.
+
+    For real inputs the spectrum at -f is the conjugate of the spectrum at f, so the
+    co-moments at -f are the conjugates of those at f. On the cropped grid (signed
+    frequencies -t//2 .. t - t//2 - 1 per axis) a point's partner -f lies inside the grid
+    unless some axis sits at -t/2 (even t). Returns the flat indices to compute (``reps``)
+    and, per grid point, (index into ``reps``, whether to conjugate).
+    """
+    signed = [np.array([j if j < t - t // 2 else j - t for j in range(t)]) for t in target]
+    grids = np.meshgrid(*signed, indexing="ij")
+    flat = np.ravel_multi_index(
+        tuple(np.mod(g, t) for g, t in zip(grids, target, strict=True)), target
+    ).ravel()
+    size = int(np.prod(target))
+    partner = np.full(size, -1, dtype=np.int64)
+    neg = [-g for g in grids]
+    inside = np.ones(grids[0].shape, dtype=bool)
+    for g, t in zip(neg, target, strict=True):
+        inside &= (g >= -(t // 2)) & (g <= t - t // 2 - 1)
+    pidx = np.ravel_multi_index(
+        tuple(np.mod(g, t) for g, t in zip(neg, target, strict=True)), target
+    ).ravel()
+    partner[flat[inside.ravel()]] = pidx[inside.ravel()]
+    source = np.empty(size, dtype=np.int64)
+    conj = np.zeros(size, dtype=bool)
+    reps: list[int] = []
+    rep_pos: dict[int, int] = {}
+    for i in range(size):
+        p_ = int(partner[i])
+        if p_ >= 0 and p_ < i:  # partner already computed: reuse its conjugate
+            source[i] = rep_pos[p_]
+            conj[i] = p_ != i
+        else:
+            rep_pos[i] = len(reps)
+            source[i] = len(reps)
+            reps.append(i)
+    return np.asarray(reps, dtype=np.int64), np.stack([source, conj.astype(np.int64)])
+
+
 def _block_comoments(xp: Any, F: Array, G: Array) -> tuple[Array, Array, Array]:
-    Fc = F - xp.mean(F, axis=-2, keepdims=True)
-    Gc = G - xp.mean(G, axis=-2, keepdims=True)
+    """Per-frequency centred co-moments of spectra (*t, N, c); conjugate frequencies of real
+    inputs are computed once and filled in by conjugation (about half the work)."""
+    target = tuple(int(v) for v in F.shape[:-2])
+    n, c1, c2 = F.shape[-2], F.shape[-1], G.shape[-1]
+    size = int(np.prod(target)) if target else 1
+    reps, (source, conj) = _conjugate_partners(target)
+    dev = _device(F)
+    Ff = xp.take(xp.reshape(F, (size, n, c1)), xp.asarray(reps, device=dev), axis=0)
+    Gf = xp.take(xp.reshape(G, (size, n, c2)), xp.asarray(reps, device=dev), axis=0)
+    Fc = Ff - xp.mean(Ff, axis=-2, keepdims=True)
+    Gc = Gf - xp.mean(Gf, axis=-2, keepdims=True)
     FcH = xp.conj(xp.matrix_transpose(Fc))
-    return FcH @ Fc, xp.conj(xp.matrix_transpose(Gc)) @ Gc, FcH @ Gc
+    out = []
+    for C in (FcH @ Fc, xp.conj(xp.matrix_transpose(Gc)) @ Gc, FcH @ Gc):
+        full = xp.take(C, xp.asarray(source, device=dev), axis=0)
+        flip = xp.asarray(conj.astype(bool), device=dev)[:, None, None]
+        full = xp.where(flip, xp.conj(full), full)
+        out.append(xp.reshape(full, (*target, C.shape[-2], C.shape[-1])))
+    return out[0], out[1], out[2]
 
 
 def _pca_blocks(
