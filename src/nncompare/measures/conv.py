@@ -110,7 +110,16 @@ def _crop_indices(size: int, target: int) -> np.ndarray:
 def _spectra(xp: Any, X: Array, target: tuple[int, ...], cdt: Any) -> Array:
     """Unitary DFT over the spatial axes, cropped to `target`; returns (*target, N, C)."""
     spatial_axes = tuple(range(1, X.ndim - 1))
-    F = xp.fft.fftn(xp.astype(X, cdt), axes=spatial_axes, norm="ortho")
+    # real input goes straight into the FFT (no complex copy); the working precision is
+    # float64 -> complex128 (complex64 only if cdt asks for it)
+    want = (
+        cdt
+        if xp.isdtype(X.dtype, "complex floating")
+        else (xp.float64 if cdt == xp.complex128 else xp.float32)
+    )
+    if X.dtype != want:
+        X = xp.astype(X, want)
+    F = xp.fft.fftn(X, axes=spatial_axes, norm="ortho")
     for ax, (size, t) in zip(spatial_axes, zip(X.shape[1:-1], target, strict=True), strict=True):
         if size != t:
             idx = xp.asarray(_crop_indices(size, t), device=_device(F))
