@@ -1,4 +1,5 @@
-"""Shared fixtures: the ../shared data folder and the reference outputs (skipped when absent)."""
+"""Shared fixtures: the ../shared data folder, the reference outputs (skipped when absent),
+and a one-thread torch setting for modules that train or run models."""
 
 from __future__ import annotations
 
@@ -26,3 +27,20 @@ def reference() -> dict[str, Any]:
     if ref is None:
         pytest.skip("shared/reference/reference_outputs.json not found (set NNCOMPARE_SHARED)")
     return ref
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch work on one thread, then restore the setting.
+
+    Torch's multi-threaded CPU kernels slow down many-fold when the cores are shared with
+    other processes (as on CI runners); one thread keeps these tests fast and steady. The
+    library itself never changes the thread count. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -25,19 +25,7 @@ from nncompare.models import (
     vgg11_simplified,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run this module's torch work on one thread, then restore the setting.
-
-    Torch's multi-threaded CPU kernels slow down many-fold when the cores are shared
-    with other processes (as on CI runners); one thread keeps these tests fast and
-    steady. The library itself never changes the thread count.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shared_dir() -> Path:

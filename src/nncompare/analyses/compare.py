@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._validation import NNCompareWarning, check_option
+from nncompare.analyses.grid import parse_measures
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
 
@@ -278,21 +279,6 @@ def _dft_measure(stream: _Stream, ka: str, kb: str, measure: str, opts: dict[str
     return res
 
 
-def _measure_spec(measures: Any) -> dict[str, dict[str, Any]]:
-    if isinstance(measures, str):
-        measures = [measures]
-    if isinstance(measures, Mapping):
-        spec = {str(k): dict(v or {}) for k, v in measures.items()}
-    else:
-        spec = {str(m): {} for m in measures}
-    if not spec:
-        raise ValueError("measures must name at least one measure, e.g. ['cka', 'svcca'].")
-    for name in spec:
-        if get_measure(name).input != "activations":
-            raise ValueError(f"{name!r} compares covariance matrices, not activations.")
-    return spec
-
-
 def _provenance(extra: dict[str, Any]) -> dict[str, Any]:
     import nncompare
 
@@ -456,7 +442,7 @@ def compare_models(
     """
     import pandas as pd
 
-    spec = _measure_spec(measures)
+    spec = parse_measures(measures)
     same = model_b is model_a
     la = default_layers(model_a) if layers_a is None else layers_a
     if layers_b is None:
@@ -575,7 +561,7 @@ def compare_checkpoints(
 
     if len(checkpoints) < 1:
         raise ValueError("checkpoints must hold at least one state dict or path.")
-    spec = _measure_spec(measures)
+    spec = parse_measures(measures)
     if labels is None:
         labels = [_ckpt_label(c, i) for i, c in enumerate(checkpoints)]
     labels = [str(lab) for lab in labels]

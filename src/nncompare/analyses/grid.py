@@ -83,7 +83,7 @@ class GridResult:
         return pd.DataFrame(rows)
 
 
-def _normalize_measures(
+def parse_measures(
     measures: Sequence[str] | Mapping[str, Mapping[str, Any]] | str,
 ) -> dict[str, dict[str, Any]]:
     if isinstance(measures, str):
@@ -152,7 +152,7 @@ def pairwise(
     """
     if errors not in ("record", "raise"):
         raise ValueError(f"errors must be 'record' or 'raise'; got {errors!r}.")
-    spec = _normalize_measures(measures)
+    spec = parse_measures(measures)
     if not isinstance(acts_a, Mapping) or not acts_a:
         raise TypeError("acts_a must be a non-empty mapping {layer_name: activations}.")
     same = acts_b is None
@@ -226,7 +226,7 @@ def grid_from_moments(
     ``names_a``/``names_b`` are block names in ``jm``; ``labels_*`` rename them in the result.
     Non-streaming measures raise ``ValueError``.
     """
-    spec = _normalize_measures(measures)
+    spec = parse_measures(measures)
     for m in spec:
         if not get_measure(m).streaming:
             raise ValueError(

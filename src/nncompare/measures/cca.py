@@ -682,6 +682,3 @@ def _inv_sqrt_pinv(xp: Any, S: Array) -> Array:
     w, v = xp.linalg.eigh(inv)
     w = xp.where(w > 0, w, xp.zeros_like(w))
     return (v * xp.sqrt(w)[None, :]) @ xp.matrix_transpose(v)
-
-
-_ = conj_t  # re-exported helper used by conv

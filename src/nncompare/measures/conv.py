@@ -25,7 +25,6 @@ both are cropped in frequency to the smaller size (keeping the frequencies
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -382,6 +381,3 @@ def dft_cca_from_comoments(
         kept_dims_x=kx,
         kept_dims_y=ky,
     )
-
-
-_ = math

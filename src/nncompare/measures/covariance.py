@@ -11,7 +11,6 @@ For symmetric positive semi-definite C1, C2 (d × d),
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from nncompare._array import Array, as_array, harmonize, namespace, to_numpy, to_scalar_float
@@ -115,6 +114,3 @@ def covariance_cosine(C1: Any, C2: Any) -> CovarianceResult:
         trace_1=to_scalar_float(t1),
         trace_2=to_scalar_float(t2),
     )
-
-
-_ = math

@@ -9,10 +9,9 @@ that the value is translation invariant, as Kornblith et al. do.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from nncompare._array import Array, to_scalar_float
+from nncompare._array import to_scalar_float
 from nncompare._validation import ConstantFeatureWarning, RankDeficiencyWarning, warn
 from nncompare.measures._inputs import to_moments
 from nncompare.measures._linalg import DEFAULT_RTOL, diag, whiten
@@ -90,6 +89,3 @@ def lr_r2(
         r2_per_feature=per,
         rank_x=sx.rank,
     )
-
-
-_ = (Array, math)
