@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nncompare as nc
+import oracles
 
 ACTIVATION = nc.measures.available("activations")
 COVARIANCE = nc.measures.available("covariances")
@@ -272,10 +273,33 @@ def test_pwcca_symmetric_option_is_symmetric():
     assert float(a) == pytest.approx(expect, rel=1e-10)
 
 
-def test_similarity_helper_matches_functions():
+# Options chosen so that each oracle's non-default branch changes the value (svcca keeps
+# fewer directions than the features, shape whitens, ...).
+ORACLE_CASES = [(name, {}) for name in sorted(ACTIVATION)] + [
+    ("svcca", {"variance": 0.6}),
+    ("shape", {"alpha": 0.0}),
+    ("cka_rbf", {"threshold": 0.4}),
+    ("mutual_knn", {"k": 4}),
+]
+
+
+def test_oracles_cover_every_activation_measure():
+    assert set(oracles.ORACLES) == set(ACTIVATION)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), ORACLE_CASES, ids=[f"{n}-{o}" for n, o in ORACLE_CASES]
+)
+def test_similarity_matches_independent_oracle(name, options):
+    """nc.similarity and the measure functions against formulas written from the papers
+    (tests/oracles.py: QR/SVD of the data, explicit centring matrices, loops)."""
     X, Y = make_pair(2, 120, 5, 4, 0.5)
-    for name in ACTIVATION:
-        assert nc.similarity(X, Y, name) == float(getattr(nc, name)(X, Y))
+    want = oracles.oracle(name, X, Y, **options)
+    assert nc.similarity(X, Y, name, **options) == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert float(getattr(nc, name)(X, Y, **options)) == pytest.approx(want, rel=1e-9, abs=1e-12)
+    if name == "svcca" and options:
+        # the option really truncated: the value differs from CCA of all directions
+        assert abs(want - oracles.oracle("cca", X, Y)) > 1e-3
 
 
 # ---------------------------------------------------------------------- metrics
@@ -357,17 +381,25 @@ def test_debiased_cka_near_zero_on_independent_data():
     assert float(nc.cka(A[:200], B[:200])) > 0.15
 
 
-def test_debiased_hsic_matches_ucentred_definition():
-    """cka_debiased equals the U-centred Gram formula (Song et al. 2012 eq. 5)."""
-    from nncompare.measures._kernels import hsic_unbiased
-
-    X, Y = make_pair(7, 40, 12, 9, 1.0)
-    K = (X - X.mean(0)) @ (X - X.mean(0)).T
-    L = (Y - Y.mean(0)) @ (Y - Y.mean(0)).T
-    hxy, hxx, hyy = (hsic_unbiased(np, a, b) for a, b in ((K, L), (K, K), (L, L)))
+def test_debiased_hsic_matches_song_eq5_oracle():
+    """cka_debiased's HSIC equals Song et al. 2012 eq. 5, evaluated by the loops of
+    tests/oracles.py on uncentred Gram matrices, and the O(n⁴) U-statistic it stands for."""
+    X, Y = make_pair(7, 9, 4, 3, 1.0)
+    K, L = X @ X.T, Y @ Y.T
+    hxy = oracles.hsic1_eq5(K, L)
+    # eq. 5 is the U-statistic over distinct quadruples (an independent check of the oracle)
+    assert hxy == pytest.approx(oracles.hsic1_ustatistic(K, L), rel=1e-9)
+    hxx, hyy = oracles.hsic1_eq5(K, K), oracles.hsic1_eq5(L, L)
     r = nc.cka_debiased(X, Y)
-    assert float(r) == pytest.approx(hxy / math.sqrt(hxx * hyy), rel=1e-10)
-    assert float(r.hsic_xy) == pytest.approx(hxy, rel=1e-10)
+    assert float(r.hsic_xy) == pytest.approx(hxy, rel=1e-9)
+    assert float(r.hsic_xx) == pytest.approx(hxx, rel=1e-9)
+    assert float(r.hsic_yy) == pytest.approx(hyy, rel=1e-9)
+    assert float(r) == pytest.approx(hxy / math.sqrt(hxx * hyy), rel=1e-9)
+    # the Gram-space path (n < d) too
+    X, Y = make_pair(8, 7, 12, 9, 1.0)
+    K, L = X @ X.T, Y @ Y.T
+    want = oracles.hsic1_eq5(K, L) / math.sqrt(oracles.hsic1_eq5(K, K) * oracles.hsic1_eq5(L, L))
+    assert float(nc.cka_debiased(X, Y)) == pytest.approx(want, rel=1e-9)
 
 
 # ---------------------------------------------------------------------- covariances
