@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import inspect
+import re
 import subprocess
 import sys
+import types
 
 import nncompare as nc
 
@@ -67,9 +72,45 @@ def test_public_names_pinned():
     assert sorted(nc.__all__) == sorted(PUBLIC)
 
 
-def test_every_public_name_resolves():
+MODULES = {
+    "analyses", "capture", "data", "demo", "measures", "models", "plot", "report", "stats",
+    "training",
+}  # fmt: skip
+CLASSES = {"JointMoments", "MinibatchCKA", "Moments", "SpectralMoments"}
+
+
+def test_every_public_name_is_the_documented_object():
+    """Each name is the real thing: a submodule of that name, or a documented class or
+    function defined in nncompare under that name (not an alias, placeholder or re-export)."""
     for name in PUBLIC:
-        assert getattr(nc, name) is not None
+        obj = getattr(nc, name)
+        if name == "__version__":
+            assert isinstance(obj, str) and re.fullmatch(r"\d+\.\d+\.\d+\S*", obj), obj
+            assert obj == importlib.metadata.version("nncompare")
+            continue
+        if name in MODULES:
+            assert isinstance(obj, types.ModuleType), (name, type(obj))
+            assert obj.__name__ == f"nncompare.{name}"
+            assert obj is sys.modules[f"nncompare.{name}"]
+        else:
+            if name in CLASSES:
+                assert inspect.isclass(obj), (name, type(obj))
+            assert inspect.isclass(obj) or inspect.isfunction(obj), (name, type(obj))
+            assert obj.__name__ == name, (name, obj.__name__)
+            assert obj.__module__.startswith("nncompare."), (name, obj.__module__)
+            assert getattr(importlib.import_module(obj.__module__), name) is obj
+        assert obj.__doc__ and obj.__doc__.strip(), f"{name} has no docstring"
+
+
+def test_measure_signatures():
+    """Activation measures take (X, Y, *, options); covariance measures (C1, C2)."""
+    for name, info in nc.measures.available().items():
+        params = list(inspect.signature(info.function).parameters.values())
+        first = ["X", "Y"] if info.input == "activations" else ["C1", "C2"]
+        assert [p.name for p in params[:2]] == first, name
+        assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params[:2]), name
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:]), name
+        assert all(p.default is not inspect.Parameter.empty for p in params[2:]), name
 
 
 def test_registry_pinned_and_functions_exported():
