@@ -111,8 +111,14 @@ def test_compare_models_samples_policy_pairs_only_same_resolution(nets, digits):
     same = df.query("layer_a == 'relu1'")
     other = df.query("layer_a == 'relu2'")
     assert same["value"].notna().all() and (same["policy"] == "samples").all()
-    if a.relu2 is not None and other["value"].isna().all():
-        assert "same spatial size" in other["error"].iloc[0]
+    assert same["error"].isna().all()
+    # relu1 is 8x8, relu2 (after the max-pool) 4x4: their locations cannot be paired
+    assert len(other) == 1 and other["value"].isna().all()
+    assert (
+        other["error"]
+        .str.contains(r"need the same spatial size; got \(4, 4\) and \(8, 8\)", regex=True)
+        .all()
+    )
 
 
 def test_compare_checkpoints_layer_by_checkpoint(digits, tmp_path):
@@ -164,9 +170,48 @@ def test_pairwise_records_undefined_pairs():
     acts = {"small": rng.normal(size=(30, 5)), "wide": rng.normal(size=(30, 40))}
     g = nc.pairwise(acts, measures=["cca", "cka"])
     assert np.isnan(g["cca"][0, 1]) and ("cca", "small", "wide") in g.errors
+    # the mirrored cell of the symmetric grid has its error too, not just the NaN
+    assert np.isnan(g["cca"][1, 0]) and ("cca", "wide", "small") in g.errors
     assert np.isfinite(g["cka"]).all()
     with pytest.raises(ValueError, match="trivially"):
         nc.pairwise(acts, measures=["cca"], errors="raise")
+
+
+def test_pairwise_symmetric_cells_keep_their_own_error_and_results():
+    """A symmetric measure's lower triangle mirrors values only: each undefined cell has an
+    error naming its own orientation, and kept results are per orientation."""
+    rng = np.random.default_rng(1)
+    good = rng.normal(size=(60, 4))
+    other = good @ rng.normal(size=(4, 3)) + rng.normal(size=(60, 3))
+    acts = {"good": good, "dead": np.full((60, 2), 0.5), "other": other}
+    g = nc.pairwise(acts, measures=["cka", "cca"])
+    names = list(acts)
+    for m in ("cka", "cca"):
+        for a in names:
+            for b in names:
+                cell = g[m][names.index(a), names.index(b)]
+                undefined = "dead" in (a, b)
+                assert np.isnan(cell) == undefined, (m, a, b)
+                assert ((m, a, b) in g.errors) == undefined, (m, a, b)
+    # the message names the constant argument of that orientation
+    assert g.errors[("cka", "good", "dead")].startswith("CKA is undefined: Y ")
+    assert g.errors[("cka", "dead", "good")].startswith("CKA is undefined: X ")
+    frame = g.to_frame()
+    assert frame[frame["value"].isna()]["error"].notna().all()
+    assert frame[frame["value"].notna()]["error"].isna().all()
+    np.testing.assert_allclose(g["cka"], g["cka"].T)  # NaN == NaN for assert_allclose
+
+    kept = nc.pairwise({"good": good, "other": other}, measures=["cca"], keep_results=True)
+    assert set(kept.results) == {
+        ("cca", a, b) for a in ("good", "other") for b in ("good", "other")
+    }
+    go, og = kept.results[("cca", "good", "other")], kept.results[("cca", "other", "good")]
+    assert go.directions_x.shape == (4, 3) and go.directions_y.shape == (3, 3)
+    assert og.directions_x.shape == (3, 3) and og.directions_y.shape == (4, 3)
+    assert (go.rank_x, go.rank_y) == (og.rank_y, og.rank_x) == (4, 3)
+    np.testing.assert_allclose(kept["cca"], kept["cca"].T, rtol=1e-12)
+    rows = kept.to_frame().set_index(["layer_a", "layer_b"])
+    assert (rows.loc[("other", "good"), "rank_x"], rows.loc[("other", "good"), "rank_y"]) == (3, 4)
 
 
 @pytest.mark.shared

@@ -133,7 +133,9 @@ def pairwise(
     ----------
     acts_a, acts_b : mapping of name -> array (n, d) or conv activations (n, *spatial, c)
         Activations over the same n samples. Without ``acts_b`` the grid is a × a (a
-        symmetric measure is computed once per unordered pair).
+        symmetric measure is computed once per unordered pair, except for pairs whose
+        value is undefined, so that each orientation gets its own message in ``errors``,
+        and with ``keep_results``, whose result objects are per orientation).
     measures : list of names, or {name: {option: value}}
         Registry names (see ``nc.measures.available()``) with optional options, e.g.
         ``{"svcca": {"variance": 0.99}, "cka": {}}``.
@@ -191,7 +193,18 @@ def pairwise(
         fn = info.function
         for i, a in enumerate(names_a):
             for j, b in enumerate(names_b):
-                if same and info.symmetric and j < i:
+                # A symmetric measure's value is mirrored from the cell computed above the
+                # diagonal. Not its error (the message names X or Y, i.e. an orientation),
+                # nor kept results (directions, ranks ... are per side): those cells are
+                # computed in their own orientation.
+                mirrored = (measure, names_a[j], names_b[i])
+                if (
+                    same
+                    and info.symmetric
+                    and j < i
+                    and not keep_results
+                    and mirrored not in out.errors
+                ):
                     out.values[measure][i, j] = out.values[measure][j, i]
                     continue
                 try:
