@@ -201,9 +201,16 @@ def test_spectrum_from_mapping_best_match_per_layer():
         "y|p": [0.5, 0.4],
         "y|q": [0.3],
     }
-    fig = plot.spectrum(spectra)  # no same-named pairs: best-matching pair per layer_a
+    # the names differ: layer i of A is matched with layer i of B (2 vs 2 layers, by depth)
+    fig = plot.spectrum(spectra)
     ax = fig.axes[0]
-    assert [list(line.get_ydata()) for line in ax.lines] == [[0.95, 0.8, 0.7], [0.5, 0.4]]
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.9, 0.2], [0.3]]
+    assert "all 2 depth-matched pairs" in fig.legends[0].get_title().get_text()
+    # no reference pair (none same-named): the best-matching pair of each layer_a
+    fig = plot.spectrum(spectra, reference="name")
+    lines = fig.axes[0].lines
+    assert [list(line.get_ydata()) for line in lines] == [[0.95, 0.8, 0.7], [0.5, 0.4]]
+    assert "all 2 best-matching pairs" in fig.legends[0].get_title().get_text()
     fig2 = plot.spectrum({"cca": spectra, "svcca": {}}, "cca", pairs=[("y", "q"), "x|p"])
     assert [len(line.get_xdata()) for line in fig2.axes[0].lines] == [1, 2]
 
@@ -288,11 +295,16 @@ def test_layer_profile_nan_rows_become_gaps(df):
 def test_layer_profile_lower_is_better_and_no_same_names():
     frame = minimal_frame(["a", "b"], ["x", "y", "z"], measure="dist", values=[3, 1, 2, 5, 6, 4])
     frame.attrs["measures"] = {"dist": {"higher_is_better": False}}
-    _, best, vals, same = best_matches(frame, "dist")
-    assert best == ["y", "z"] and list(vals) == [1, 4] and np.isnan(same).all()
+    _, best, vals, ref = best_matches(frame, "dist")
+    # no same names: a (depth 0) is matched with x (depth 0), b (depth 1) with z (depth 1)
+    assert best == ["y", "z"] and list(vals) == [1, 4] and list(ref) == [3, 4]
     ax = plot.layer_profile(frame, "dist").axes[0]
-    assert len(ax.lines) == 1
+    assert len(ax.lines) == 2
     assert list(ax.lines[0].get_ydata()) == [1, 4]
+    assert list(ax.lines[1].get_ydata()) == [3, 4]
+    assert ax.get_legend().get_texts()[1].get_text() == "depth-matched layer of B"
+    ax = plot.layer_profile(frame, "dist", reference="name").axes[0]
+    assert len(ax.lines) == 1  # no same-named layers: no reference line
 
 
 # --------------------------------------------------------------------------- general

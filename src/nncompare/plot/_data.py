@@ -15,10 +15,13 @@ import numpy as np
 
 __all__ = [
     "REQUIRED_COLUMNS",
+    "ColorScale",
     "MeasureMeta",
+    "Reference",
     "best_matches",
     "check_frame",
     "color_limits",
+    "color_scale",
     "kept_dims_table",
     "layer_order",
     "lean",
@@ -27,6 +30,8 @@ __all__ = [
     "measures_in",
     "model_names",
     "pretty_measure",
+    "reference_matches",
+    "reference_pairs",
     "spectra_of",
     "split_pair",
 ]
@@ -202,6 +207,102 @@ def color_limits(
     return float(vmin), float(vmax)
 
 
+@dataclass(frozen=True)
+class ColorScale:
+    """Colour limits of a heatmap and the measures that share them.
+
+    Attributes
+    ----------
+    vmin, vmax : float
+    family : str
+        The measures' family (their module in the measure registry: "CKA", "CCA", ...);
+        empty when the scale is the measure's own.
+    shared_with : tuple of str
+        The other measures of the frame on the same scale (registry names).
+    """
+
+    vmin: float
+    vmax: float
+    family: str = ""
+    shared_with: tuple[str, ...] = ()
+
+    @property
+    def note(self) -> str:
+        """A short sentence for a colourbar label or a caption ("" when not shared)."""
+        if not self.shared_with:
+            return ""
+        others = ", ".join(pretty_measure(m) for m in self.shared_with)
+        return (
+            f"colour scale [{_num(self.vmin)}, {_num(self.vmax)}] shared with {others} "
+            f"({self.family} family)"
+        )
+
+
+def _num(x: float) -> str:
+    text = f"{x:g}"
+    return text.replace("-", "−")
+
+
+def _family_name(module: str) -> str:
+    last = module.rsplit(".", 1)[-1]
+    return last.upper() if len(last) <= 4 else last.capitalize()
+
+
+def color_scale(
+    df: Any,
+    measure: Any,
+    values: np.ndarray,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    share: bool = True,
+) -> ColorScale:
+    """Colour limits for one measure's heatmap, shared across its family.
+
+    Measures of the frame from the same registry module (the CKA variants; CCA, SVCCA,
+    PWCCA; ...) with the same direction and finite ranges share one scale: the union of
+    their ranges, from the registry (``nc.measures.available()``). So linear CKA on
+    [0, 1] next to debiased CKA on [−1, 1] is drawn on [−1, 1], and equal values have equal
+    colours. Explicit ``vmin``/``vmax`` win; unknown or unbounded measures use their own
+    range or the data's.
+    """
+    try:
+        from nncompare.measures._registry import available
+
+        registry = available()
+    except Exception:  # pragma: no cover - the registry always imports
+        registry = {}
+    info = registry.get(str(measure))
+    own = measure_meta(df, measure).value_range
+    lo, hi = color_limits(values, own, vmin, vmax)
+    if not share or info is None or (vmin is not None and vmax is not None):
+        return ColorScale(lo, hi)
+    r_lo, r_hi = (float(x) for x in info.value_range)
+    if not (math.isfinite(r_lo) and math.isfinite(r_hi)):
+        return ColorScale(lo, hi)
+    members = []
+    for m in measures_in(df):
+        other = registry.get(str(m))
+        if (
+            other is None
+            or str(m) == str(measure)
+            or other.module != info.module
+            or other.higher_is_better != info.higher_is_better
+        ):
+            continue
+        o_lo, o_hi = (float(x) for x in other.value_range)
+        if not (math.isfinite(o_lo) and math.isfinite(o_hi)):
+            continue
+        members.append(str(m))
+        r_lo, r_hi = min(r_lo, o_lo), max(r_hi, o_hi)
+    if not members:
+        return ColorScale(lo, hi)
+    lo = lo if vmin is not None else r_lo
+    hi = hi if vmax is not None else r_hi
+    if not hi > lo:
+        hi = lo + 1.0
+    return ColorScale(lo, hi, _family_name(info.module), tuple(members))
+
+
 def model_names(df: Any) -> tuple[str, str]:
     """Labels of the two models (columns ``model_a``/``model_b``), default ("A", "B")."""
     out = []
@@ -222,10 +323,13 @@ def best_matches(
     """For each layer_a: its best layer_b (max or min by the measure's direction).
 
     Returns (rows, best layer_b or None, best value (NaN when the row is all NaN),
-    value for the same-named layer_b (NaN when there is none)).
+    value at the reference layer_b of :func:`reference_pairs` — the same-named layer when both
+    models have the same layer names, else the layer at the same relative depth — NaN when
+    there is none).
     """
     rows, cols, mat = measure_matrix(df, measure)
     hib = measure_meta(df, measure).higher_is_better
+    ref = reference_pairs(rows, cols)
     best_name: list[Any | None] = []
     best_val = np.full(len(rows), np.nan)
     same_val = np.full(len(rows), np.nan)
@@ -240,9 +344,157 @@ def best_matches(
             best_val[i] = row[j]
         else:
             best_name.append(None)
-        if r in col_index:
-            same_val[i] = row[col_index[r]]
+        b = ref.match.get(r)
+        if b is not None and b in col_index:
+            same_val[i] = row[col_index[b]]
     return rows, best_name, best_val, same_val
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Which layer of B is the natural counterpart ("the diagonal") of each layer of A.
+
+    Attributes
+    ----------
+    match : dict
+        layer of A -> its reference layer of B (layers without one are absent).
+    kind : {"name", "stage", "depth", "none"}
+        How the pairs were made: same names; relative depth within same-named stages
+        (``layer1.*``, ``layer2.*``, ...); relative depth over the whole list; no layers.
+    """
+
+    match: dict[Any, Any]
+    kind: str
+
+    @property
+    def label(self) -> str:
+        """Adjective for figures and tables: "same-named" or "depth-matched"."""
+        return "same-named" if self.kind == "name" else "depth-matched"
+
+    @property
+    def explanation(self) -> str:
+        """One sentence saying how the pairs were made."""
+        if self.kind == "name":
+            return "Reference pairs: layers with the same name in both models."
+        if self.kind == "stage":
+            return (
+                "Reference pairs: the layer lists differ, so each layer of A is matched with "
+                "the layer of B at the closest relative depth within the same stage "
+                "(same name prefix before the first '.')."
+            )
+        if self.kind == "depth":
+            return (
+                "Reference pairs: the layer lists differ, so layer i of A (relative depth "
+                "i/(nA−1)) is matched with the layer j of B whose j/(nB−1) is closest."
+            )
+        return "No reference pairs."
+
+
+def _stage(name: Any) -> str:
+    s = str(name)
+    return s.split(".", 1)[0] if "." in s else s
+
+
+def _stages(names: list[Any]) -> list[tuple[str, list[Any]]] | None:
+    """Consecutive runs of names with the same stage prefix; None when a stage recurs later
+    (names not grouped by stage)."""
+    runs: list[tuple[str, list[Any]]] = []
+    for n in names:
+        st = _stage(n)
+        if runs and runs[-1][0] == st:
+            runs[-1][1].append(n)
+        elif any(r[0] == st for r in runs):
+            return None
+        else:
+            runs.append((st, [n]))
+    return runs
+
+
+def _relative_match(a: list[Any], b: list[Any]) -> dict[Any, Any]:
+    """Layer k of ``a`` -> the layer j of ``b`` with j/(nb−1) closest to k/(na−1), compared
+    exactly in integers (ties go to the shallower layer); a single layer sits at depth 1 (the
+    output of its stage)."""
+    na, nb = len(a), len(b)
+    out: dict[Any, Any] = {}
+    for k, name in enumerate(a):
+        if nb == 1:
+            out[name] = b[0]
+            continue
+        if na == 1:
+            out[name] = b[-1]
+            continue
+        # |k/(na-1) - j/(nb-1)| ∝ |k (nb-1) - j (na-1)|
+        j = min(range(nb), key=lambda j: (abs(k * (nb - 1) - j * (na - 1)), j))
+        out[name] = b[j]
+    return out
+
+
+def reference_pairs(rows: list[Any], cols: list[Any], how: str = "auto") -> Reference:
+    """The reference ("diagonal") layer of B for each layer of A, both in depth order.
+
+    Parameters
+    ----------
+    rows, cols : list
+        Layers of A and of B in the order they appear in the models (the order of the
+        results frame).
+    how : {"auto", "name", "stage", "depth"}
+        "auto": same-named pairs when both models have exactly the same layer names;
+        otherwise relative depth within stages when both lists consist of the same stages in
+        the same order (``layer1.0 … layer1.2`` vs ``layer1.0 … layer1.4``: ResNets of
+        different depth), otherwise relative depth over the whole list. "name": only
+        same-named pairs, whatever the lists.
+
+    Returns
+    -------
+    Reference
+    """
+    if how not in ("auto", "name", "stage", "depth"):
+        raise ValueError(f"reference must be 'auto', 'name', 'stage' or 'depth'; got {how!r}.")
+    rows, cols = list(rows), list(cols)
+    if not rows or not cols:
+        return Reference({}, "none")
+    same_names = {str(r) for r in rows} == {str(c) for c in cols}
+    if how == "name" or (how == "auto" and same_names):
+        by_text = {str(c): c for c in cols}
+        return Reference({r: by_text[str(r)] for r in rows if str(r) in by_text}, "name")
+    if how in ("auto", "stage"):
+        sa, sb = _stages(rows), _stages(cols)
+        usable = (
+            sa is not None
+            and sb is not None
+            and len(sa) >= 2
+            and [s for s, _ in sa] == [s for s, _ in sb]
+            and any(len(m) > 1 for _, m in (*sa, *sb))
+        )
+        if usable:
+            match: dict[Any, Any] = {}
+            for (_, ma), (_, mb) in zip(sa, sb, strict=True):
+                match.update(_relative_match(ma, mb))
+            return Reference(match, "stage")
+        if how == "stage":
+            raise ValueError(
+                "reference='stage' needs both layer lists to consist of the same stages "
+                "(name prefixes before the first '.') in the same order; got stages "
+                f"{[s for s, _ in sa or []]} and {[s for s, _ in sb or []]}. "
+                "Use reference='depth' instead."
+            )
+    return Reference(_relative_match(rows, cols), "depth")
+
+
+def reference_matches(df: Any, measure: Any, how: str = "auto") -> tuple[Any, ...]:
+    """(rows, reference layer_b per row or None, value at that pair (NaN when absent),
+    :class:`Reference`) for one measure of the frame."""
+    rows, cols, mat = measure_matrix(df, measure)
+    ref = reference_pairs(rows, cols, how)
+    col_index = {c: j for j, c in enumerate(cols)}
+    names: list[Any | None] = []
+    vals = np.full(len(rows), np.nan)
+    for i, r in enumerate(rows):
+        b = ref.match.get(r)
+        names.append(b)
+        if b is not None:
+            vals[i] = mat[i, col_index[b]]
+    return rows, names, vals, ref
 
 
 def split_pair(

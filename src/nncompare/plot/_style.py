@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "LINE_COLORS",
     "OKABE_ITO",
     "PAPER_RC",
     "clean_text",
@@ -32,6 +33,8 @@ OKABE_ITO = (
     "#F0E442",  # yellow
     "#000000",  # black
 )
+# for thin lines on white: the palette without its yellow (too faint as a line)
+LINE_COLORS = tuple(c for c in OKABE_ITO if c != "#F0E442")
 LINESTYLES = ("-", "--", "-.", ":")
 NAN_FACE = "#dcdcdc"
 NAN_HATCH_EDGE = "#8c8c8c"

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from nncompare.plot._data import (
+    Reference,
     best_matches,
     check_frame,
-    color_limits,
+    color_scale,
     kept_dims_table,
     layer_order,
     measure_matrix,
@@ -24,10 +25,12 @@ from nncompare.plot._data import (
     measures_in,
     model_names,
     pretty_measure,
+    reference_pairs,
     spectra_of,
     split_pair,
 )
 from nncompare.plot._style import (
+    LINE_COLORS,
     LINESTYLES,
     NAN_FACE,
     NAN_HATCH_EDGE,
@@ -87,6 +90,7 @@ def heatmap(
     vmax: float | None = None,
     max_label_len: int = 20,
     title: str | None = None,
+    share_scale: bool = True,
 ) -> Any:
     """Layer × layer heatmap of one measure: layers of model A as rows, of model B as columns.
 
@@ -103,13 +107,19 @@ def heatmap(
     cmap : str
         A perceptually uniform, colour-blind-safe map ("viridis", "cividis", ...).
     vmin, vmax : float, optional
-        Colour limits; default: the measure's range (e.g. [0, 1]), or the data's when the
+        Colour limits; default: the measure's range (e.g. [0, 1]) — shared with the other
+        measures of its family in the frame (see ``share_scale``) — or the data's when the
         range is unbounded.
     max_label_len : int
         Longer layer names are shortened in the middle with "…" (the report tables keep them
         in full).
     title : str, optional
         Default: "<Measure>: <model A> vs <model B>".
+    share_scale : bool
+        Draw on one colour scale with the other measures of the frame from the same family
+        of the measure registry (linear and debiased CKA; CCA, SVCCA and PWCCA; ...): the
+        union of their ranges, so equal values get equal colours across the heatmaps. The
+        colourbar label says so.
 
     Returns
     -------
@@ -123,7 +133,8 @@ def heatmap(
         raise ValueError(f"no rows for measure {measure!r}; the frame holds {held}.")
     meta = measure_meta(df, measure)
     name_a, name_b = model_names(df)
-    lo, hi = color_limits(mat, meta.value_range, vmin, vmax)
+    scale = color_scale(df, measure, mat, vmin, vmax, share=share_scale)
+    lo, hi = scale.vmin, scale.vmax
     nr, nc_ = mat.shape
     if annotate is None:
         annotate = nr <= ANNOTATE_MAX and nc_ <= ANNOTATE_MAX
@@ -180,7 +191,11 @@ def heatmap(
             title = f"{meta.label}: {name_a} vs {name_b}"
         ax.set_title(clean_text(title), loc="left")
         cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=0.9)
-        cbar.set_label(clean_text(f"{meta.label} ({meta.direction})"))
+        cbar_label = f"{meta.label} ({meta.direction})"
+        if scale.shared_with:
+            others = ", ".join(pretty_measure(m) for m in scale.shared_with)
+            cbar_label += f"\nscale shared with {others}"
+        cbar.set_label(clean_text(cbar_label))
         cbar.outline.set_visible(False)
         if len(nan_cells):
             handle = Patch(
@@ -197,20 +212,30 @@ def heatmap(
     return fig
 
 
+def _pair_key(a: Any, b: Any) -> str:
+    return f"{a}|{b}"
+
+
 def _default_pairs(
     spectra: dict[str, np.ndarray],
     df: Any,
     measure: str,
-    layers_a: list[str] | None,
-    layers_b: list[str] | None,
-) -> list[str]:
+    layers_a: list[str],
+    layers_b: list[str],
+    reference: str,
+) -> tuple[list[str], str]:
+    """The pairs to draw by default and what they are ("depth-matched", "same-named" or
+    "best-matching"): the reference pairs (:func:`nncompare.plot._data.reference_pairs`)
+    that have a spectrum, in depth order of A; without any, the best match of each layer."""
+    ref = reference_pairs(layers_a, layers_b, reference)
+    keys = [
+        _pair_key(a, ref.match[a])
+        for a in layers_a
+        if a in ref.match and _pair_key(a, ref.match[a]) in spectra
+    ]
+    if keys:
+        return keys, ref.label
     split = {k: split_pair(k, layers_a, layers_b) for k in spectra}
-    diagonal = [k for k, (a, b) in split.items() if a == b]
-    if diagonal:
-        if layers_a:
-            rank = {a: i for i, a in enumerate(layers_a)}
-            diagonal.sort(key=lambda k: rank.get(split[k][0], len(rank)))
-        return diagonal
     values: dict[str, float] = {}
     hib = True
     if df is not None:
@@ -218,17 +243,18 @@ def _default_pairs(
         rows, cols, mat = measure_matrix(df, measure)
         for i, a in enumerate(rows):
             for j, b in enumerate(cols):
-                values[f"{a}|{b}"] = float(mat[i, j])
+                values[_pair_key(a, b)] = float(mat[i, j])
     best: dict[str, tuple[float, str]] = {}
     for k, (a, _b) in split.items():
-        v = values.get(k, float(np.mean(spectra[k])))
+        v = values.get(k, math.nan)
+        if not math.isfinite(v):
+            v = float(np.mean(spectra[k]))
         if not math.isfinite(v):
             continue
         score = v if hib else -v
         if a not in best or score > best[a][0]:
             best[a] = (score, k)
-    order = layers_a or list(dict.fromkeys(a for a, _ in split.values()))
-    return [best[a][1] for a in order if a in best]
+    return [best[a][1] for a in layers_a if a in best], "best-matching"
 
 
 def _subsample(keys: list[str], k: int) -> list[str]:
@@ -238,15 +264,27 @@ def _subsample(keys: list[str], k: int) -> list[str]:
     return [keys[i] for i in idx]
 
 
+def _spectra_layers(spectra: dict[str, np.ndarray]) -> tuple[list[str], list[str]]:
+    """Layer names of A and B in the order of the spectra keys (no frame at hand)."""
+    la: dict[str, None] = {}
+    lb: dict[str, None] = {}
+    for k in spectra:
+        a, b = split_pair(k)
+        la.setdefault(a, None)
+        lb.setdefault(b, None)
+    return list(la), list(lb)
+
+
 def spectrum(
     df_or_spectra: Any,
     measure: str = "cca",
     pairs: Sequence[str | tuple[str, str]] | None = None,
     ax: Any = None,
     *,
-    max_pairs: int = 8,
+    max_pairs: int = 10,
     max_label_len: int = 20,
     title: str | None = None,
+    reference: str = "auto",
 ) -> Any:
     """Canonical correlation spectra ρ_i (descending) against i, one line per layer pair.
 
@@ -258,8 +296,22 @@ def spectrum(
     measure : str
         A CCA-type measure ("cca", "svcca", "pwcca", "cca_r2").
     pairs : list of "a|b" keys or (a, b) tuples, optional
-        Default: the same-named pairs (the diagonal); without any, the best-matching layer of
-        B for each layer of A. At most ``max_pairs`` evenly spaced ones are drawn.
+        Default: the reference pairs ("the diagonal"): same-named layers when both models have
+        the same layer names, else layers at the same relative depth (within stages such as
+        ``layer1.*`` where both models have the same stages); without any recorded, the
+        best-matching layer of B for each layer of A. At most ``max_pairs`` of them, evenly
+        spaced in depth, are drawn, and the legend says "k of n".
+    ax : matplotlib Axes, optional
+        Draw here (legend inside the axes); default: a new Figure with the legend below the
+        plot.
+    max_pairs : int
+        Most lines drawn for the default pairs.
+    max_label_len : int
+        Longer layer names are shortened in the middle with "…".
+    title : str, optional
+        Default: "<Measure> spectra: <model A> vs <model B>".
+    reference : {"auto", "name", "stage", "depth"}
+        How the default pairs are made (see :func:`nncompare.plot._data.reference_pairs`).
 
     Returns
     -------
@@ -269,57 +321,71 @@ def spectrum(
     is_frame = hasattr(df_or_spectra, "columns") and hasattr(df_or_spectra, "attrs")
     df = df_or_spectra if is_frame else None
     spectra = spectra_of(df_or_spectra, measure)
-    layers_a = [str(x) for x in layer_order(df, "a")] if df is not None else None
-    layers_b = [str(x) for x in layer_order(df, "b")] if df is not None else None
+    if df is not None:
+        layers_a = [str(x) for x in layer_order(df, "a")]
+        layers_b = [str(x) for x in layer_order(df, "b")]
+    else:
+        layers_a, layers_b = _spectra_layers(spectra)
     if pairs is None:
-        keys = _subsample(_default_pairs(spectra, df, measure, layers_a, layers_b), max_pairs)
+        candidates, kind = _default_pairs(spectra, df, measure, layers_a, layers_b, reference)
+        keys = _subsample(candidates, max(1, int(max_pairs)))
     else:
         keys = []
         for p in pairs:
-            key = f"{p[0]}|{p[1]}" if isinstance(p, tuple | list) else str(p)
+            key = _pair_key(p[0], p[1]) if isinstance(p, tuple | list) else str(p)
             if key not in spectra:
                 avail = ", ".join(sorted(spectra)[:10]) or "none"
                 raise ValueError(
-                    f"no {measure} spectrum for pair {key!r}; recorded pairs: {avail}."
+                    f"no {measure} spectrum for pair {key!r}; recorded pairs: {avail}. "
+                    "Pass pairs as 'layer_a|layer_b' keys or (layer_a, layer_b) tuples."
                 )
             keys.append(key)
+        candidates, kind = keys, "chosen"
     name_a, name_b = model_names(df) if df is not None else ("A", "B")
     pair_values: dict[str, float] = {}
     if df is not None and "measure" in df.columns:
         rows, cols, mat = measure_matrix(df, measure)
         for i, a in enumerate(rows):
             for j, b in enumerate(cols):
-                pair_values[f"{a}|{b}"] = float(mat[i, j])
+                pair_values[_pair_key(a, b)] = float(mat[i, j])
+    labels = []
+    for key in keys:
+        a, b = split_pair(key, layers_a, layers_b)
+        label = (
+            shorten(a, max_label_len)
+            if a == b and kind in ("same-named", "chosen")
+            else f"{shorten(a, max_label_len)} ↔ {shorten(b, max_label_len)}"
+        )
+        value = pair_values.get(key, math.nan)
+        if math.isfinite(value):
+            label += f" ({value:.2f})"
+        else:
+            label += f" (mean ρ {np.nanmean(spectra[key]):.2f})"
+        labels.append(clean_text(label))
     with paper_style():
         own = ax is None
         if own:
-            fig = new_figure((5.2, 3.2))
+            longest = max((len(t) for t in labels), default=10)
+            ncols = 1 if not labels else (3 if longest <= 22 else 2)
+            ncols = min(ncols, max(1, len(labels)))
+            legend_rows = math.ceil(len(labels) / ncols) + 2  # + the two title lines
+            width = 6.4 if ncols >= 3 or longest <= 30 else 7.2
+            fig = new_figure((width, 3.6 + 0.17 * legend_rows))
             ax = fig.add_subplot()
         else:
             fig = ax.figure
         kmax = 1
-        for idx, key in enumerate(keys):
+        for idx, (key, label) in enumerate(zip(keys, labels, strict=True)):
             rho = np.sort(spectra[key])[::-1]
             kmax = max(kmax, rho.size)
-            a, b = split_pair(key, layers_a, layers_b)
-            label = (
-                shorten(a, max_label_len)
-                if a == b
-                else (f"{shorten(a, max_label_len)} ↔ {shorten(b, max_label_len)}")
-            )
-            value = pair_values.get(key, math.nan)
-            if math.isfinite(value):
-                label += f" ({value:.2f})"
-            else:
-                label += f" (mean ρ {np.nanmean(rho):.2f})"
             ax.plot(
                 np.arange(1, rho.size + 1),
                 rho,
-                color=OKABE_ITO[idx % len(OKABE_ITO)],
-                linestyle=LINESTYLES[(idx // len(OKABE_ITO)) % len(LINESTYLES)],
+                color=LINE_COLORS[idx % len(LINE_COLORS)],
+                linestyle=LINESTYLES[(idx // len(LINE_COLORS)) % len(LINESTYLES)],
                 marker="o" if rho.size <= 30 else None,
                 markersize=3,
-                label=clean_text(label),
+                label=label,
             )
         ax.set_xlabel("canonical direction i (sorted by correlation)")
         ax.set_ylabel("canonical correlation ρᵢ")
@@ -335,11 +401,18 @@ def spectrum(
         else:
             ax.set_title(clean_text(title), loc="left")
         if keys:
-            what = f"{name_a} ↔ {name_b} layer"
-            what += f" ({measure})" if pair_values else " (mean ρ)"
-            legend_kw = {"title": clean_text(what)}
+            what = f"{name_a} layer ↔ {name_b} layer"
+            what += f" ({pretty_measure(measure)})" if pair_values else " (mean ρ)"
+            n_all = len(candidates)
+            if kind == "chosen":
+                shown = f"{len(keys)} chosen pair{'s' if len(keys) != 1 else ''}"
+            elif len(keys) < n_all:
+                shown = f"showing {len(keys)} of {n_all} {kind} pairs, evenly spaced in depth"
+            else:
+                shown = f"all {n_all} {kind} pair{'s' if n_all != 1 else ''}"
+            legend_kw = {"title": clean_text(f"{what}\n{shown}"), "alignment": "left"}
             if own:
-                fig.legend(loc="outside right upper", **legend_kw)
+                fig.legend(loc="outside lower center", ncols=ncols, **legend_kw)
             else:
                 ax.legend(loc="best", **legend_kw)
         else:
@@ -355,6 +428,37 @@ def spectrum(
     return fig
 
 
+def _ordered(store: dict[str, int], order: list[str]) -> dict[str, int]:
+    """``store`` in the depth order ``order`` (names not in it keep their order, last)."""
+    rank = {n: i for i, n in enumerate(order)}
+    keys = sorted(store, key=lambda n: (rank.get(n, len(rank)), list(store).index(n)))
+    return {k: store[k] for k in keys}
+
+
+def _bars(
+    ax: Any,
+    xs: list[float],
+    values: list[int],
+    width: float,
+    color: str,
+    label: str,
+    annotate: bool,
+) -> None:
+    bars = ax.bar(xs, values, width=width, color=color, label=clean_text(label))
+    if annotate:
+        ax.bar_label(bars, fmt="%d", fontsize=7, padding=1)
+
+
+def _name_ticks(ax: Any, pos: list[float], names: list[str], max_label_len: int) -> None:
+    ax.set_xticks(pos)
+    ax.set_xticklabels(
+        [clean_text(shorten(n, max_label_len)) for n in names],
+        rotation=45 if len(names) > 3 else 0,
+        ha="right" if len(names) > 3 else "center",
+        rotation_mode="anchor",
+    )
+
+
 def kept_dims(
     df: Any,
     *,
@@ -366,60 +470,118 @@ def kept_dims(
     """Bar chart of the singular directions SVCCA kept per layer, for both models.
 
     Values come from the ``kept_dims_x`` (layers of A) / ``kept_dims_y`` (layers of B)
-    columns, or from ``attrs["kept_dims"]``. One bar per (layer, model).
+    columns, or from ``attrs["kept_dims"]``. Layers are in depth order (the order they have
+    in the results frame, i.e. in the models). When both models have the same layers, one
+    pair of bars per layer; otherwise one panel per model (with ``ax``: the layers of A,
+    then those of B, on one axes).
     """
     kx, ky = kept_dims_table(df, measure)
-    name_a, name_b = model_names(df) if hasattr(df, "columns") else ("A", "B")
-    names = list(dict.fromkeys([*kx, *ky]))
+    is_frame = hasattr(df, "columns")
+    name_a, name_b = model_names(df) if is_frame else ("A", "B")
+    if is_frame and "layer_a" in df.columns:
+        kx = _ordered(kx, [str(x) for x in layer_order(df, "a")])
+        ky = _ordered(ky, [str(x) for x in layer_order(df, "b")])
+    names_a, names_b = list(kx), list(ky)
+    together = not kx or not ky or names_a == names_b
+    thr = ""
+    opts = measure_meta(df, measure) if is_frame else None
+    if opts is not None:
+        if opts.options.get("dims") is not None:
+            thr = f" (dims = {opts.options['dims']})"
+        else:
+            var = opts.options.get("variance", 0.99)
+            try:
+                thr = f" ({float(var):.0%} variance)"
+            except (TypeError, ValueError):
+                thr = ""
+    if title is None:
+        title = f"SVCCA kept dimensions{thr}"
     with paper_style():
         own = ax is None
-        if own:
-            width = _clamp(2.2 + 0.55 * len(names), 4.2, 13.0)
-            fig = new_figure((width, 3.4 + _label_inches(names, max_label_len) * 0.7))
-            ax = fig.add_subplot()
+        label_h = _label_inches([*names_a, *names_b], max_label_len) * 0.7
+        if together:
+            names = names_a or names_b
+            if own:
+                width = _clamp(2.2 + 0.55 * len(names), 4.2, 13.0)
+                fig = new_figure((width, 3.4 + label_h))
+                ax = fig.add_subplot()
+            else:
+                fig = ax.figure
+            axes = [ax]
+            both = bool(kx) and bool(ky)
+            w = 0.38 if both else 0.6
+            for store, label, color, shift in (
+                (kx, name_a, OKABE_ITO[0], -w / 2 if both else 0.0),
+                (ky, name_b, OKABE_ITO[1], w / 2 if both else 0.0),
+            ):
+                if store:
+                    xs = [i + shift for i in range(len(store))]
+                    _bars(ax, xs, list(store.values()), w, color, label, len(names) <= 24)
+            _name_ticks(ax, list(range(len(names))), names, max_label_len)
+            ax.set_xlabel("layer (in depth order)")
+        elif own:
+            n = max(len(names_a), len(names_b))
+            width = _clamp(2.2 + 0.42 * n, 4.2, 13.0)
+            fig = new_figure((width, 2.0 * (2.2 + label_h)))
+            ax, ax2 = fig.subplots(2, 1, sharey=True)
+            axes = [ax, ax2]
+            for a_x, store, label, color in (
+                (ax, kx, name_a, OKABE_ITO[0]),
+                (ax2, ky, name_b, OKABE_ITO[1]),
+            ):
+                names = list(store)
+                _bars(
+                    a_x,
+                    list(range(len(names))),
+                    list(store.values()),
+                    0.6,
+                    color,
+                    label,
+                    len(names) <= 24,
+                )
+                _name_ticks(a_x, list(range(len(names))), names, max_label_len)
+                a_x.set_xlim(-0.6, len(names) - 0.4)
+                a_x.set_xlabel(clean_text(f"{label} layer (in depth order)"))
+                a_x.set_ylabel("kept singular directions")
         else:
             fig = ax.figure
-        pos = {n: i for i, n in enumerate(names)}
-        both = bool(kx) and bool(ky)
-        w = 0.38 if both else 0.6
-        for store, label, color, shift in (
-            (kx, name_a, OKABE_ITO[0], -w / 2 if both else 0.0),
-            (ky, name_b, OKABE_ITO[1], w / 2 if both else 0.0),
-        ):
-            if not store:
-                continue
-            xs = [pos[n] + shift for n in store]
-            bars = ax.bar(
-                xs, list(store.values()), width=w, color=color, label=clean_text(f"{label}")
+            axes = [ax]
+            off = len(names_a) + 1
+            _bars(
+                ax,
+                list(range(len(names_a))),
+                list(kx.values()),
+                0.6,
+                OKABE_ITO[0],
+                name_a,
+                len(names_a) + len(names_b) <= 24,
             )
-            if len(names) <= 24:
-                ax.bar_label(bars, fmt="%d", fontsize=7, padding=1)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(
-            [clean_text(shorten(n, max_label_len)) for n in names],
-            rotation=45 if len(names) > 3 else 0,
-            ha="right" if len(names) > 3 else "center",
-            rotation_mode="anchor",
-        )
-        ax.set_ylabel("kept singular directions")
-        ax.set_xlabel("layer")
-        opts = measure_meta(df, measure) if hasattr(df, "columns") else None
-        thr = ""
-        if opts is not None:
-            if opts.options.get("dims") is not None:
-                thr = f" (dims = {opts.options['dims']})"
-            else:
-                var = opts.options.get("variance", 0.99)
-                try:
-                    thr = f" ({float(var):.0%} variance)"
-                except (TypeError, ValueError):
-                    thr = ""
-        if title is None:
-            title = f"SVCCA kept dimensions{thr}"
-        ax.set_title(clean_text(title), loc="left")
-        if names:
-            ax.margins(y=0.15)
-            ax.legend(loc="best")
+            _bars(
+                ax,
+                [off + i for i in range(len(names_b))],
+                list(ky.values()),
+                0.6,
+                OKABE_ITO[1],
+                name_b,
+                len(names_a) + len(names_b) <= 24,
+            )
+            _name_ticks(
+                ax,
+                [*range(len(names_a)), *(off + i for i in range(len(names_b)))],
+                [*names_a, *names_b],
+                max_label_len,
+            )
+            ax.axvline(len(names_a), color="0.6", linewidth=0.8, linestyle=":")
+            ax.set_xlabel(clean_text(f"layer of {name_a}, then of {name_b} (in depth order)"))
+        axes[0].set_ylabel("kept singular directions")
+        if own and not together:
+            fig.suptitle(clean_text(title), x=0.02, ha="left", fontsize=10, fontweight="bold")
+        else:
+            ax.set_title(clean_text(title), loc="left")
+        if kx or ky:
+            for a_x in axes:
+                a_x.margins(y=0.15)
+                a_x.legend(loc="upper left")
         else:
             ax.text(
                 0.5,
@@ -441,18 +603,34 @@ def layer_profile(
     annotate: bool | None = None,
     max_label_len: int = 20,
     title: str | None = None,
+    reference: str = "auto",
 ) -> Any:
     """For each layer of A, the value of its best-matching layer of B (a line over layers).
 
-    With same-named layers in both models, a dashed second line gives the value of the
-    same-named pair, so a gap between the lines shows a layer that matches a *different*
-    layer of B best. Points are labelled with the best-matching layer when there are at most
-    16 layers (``annotate``).
+    A dashed second line gives the value of the reference pair of each layer (see
+    ``reference``): the same-named layer of B when both models have the same layer names,
+    else the layer of B at the same relative depth (within the same stage, such as
+    ``layer2.*``, where both models have the same stages). A gap between the lines shows a
+    layer that matches a *different* layer of B best. Points are labelled with the
+    best-matching layer when there are at most 16 layers (``annotate``).
+
+    Parameters
+    ----------
+    reference : {"auto", "name", "stage", "depth"}
+        How the reference pairs are made (:func:`nncompare.plot._data.reference_pairs`).
     """
     check_frame(df)
-    rows, best_name, best_val, same_val = best_matches(df, measure)
+    rows, best_name, best_val, _ = best_matches(df, measure)
     if not rows:
-        raise ValueError(f"no rows for measure {measure!r}.")
+        raise ValueError(
+            f"no rows for measure {measure!r}; the frame holds {sorted(map(str, measures_in(df)))}."
+        )
+    _, cols, mat = measure_matrix(df, measure)
+    ref: Reference = reference_pairs(rows, cols, reference)
+    col_index = {c: j for j, c in enumerate(cols)}
+    same_val = np.array(
+        [mat[i, col_index[ref.match[r]]] if r in ref.match else np.nan for i, r in enumerate(rows)]
+    )
     meta = measure_meta(df, measure)
     name_a, name_b = model_names(df)
     if annotate is None:
@@ -481,7 +659,7 @@ def layer_profile(
                 marker="s",
                 linestyle="--",
                 color=OKABE_ITO[1],
-                label=clean_text(f"same-named layer of {name_b}"),
+                label=clean_text(f"{ref.label} layer of {name_b}"),
             )
         if annotate:
             for xi, v, b in zip(x, best_val, best_name, strict=True):
