@@ -115,14 +115,13 @@ ALL_CONSTANT_MESSAGE = {
     "svcca": r"svcca is undefined: {side} has zero variance \(every feature constant\)",
     "cka": r"CKA is undefined: {side} has zero variance in every feature",
     "cka_debiased": r"CKA is undefined: {side} has zero variance in every feature",
-    # the RBF and RSA messages are about samples, not an argument: the side is not named
-    "cka_rbf": r"RBF CKA is undefined: the median squared distance between samples is 0",
+    "cka_rbf": r"cka_rbf is undefined: every feature of {side} is constant over the 100 samples",
     "lr_r2": r"lr_r2 is undefined: every feature of {side} is constant",
-    "mutual_knn": r"mutual_knn is undefined: every sample of {side} has the same activation",
+    "mutual_knn": r"mutual_knn is undefined: every feature of {side} is constant over the 100 "
+    r"samples",
     "procrustes": r"every feature of {side} is constant, so its centred data is zero",
     "shape": r"every feature of {side} is constant, so its centred data is zero",
-    "rsa": r"rdm='correlation' is undefined: 100 sample\(s\) have the same activation in every "
-    r"feature",
+    "rsa": r"rsa is undefined: every feature of {side} is constant over the 100 samples",
 }
 
 

@@ -230,7 +230,14 @@ def cka_rbf(
     K_ij = exp(-‖x_i - x_j‖² / (2 σ²)), σ² = ``threshold``² · median_{i,j} ‖x_i - x_j‖²
     (Kornblith et al. 2019, Section 6.1; median over all n² entries, diagonal included,
     numpy's median). ``debiased=True`` uses U-centring (unbiased HSIC) instead of H K H.
-    Memory and time are O(n²); for large n use :class:`nncompare.MinibatchCKA`.
+    Memory and time are O(n²): when the kernel matrices would not fit in the available
+    memory (or ``NNCOMPARE_MAX_MEMORY``), an
+    :class:`~nncompare.measures._kernels.InsufficientMemoryError` is raised before anything
+    is allocated; stream with ``nc.MinibatchCKA(kernel="rbf")`` instead.
+    Features constant relative to their scale (max - min <= 8·eps·max|x|) are ignored; a layer
+    whose every feature is constant raises ``ValueError``. The value is the same for X and
+    c·X + t at any finite scale (distances are formed from centred, power-of-two rescaled
+    features).
 
     Parameters
     ----------
@@ -249,8 +256,24 @@ def cka_rbf(
     X, Y = prepare_pair(X, Y, conv=conv, min_samples=4 if debiased else 3, measure="cka_rbf")
     xp = namespace(X, Y)
     n = int(X.shape[0])
-    K = gram(xp, xp.astype(X, xp.float64), "rbf", threshold)
-    L = gram(xp, xp.astype(Y, xp.float64), "rbf", threshold)
+    from nncompare.measures import _kernels as kern
+
+    kern.check_memory(
+        X,
+        measure="cka_rbf",
+        n_bytes=kern.RBF_CKA_N2_ARRAYS * 8.0 * n * n,
+        what="float64 n × n kernel matrices",
+        alternative="Stream it over batches with nc.MinibatchCKA(kernel='rbf'), or use a "
+        "random subset of the samples.",
+    )
+    eps_x, eps_y = kern.input_eps(xp, X), kern.input_eps(xp, Y)
+    X, Y = xp.astype(X, xp.float64), xp.astype(Y, xp.float64)
+    for label, A, e in (("X", X, eps_x), ("Y", Y, eps_y)):
+        kern.check_not_all_constant(
+            xp, A, e, label=label, measure="cka_rbf", consequence="its kernel matrix is constant"
+        )
+    K = gram(xp, X, "rbf", threshold, eps_x)
+    L = gram(xp, Y, "rbf", threshold, eps_y)
     c = ucenter_gram if debiased else center_gram
     Kc, Lc = c(xp, K), c(xp, L)
     hxy, hxx, hyy = xp.sum(Kc * Lc), xp.sum(Kc * Kc), xp.sum(Lc * Lc)
