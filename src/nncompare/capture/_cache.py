@@ -1,10 +1,13 @@
-"""Captured activations in memory and on disk (atomic, memory-mapped, pickle-free).
+"""Captured activations in memory and on disk (atomic, checksummed, memory-mapped, no pickle).
 
-On-disk format (``format_version`` 1): one directory per capture holding
+On-disk format (``format_version`` 2): one directory per capture holding
 
 * ``manifest.json`` -- format name and version, nncompare/torch/numpy versions,
-  creation time, model class and parameter fingerprint, ``n_samples``, capture
-  options, and per recorded layer its name, file, shape and dtype;
+  creation time, the model's qualified class name, static fingerprint
+  (:func:`model_fingerprint`) and output probe (:func:`probe_summary`),
+  ``n_samples``, capture options, the data fingerprint (a hash of every input
+  sample), and per recorded layer its name, file, shape, dtype and ``checksum``:
+  BLAKE2b-128 digests of consecutive 64 MiB chunks of the array data;
 * ``layer_000.npy``, ``layer_001.npy``, ... -- one standard ``.npy`` file per layer,
   shape ``(n_samples, ...)``, readable with ``np.load(path, mmap_mode="r")``.
 
@@ -12,16 +15,27 @@ The directory is built under a temporary name (``.<name>.<random>.partial``) nex
 its final path and renamed into place with :func:`os.replace` only when every file
 is complete and flushed, so an interrupted capture never leaves a loadable cache.
 The ``.npy`` files are streamed: a header of fixed size is reserved, rows are
-appended batch by batch, and the header is rewritten with the final row count.
+appended (and checksummed) batch by batch, and the header is rewritten with the
+final row count. The build directory records its writer (host, pid, process start
+time, boot id); a later capture in the same folder removes build directories whose
+writer has died (:func:`remove_stale_partials`).
+
+:func:`load_cache` verifies the checksums by default: a flipped byte anywhere in the
+data raises :class:`~nncompare.capture.InvalidCacheError` ("is corrupt") instead of
+loading as wrong numbers. :func:`~nncompare.capture.capture` never replaces a
+corrupt cache on its own either: it raises the same error, and the cache is rebuilt
+only when asked (``overwrite=True``) or after deleting it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import shutil
+import socket
 import struct
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -35,10 +49,17 @@ from torch import nn
 from nncompare._version import __version__
 from nncompare.capture._errors import InvalidCacheError, LayerNotFoundError, StaleCacheError
 
-__all__ = ["CapturedActivations", "load_cache", "model_fingerprint"]
+__all__ = [
+    "CapturedActivations",
+    "load_cache",
+    "model_fingerprint",
+    "probe_difference",
+    "probe_summary",
+    "remove_stale_partials",
+]
 
 FORMAT_NAME = "nncompare.activations"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 
@@ -148,8 +169,21 @@ class CapturedActivations(Mapping[str, np.ndarray]):
 # --------------------------------------------------------------------------- fingerprint
 
 
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _hash_tensor(h: Any, t: torch.Tensor) -> None:
+    t = t.detach()
+    if t.is_quantized:
+        t = t.int_repr()
+    t = t.cpu().resolve_conj().resolve_neg().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy())
+
+
 def model_fingerprint(model: nn.Module) -> str:
-    """Content hash of a model's class, parameters and persistent buffers.
+    """Content hash of a model's structure, configuration, parameters and buffers.
 
     Parameters
     ----------
@@ -158,24 +192,207 @@ def model_fingerprint(model: nn.Module) -> str:
     Returns
     -------
     str
-        ``"sha256:<hex>"`` over the class name and every ``state_dict`` entry (key,
-        dtype, shape and raw bytes). Two models with equal weights get the same
-        fingerprint wherever they live (CPU/GPU); any change of a weight changes it.
+        ``"sha256:<hex>"`` over the model class's qualified name
+        (``module.QualName``); for every submodule its name, qualified class name and
+        ``extra_repr()`` (the configuration torch shows in ``print(model)``: kernel
+        sizes, ``eps``, dropout ``p``, ...); every ``state_dict`` entry (key, dtype,
+        shape and raw bytes); and every non-persistent buffer. Two models with equal
+        weights and configuration get the same fingerprint wherever they live
+        (CPU/GPU); a change of any weight, buffer or ``extra_repr`` changes it.
+
+    Notes
+    -----
+    Plain Python attributes that a custom ``forward`` reads (``self.scale = 2.0``)
+    are not part of this static fingerprint: counters and other bookkeeping
+    attributes would make it change on every call. :func:`~nncompare.capture.capture`
+    covers them with a *probe*: before reusing a cache it runs the model on the first
+    input sample and compares the output with the one recorded in the cache.
     """
     h = hashlib.sha256()
-    h.update(type(model).__qualname__.encode())
-    for key, value in model.state_dict().items():
+    h.update(_qualified_name(type(model)).encode())
+    for name, module in model.named_modules():
+        try:
+            config = module.extra_repr()
+        except Exception as err:  # a broken extra_repr must not stop a capture
+            config = f"<extra_repr failed: {type(err).__name__}>"
+        h.update(f"\0module\0{name}\0{_qualified_name(type(module))}\0{config}".encode())
+    state = model.state_dict()
+    for key, value in state.items():
         h.update(b"\0key\0" + key.encode())
         if isinstance(value, torch.Tensor):
-            t = value.detach()
-            if t.is_quantized:
-                t = t.int_repr()
-            t = t.cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy())
+            _hash_tensor(h, value)
         else:  # extra state
             h.update(repr(value).encode())
+    for key, buf in model.named_buffers():
+        if key in state or buf is None:
+            continue
+        h.update(b"\0buffer\0" + key.encode())
+        _hash_tensor(h, buf)
     return "sha256:" + h.hexdigest()
+
+
+# --------------------------------------------------------------------------- probe
+
+PROBE_ROWS = 1  # the first sample: any batching yields the same probe input
+_PROBE_MAX_OUTPUTS = 16
+_PROBE_SEGMENTS = 4
+_PROBE_FIRST = 4
+_PROBE_WEIGHT_STEP = 0.7548776662466927  # irrational step: weights that detect permutations
+
+
+def _tensor_leaves(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 4 and isinstance(obj, Mapping):
+        for value in obj.values():
+            yield from _tensor_leaves(value, depth + 1)
+    elif depth < 4 and isinstance(obj, list | tuple):
+        for value in obj:
+            yield from _tensor_leaves(value, depth + 1)
+
+
+def _leaf_summary(t: torch.Tensor) -> dict[str, Any]:
+    """Shape, dtype and a few order-sensitive statistics of one output tensor."""
+    t = t.detach()
+    shape, dtype = [int(d) for d in t.shape], str(t.dtype)
+    if t.is_complex():
+        t = torch.view_as_real(t.resolve_conj())
+    x = t.to("cpu", torch.float64).reshape(-1)
+    finite = torch.isfinite(x)
+    nonfinite = int((~finite).sum())
+    x = torch.where(finite, x, torch.zeros((), dtype=x.dtype))
+    stats: list[float] = []
+    n = x.numel()
+    if n:
+        mean = x.mean()
+        weights = torch.cos(torch.arange(n, dtype=torch.float64) * _PROBE_WEIGHT_STEP)
+        stats = [
+            mean,
+            (x - mean).square().mean().sqrt(),
+            x.abs().mean(),
+            x.min(),
+            x.max(),
+            (x * weights).mean(),
+            *(seg.mean() for seg in torch.tensor_split(x, min(n, _PROBE_SEGMENTS))),
+            *x[:_PROBE_FIRST],
+        ]
+        stats = [float(v) for v in stats]
+    return {"shape": shape, "dtype": dtype, "nonfinite": nonfinite, "stats": stats}
+
+
+def probe_summary(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """Summary of ``model``'s output on ``x`` (the first input sample), for the cache.
+
+    The model runs once in eval mode under :func:`torch.no_grad` (every submodule's
+    mode is restored afterwards); the summary holds, per output tensor (up to 16,
+    found in tuples, lists and dicts), its shape, dtype, the count of non-finite
+    values and 15 statistics (mean, spread, extremes, a weighted mean, segment means
+    and the first values). :func:`probe_difference` compares two summaries with a
+    tolerance for the rounding differences between runs and devices.
+    """
+    from nncompare.capture._layers import _training_mode
+
+    with _training_mode(model, False), torch.no_grad():
+        out = model(x)
+    leaves = list(_tensor_leaves(out))[:_PROBE_MAX_OUTPUTS]
+    return {"n_inputs": len(x), "outputs": [_leaf_summary(t) for t in leaves]}
+
+
+def _probe_rtol(dtype: str) -> float:
+    try:
+        eps = float(torch.finfo(getattr(torch, dtype.removeprefix("torch."))).eps)
+    except (AttributeError, TypeError):
+        eps = 0.0
+    return max(1e-3, 16 * eps)
+
+
+def probe_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """How two :func:`probe_summary` results differ, or None if they agree.
+
+    Statistics agree when ``|a - b| <= rtol * (|a| + |b| + spread)``, with ``rtol``
+    the larger of 1e-3 and 16 machine epsilons of the output dtype, so that runs on
+    another device or with other kernels still match while any real change of the
+    output (a scale of 1 become 2, a permutation, another shape) does not.
+    """
+    try:
+        if old.get("n_inputs") != new.get("n_inputs"):
+            return f"probed on {old.get('n_inputs')} vs {new.get('n_inputs')} inputs"
+        outs_old, outs_new = list(old["outputs"]), list(new["outputs"])
+        if len(outs_old) != len(outs_new):
+            return f"the model returns {len(outs_new)} tensors, the cache saw {len(outs_old)}"
+        for i, (a, b) in enumerate(zip(outs_old, outs_new, strict=True)):
+            for key in ("shape", "dtype", "nonfinite"):
+                if a[key] != b[key]:
+                    return f"output {i} {key} is {b[key]}, the cache saw {a[key]}"
+            sa, sb = [float(v) for v in a["stats"]], [float(v) for v in b["stats"]]
+            if len(sa) != len(sb):
+                return f"output {i} summary has another length"
+            if not sa:
+                continue
+            rtol = _probe_rtol(str(a["dtype"]))
+            spread = abs(sa[1]) + abs(sb[1])
+            for va, vb in zip(sa, sb, strict=True):
+                if abs(va - vb) > rtol * (abs(va) + abs(vb) + spread):
+                    return (
+                        f"output {i} changed (mean {sb[0]:.6g}, the cache saw {sa[0]:.6g}; "
+                        f"spread {sb[1]:.6g} vs {sa[1]:.6g})"
+                    )
+    except (KeyError, TypeError, ValueError) as err:
+        return f"the cached probe is malformed ({type(err).__name__}: {err})"
+    return None
+
+
+# --------------------------------------------------------------------------- data fingerprint
+
+_HASH_BLOCK_BYTES = 1 << 25
+
+
+class _DataHasher:
+    """Streaming hash of input batches: dtype, per-sample shape, every byte, sample count.
+
+    Independent of how the samples are cut into batches (as long as dtype and
+    per-sample shape stay the same), so the same data hashed in one piece or batch by
+    batch gives the same digest.
+    """
+
+    def __init__(self) -> None:
+        self._h = hashlib.blake2b(digest_size=32)
+        self._spec: tuple[str, tuple[int, ...]] | None = None
+        self.n = 0
+
+    def update(self, x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach()
+            if t.is_quantized:
+                t = t.int_repr()
+            spec = (str(t.dtype), tuple(int(d) for d in t.shape[1:]))
+            t = t.cpu().resolve_conj().resolve_neg().contiguous()
+            buf = t.reshape(-1).view(torch.uint8).numpy()
+        else:
+            a = np.asarray(x)
+            spec = (a.dtype.str, tuple(int(d) for d in a.shape[1:]))
+            buf = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+        if spec != self._spec:
+            self._h.update(b"\0spec\0" + repr(spec).encode())
+            self._spec = spec
+        self._h.update(buf)
+        self.n += len(x)
+
+    def hexdigest(self) -> str:
+        h = self._h.copy()
+        h.update(f"\0n_samples={self.n}".encode())
+        return "blake2b:" + h.hexdigest()
+
+
+def array_fingerprint(x: Any, n: int) -> str:
+    """:class:`_DataHasher` digest of the first ``n`` rows of an array or tensor,
+    read in blocks of about 32 MiB (no copy of the whole array is made)."""
+    hasher = _DataHasher()
+    row_bytes = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize)
+    step = max(1, _HASH_BLOCK_BYTES // row_bytes)
+    for start in range(0, n, step):
+        hasher.update(x[start : min(start + step, n)])
+    return hasher.hexdigest()
 
 
 # --------------------------------------------------------------------------- npy streaming
@@ -183,6 +400,41 @@ def model_fingerprint(model: nn.Module) -> str:
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"  # format version 1.0: 2-byte header length
 _NPY_PREFIX = len(_NPY_MAGIC) + 2
 _NPY_ALIGN = 64
+
+CHECKSUM_ALGORITHM = "blake2b-128"
+CHUNK_BYTES = 1 << 26  # 64 MiB of array data per checksum
+
+
+def _new_chunk_hash() -> Any:
+    return hashlib.blake2b(digest_size=16)
+
+
+class _ChunkHasher:
+    """Checksums of consecutive ``chunk_bytes``-sized pieces of a byte stream."""
+
+    def __init__(self, chunk_bytes: int) -> None:
+        self.chunk_bytes = int(chunk_bytes)
+        self.digests: list[str] = []
+        self._h = _new_chunk_hash()
+        self._filled = 0
+
+    def update(self, data: Any) -> None:
+        buf = memoryview(data).cast("B")
+        pos, n = 0, len(buf)
+        while pos < n:
+            take = min(self.chunk_bytes - self._filled, n - pos)
+            self._h.update(buf[pos : pos + take])
+            self._filled += take
+            pos += take
+            if self._filled == self.chunk_bytes:
+                self.digests.append(self._h.hexdigest())
+                self._h, self._filled = _new_chunk_hash(), 0
+
+    def finish(self) -> list[str]:
+        if self._filled:
+            self.digests.append(self._h.hexdigest())
+            self._h, self._filled = _new_chunk_hash(), 0
+        return self.digests
 
 
 def _npy_dict(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
@@ -206,29 +458,39 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...], size: int) -> bytes:
 
 
 class _NpyAppender:
-    """Write a C-ordered ``.npy`` file of unknown length, row block by row block."""
+    """Write a C-ordered ``.npy`` file of unknown length, row block by row block,
+    checksumming the data region chunk by chunk as it goes."""
 
     def __init__(self, path: Path, dtype: np.dtype, tail: tuple[int, ...]) -> None:
         self.path = path
         self.dtype = np.dtype(dtype)
         self.tail = tuple(int(d) for d in tail)
         self.n = 0
+        self.checksums = _ChunkHasher(CHUNK_BYTES)
         self._header_size = _npy_header_size(self.dtype, self.tail)
         self._file = open(path, "wb")
         self._file.write(b"\0" * self._header_size)
 
     def append(self, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        self._file.write(rows.reshape(-1).view(np.uint8))
+        data = rows.reshape(-1).view(np.uint8)
+        self._file.write(data)
+        self.checksums.update(data)
         self.n += rows.shape[0]
 
-    def finish(self) -> None:
+    def finish(self) -> dict[str, Any]:
+        """Complete the file; return its ``checksum`` manifest entry."""
         self._file.flush()
         self._file.seek(0)
         self._file.write(_npy_header(self.dtype, (self.n, *self.tail), self._header_size))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+        return {
+            "algorithm": CHECKSUM_ALGORITHM,
+            "chunk_bytes": self.checksums.chunk_bytes,
+            "chunks": self.checksums.finish(),
+        }
 
     def close(self) -> None:
         self._file.close()
@@ -247,6 +509,123 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# --------------------------------------------------------------------------- stale partials
+
+WRITER_FILE = ".nncompare-writer.json"
+_WRITER_FORMAT = "nncompare.activations.writer"
+_ASIDE_SUFFIX = ".old"
+
+
+def _process_start_time(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _writer_record() -> dict[str, Any]:
+    pid = os.getpid()
+    return {
+        "format": _WRITER_FORMAT,
+        "pid": pid,
+        "start_time": _process_start_time(pid),
+        "boot_id": _boot_id(),
+        "host": socket.gethostname(),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _write_writer_record(directory: Path) -> None:
+    tmp = directory / (WRITER_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_writer_record(), f)
+    os.replace(tmp, directory / WRITER_FILE)
+
+
+def _writer_is_gone(record: Any) -> bool:
+    """True only when the process that wrote ``record`` has certainly ended.
+
+    Same host, and either the machine rebooted since (another boot id), no process
+    with that pid exists, or the pid now belongs to a process started at another
+    time. Anything uncertain (other host, unreadable record, not POSIX) counts as
+    alive, so a partial directory is never removed under a running writer.
+    """
+    if os.name != "posix" or not isinstance(record, dict):
+        return False
+    if record.get("format") != _WRITER_FORMAT or record.get("host") != socket.gethostname():
+        return False
+    pid = record.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    boot = _boot_id()
+    if boot is not None and record.get("boot_id") not in (None, boot):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, owned by another user
+    except OSError:
+        return False
+    started = record.get("start_time")
+    now = _process_start_time(pid)
+    return started is not None and now is not None and started != now
+
+
+def remove_stale_partials(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary directories of activation caches whose writer has died.
+
+    An interrupted capture (killed process, power loss) leaves its
+    ``.<name>.<random>.partial`` build directory (or the ``.old`` directory of a
+    cache being overwritten) behind. Each records its writer (host, pid, process
+    start time, boot id) in ``.nncompare-writer.json``; :func:`capture` calls this on
+    the cache's parent directory and removes those whose writer process is gone.
+    Directories of live writers, of other hosts, or without a readable record are
+    kept.
+
+    Parameters
+    ----------
+    directory : path-like
+        The folder holding the cache directories.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The directories removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(".") or not name.endswith((PARTIAL_SUFFIX, _ASIDE_SUFFIX)):
+            continue
+        try:
+            with open(entry / WRITER_FILE, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if _writer_is_gone(record):
+            shutil.rmtree(entry, ignore_errors=True)
+            if not entry.exists():
+                removed.append(entry)
+    return removed
+
+
 class _CacheWriter:
     """Build a cache directory under a temporary name; publish it atomically."""
 
@@ -258,6 +637,11 @@ class _CacheWriter:
         self.tmp = Path(
             tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=PARTIAL_SUFFIX, dir=parent)
         )
+        try:
+            _write_writer_record(self.tmp)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         self._files: dict[str, _NpyAppender] = {}
         self._layer_files: dict[str, str] = {}
 
@@ -273,13 +657,14 @@ class _CacheWriter:
     def commit(self, manifest: dict[str, Any]) -> Path:
         layers = []
         for name, writer in self._files.items():
-            writer.finish()
+            checksum = writer.finish()
             layers.append(
                 {
                     "name": name,
                     "file": self._layer_files[name],
                     "shape": [writer.n, *writer.tail],
                     "dtype": np.lib.format.dtype_to_descr(writer.dtype),
+                    "checksum": checksum,
                 }
             )
         manifest = {**manifest, "layers": layers, "complete": True}
@@ -294,9 +679,10 @@ class _CacheWriter:
         if self.final.exists() and self.overwrite:
             aside = Path(
                 tempfile.mkdtemp(
-                    prefix=f".{self.final.name}.", suffix=".old", dir=self.final.parent
+                    prefix=f".{self.final.name}.", suffix=_ASIDE_SUFFIX, dir=self.final.parent
                 )
             )
+            _write_writer_record(aside)
             os.replace(self.final, aside / "old")
         try:
             os.replace(self.tmp, self.final)
@@ -314,6 +700,8 @@ class _CacheWriter:
         finally:
             if aside is not None:
                 shutil.rmtree(aside, ignore_errors=True)
+        with contextlib.suppress(OSError):  # only build directories carry the record
+            os.unlink(self.final / WRITER_FILE)
         _fsync_dir(self.final.parent)
         return self.final
 
@@ -371,11 +759,100 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+_VERIFY_READ_BYTES = 1 << 23
+
+
+def _npy_data_offset(fpath: Path) -> int:
+    with open(fpath, "rb") as f:
+        major, _minor = np.lib.format.read_magic(f)
+        if major == 1:
+            np.lib.format.read_array_header_1_0(f)
+        else:
+            np.lib.format.read_array_header_2_0(f)
+        return f.tell()
+
+
+def _corrupt(path: Path, name: str, fname: str, what: str) -> InvalidCacheError:
+    return InvalidCacheError(
+        f"The activation cache at {str(path)!r} is corrupt: {what} in {fname!r} (layer "
+        f"{name!r}). The file changed after it was written (disk or copy error, or an "
+        "edit). Delete the cache directory, or call capture(..., overwrite=True), to "
+        "capture again."
+    )
+
+
+def _verify_layer(path: Path, entry: Mapping[str, Any], arr: np.ndarray) -> None:
+    """Check a layer file's data region against the chunk checksums of its manifest entry."""
+    name, fname = entry["name"], entry["file"]
+    checksum = entry.get("checksum")
+    if checksum is None:
+        raise InvalidCacheError(
+            f"The activation cache at {str(path)!r} has no checksums (format version 1, "
+            "written by an older nncompare), so its data cannot be verified. Capture again "
+            "with capture(..., overwrite=True), or read it unverified with "
+            "load_cache(path, verify=False)."
+        )
+    try:
+        algorithm = checksum["algorithm"]
+        chunk_bytes = int(checksum["chunk_bytes"])
+        digests = [str(d) for d in checksum["chunks"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InvalidCacheError(
+            f"The manifest of {str(path)!r} has a malformed checksum for layer {name!r}. "
+            "Delete the cache and capture again."
+        ) from err
+    if algorithm != CHECKSUM_ALGORITHM or chunk_bytes < 1:
+        raise InvalidCacheError(
+            f"The cache at {str(path)!r} uses checksum {algorithm!r} with chunks of "
+            f"{chunk_bytes} bytes for layer {name!r}; this nncompare ({__version__}) "
+            f"verifies {CHECKSUM_ALGORITHM!r}. Upgrade nncompare or capture again."
+        )
+    fpath = path / fname
+    offset = _npy_data_offset(fpath)
+    size = os.path.getsize(fpath)
+    if size != offset + arr.nbytes:
+        raise _corrupt(
+            path, name, fname, f"{size - offset} data bytes where {arr.nbytes} were expected"
+        )
+    if len(digests) != -(-arr.nbytes // chunk_bytes):
+        raise _corrupt(path, name, fname, f"{len(digests)} checksums for {arr.nbytes} bytes")
+    hasher = _ChunkHasher(chunk_bytes)
+    if isinstance(arr, np.memmap):  # read through a small buffer, not the mapping
+        buf = bytearray(min(_VERIFY_READ_BYTES, max(arr.nbytes, 1)))
+        view = memoryview(buf)
+        with open(fpath, "rb") as f:
+            f.seek(offset)
+            left = arr.nbytes
+            while left > 0:
+                got = f.readinto(view[: min(len(buf), left)])
+                if not got:
+                    break
+                hasher.update(view[:got])
+                left -= got
+    else:
+        hasher.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+    found = hasher.finish()
+    for k, (want, got) in enumerate(zip(digests, found, strict=False)):
+        if want != got:
+            start = k * chunk_bytes
+            stop = min(start + chunk_bytes, arr.nbytes)
+            raise _corrupt(
+                path,
+                name,
+                fname,
+                f"bytes {start}-{stop} of the array data (chunk {k}) have {CHECKSUM_ALGORITHM} "
+                f"{got}, the manifest records {want}",
+            )
+    if len(found) != len(digests):  # pragma: no cover - guarded by the size check
+        raise _corrupt(path, name, fname, "the data ended early")
+
+
 def load_cache(
     path: str | os.PathLike[str],
     *,
     model: nn.Module | None = None,
     mmap: bool = True,
+    verify: bool = True,
 ) -> CapturedActivations:
     """Load activations written by ``capture(..., cache_dir=path)``.
 
@@ -385,10 +862,17 @@ def load_cache(
         The cache directory.
     model : torch.nn.Module or None, default None
         If given, check that the cache was made from a model with the same
-        parameters (see :func:`model_fingerprint`).
+        structure, configuration and parameters (see :func:`model_fingerprint`).
+        The output probe that :func:`~nncompare.capture.capture` also compares needs
+        the inputs, so it is not checked here.
     mmap : bool, default True
-        Memory-map the arrays read-only (nothing is read until used). With False
-        they are read into memory.
+        Memory-map the arrays read-only (with ``verify=False`` nothing is read until
+        used). With False they are read into memory.
+    verify : bool, default True
+        Check every layer file against the chunk checksums (BLAKE2b, one per 64 MiB
+        of array data) recorded in the manifest when it was written. This reads the
+        whole cache once (through a small buffer, so memory stays flat). With False
+        a damaged file can load as wrong numbers.
 
     Returns
     -------
@@ -401,7 +885,10 @@ def load_cache(
         If there is nothing at ``path`` (e.g. the capture was interrupted).
     InvalidCacheError
         If ``path`` is not a complete, consistent cache (missing manifest, missing or
-        truncated layer file, unknown format version).
+        truncated layer file, unknown format version), or, with ``verify``, if a
+        layer's data does not match its checksums (the cache is corrupt: delete it
+        or capture again with ``overwrite=True``) or the cache has no checksums
+        (format version 1).
     StaleCacheError
         If ``model`` is given and its fingerprint differs from the cache's.
     """
@@ -435,6 +922,8 @@ def load_cache(
                 f"{arr.dtype}, but the manifest says {shape} and {descr!r}. Delete the cache "
                 "and capture again."
             )
+        if verify:
+            _verify_layer(path, entry, arr)
         arrays[name] = arr
     if model is not None:
         expected = model_fingerprint(model)
@@ -442,8 +931,9 @@ def load_cache(
         if found != expected:
             raise StaleCacheError(
                 f"The cache at {str(path)!r} was made from a model with fingerprint "
-                f"{found}, but the given model has {expected}: the weights differ. Capture "
-                "again (capture(..., cache_dir=..., overwrite=True))."
+                f"{found}, but the given model has {expected}: the weights, buffers or "
+                "configuration differ. Capture again (capture(..., cache_dir=..., "
+                "overwrite=True))."
             )
     return CapturedActivations(arrays, path=path, manifest=manifest)
 
@@ -457,6 +947,6 @@ def new_manifest(model: nn.Module, fingerprint: str, **fields: Any) -> dict[str,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "model": {"class": type(model).__qualname__, "fingerprint": fingerprint},
+        "model": {"class": _qualified_name(type(model)), "fingerprint": fingerprint},
         **fields,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -13,11 +13,17 @@ import torch
 from torch import nn
 
 from nncompare.capture._cache import (
+    PROBE_ROWS,
     CapturedActivations,
     _CacheWriter,
+    _DataHasher,
+    array_fingerprint,
     load_cache,
     model_fingerprint,
     new_manifest,
+    probe_difference,
+    probe_summary,
+    remove_stale_partials,
 )
 from nncompare.capture._data import _is_array, _n_samples_exact, iter_batches
 from nncompare.capture._errors import StaleCacheError
@@ -67,47 +73,118 @@ def _progress_bar(enabled: bool, total: int | None, desc: str) -> Any:
     return tqdm(total=total, unit="sample", desc=desc)
 
 
-def _data_fingerprint(data: Any, max_samples: int | None) -> str | None:
-    """Cheap fingerprint of in-memory inputs: dtype, shape and up to 64 spread rows."""
+def _array_inputs(data: Any) -> Any:
+    """The input array/tensor of in-memory data (``x`` or ``(x, y)``), else None."""
     if _is_array(data):
-        x = data
-    elif isinstance(data, tuple | list) and data and _is_array(data[0]):
-        x = data[0]
-    else:
-        return None  # datasets and loaders cannot be fingerprinted without a full pass
+        return data
+    if isinstance(data, tuple | list) and data and _is_array(data[0]):
+        return data[0]
+    return None
+
+
+def _data_fingerprint(data: Any, max_samples: int | None) -> str | None:
+    """Hash of every input sample of in-memory data (None for datasets, loaders, iterables).
+
+    Reads the whole array in blocks (labels are ignored); a change of any element,
+    of the dtype or of the number of samples changes it.
+    """
+    x = _array_inputs(data)
+    if x is None:
+        return None
     n = len(x) if max_samples is None else min(len(x), max_samples)
-    h = hashlib.sha256(f"{x.dtype}{(n, *tuple(x.shape[1:]))}".encode())
-    for i in sorted({round(v) for v in np.linspace(0, n - 1, num=min(n, 64))}):
-        row = x[int(i)]
-        if isinstance(row, torch.Tensor):
-            row = row.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-        else:
-            row = np.ascontiguousarray(row).reshape(-1).view(np.uint8)
-        h.update(row)
-    return "sha256:" + h.hexdigest()
+    return array_fingerprint(x, n)
+
+
+def _probe_or_error(model: nn.Module, x: torch.Tensor | None) -> dict[str, Any]:
+    """``{"probe": summary}``, or ``{"probe": None, "probe_error": why}`` if it fails."""
+    if x is None:
+        return {"probe": None, "probe_error": "no inputs"}
+    try:
+        return {"probe": probe_summary(model, x[:PROBE_ROWS])}
+    except Exception as err:  # the capture itself reports real model errors
+        return {"probe": None, "probe_error": f"{type(err).__name__}: {err}"}
 
 
 def _stale_reasons(
     manifest: dict[str, Any],
     fingerprint: str,
     options: dict[str, Any],
-    data_fp: str | None,
     n_expected: int | None,
 ) -> list[str]:
+    """Reasons a cache does not fit, from what is known without reading the data."""
     reasons = []
-    found_fp = manifest.get("model", {}).get("fingerprint")
+    model_entry = manifest.get("model", {})
+    found_fp = model_entry.get("fingerprint")
     if found_fp != fingerprint:
-        reasons.append(f"model weights differ (cache {found_fp}, model {fingerprint})")
+        reasons.append(
+            f"model weights differ (or its buffers or configuration; cache {found_fp}, "
+            f"model {fingerprint})"
+        )
     found_opts = manifest.get("options", {})
     for key, value in options.items():
         if found_opts.get(key) != value:
             reasons.append(f"{key} differs (cache {found_opts.get(key)!r}, now {value!r})")
-    cached_data_fp = manifest.get("data", {}).get("fingerprint")
-    if data_fp is not None and cached_data_fp is not None and data_fp != cached_data_fp:
-        reasons.append("the input data differ")
     if n_expected is not None and manifest.get("n_samples") != n_expected:
         reasons.append(f"n_samples differs (cache {manifest.get('n_samples')}, now {n_expected})")
     return reasons
+
+
+def _data_reasons(
+    manifest: dict[str, Any],
+    model: nn.Module,
+    data: Any,
+    *,
+    batch_size: int,
+    device: torch.device,
+    max_samples: int | None,
+) -> list[str]:
+    """Reasons a cache does not fit the data or the model's outputs (reads the data once).
+
+    In-memory arrays are hashed directly. Datasets, loaders and iterables are run
+    through once without the model, hashing the batches as they come; the cache fits
+    only if exactly the same samples come again in the same order.
+    """
+    float_dtype = _model_float_dtype(model)
+    cached_data = manifest.get("data", {})
+    cached_fp = cached_data.get("fingerprint")
+    if _array_inputs(data) is not None:
+        data_fp = _data_fingerprint(data, max_samples)
+        first = next(iter_batches(data, 1, device, dtype=float_dtype, max_samples=PROBE_ROWS), None)
+        streamed = False
+    else:
+        hasher = _DataHasher()
+        first = None
+        for x in iter_batches(data, batch_size, None, dtype=float_dtype, max_samples=max_samples):
+            if first is None:
+                first = x[:PROBE_ROWS].to(device)
+            hasher.update(x)
+        data_fp = hasher.hexdigest()
+        streamed = True
+        if manifest.get("n_samples") != hasher.n:
+            return [
+                f"the data yielded {hasher.n} samples, the cache holds {manifest.get('n_samples')}"
+            ]
+    if cached_fp is None or data_fp != cached_fp:
+        how = (
+            " (the data source yielded other samples, or the same in another order: a "
+            "shuffling DataLoader or random augmentation never matches a cache)"
+            if streamed
+            else ""
+        )
+        return [f"the input data differ{how}"]
+    cached_probe = manifest.get("model", {}).get("probe")
+    if cached_probe is None:
+        return []
+    now = _probe_or_error(model, first)
+    if now["probe"] is None:
+        return [f"the model fails on the first inputs now ({now['probe_error']})"]
+    diff = probe_difference(cached_probe, now["probe"])
+    if diff is not None:
+        return [
+            "the model's output on the first inputs differs although its weights are the "
+            f"same: {diff} (an attribute or other state read by forward() changed)"
+        ]
+    return []
 
 
 def _replay(
@@ -173,11 +250,21 @@ def capture(
         does not grow with the number of samples, and None is returned. This is how
         activations stream into :mod:`nncompare.stats`.
     cache_dir : path-like or None, default None
-        Directory to store this capture in (created atomically; format in
-        :mod:`nncompare.capture._cache`). If it already holds a cache for the same
-        model weights, layers, options and (for in-memory data) inputs, that cache is
-        loaded instead of running the model, and fed to ``consumer`` if given. The
-        result is memory-mapped, so memory stays flat also without a consumer.
+        Directory to store this capture in (created atomically, every layer file
+        checksummed; format in :mod:`nncompare.capture._cache`). If it already holds
+        a cache, it is reused instead of running the model (and fed to ``consumer``
+        if given) only when all of these match: its checksums (a corrupt cache
+        raises :class:`InvalidCacheError`; it is never replaced silently), the
+        model's fingerprint (class, submodule configuration, weights and buffers),
+        layers and options, the data (a hash of every input sample: arrays and
+        tensors are hashed up front, datasets, loaders and iterables are read once
+        without the model and must yield the same samples in the same order), and
+        the model's output on the first sample (a probe that catches attributes
+        such as ``self.scale`` read in ``forward``). Otherwise
+        :class:`StaleCacheError` says what differs. Build directories left by
+        interrupted captures in the same folder are removed once their process has
+        ended. The result is memory-mapped, so memory stays flat also without a
+        consumer.
     max_samples : int or None, default None
         Use only the first ``max_samples`` inputs.
     dtype : torch.dtype or None, default torch.float32
@@ -206,10 +293,11 @@ def capture(
     LayerNotFoundError
         If a layer name or pattern matches nothing.
     StaleCacheError
-        If ``cache_dir`` holds a cache for another model/layers/options and
+        If ``cache_dir`` holds a cache for another model/layers/options/data and
         ``overwrite`` is False.
     InvalidCacheError
-        If ``cache_dir`` exists but is not an nncompare cache.
+        If ``cache_dir`` exists but is not an nncompare cache, or its data fail the
+        checksums (corrupt: delete it or pass ``overwrite=True``).
     RuntimeError
         If a layer does not run, or the recorded layers/shapes change between
         batches.
@@ -250,8 +338,10 @@ def capture(
 
     writer: _CacheWriter | None = None
     manifest: dict[str, Any] | None = None
+    stream_hasher: _DataHasher | None = None
     if cache_dir is not None:
         cache_path = Path(cache_dir)
+        remove_stale_partials(cache_path.parent)
         fingerprint = model_fingerprint(model)
         options = {
             "layers": recorder.layers,
@@ -262,13 +352,20 @@ def capture(
             "train_mode": train_mode,
             "max_samples": max_samples,
         }
-        data_fp = _data_fingerprint(data, max_samples)
         empty_dir = cache_path.is_dir() and next(cache_path.iterdir(), None) is None
         if cache_path.exists() and not empty_dir and not overwrite:
-            cached = load_cache(cache_path)
-            reasons = _stale_reasons(
-                cached.manifest or {}, fingerprint, options, data_fp, n_expected
-            )
+            cached = load_cache(cache_path)  # verifies the checksums
+            cached_manifest = cached.manifest or {}
+            reasons = _stale_reasons(cached_manifest, fingerprint, options, n_expected)
+            if not reasons:  # only then read the data (and run the probe)
+                reasons = _data_reasons(
+                    cached_manifest,
+                    model,
+                    data,
+                    batch_size=batch_size,
+                    device=dev,
+                    max_samples=max_samples,
+                )
             if reasons:
                 raise StaleCacheError(
                     f"The activation cache at {str(cache_path)!r} does not match this "
@@ -283,12 +380,19 @@ def capture(
                     if bar is not None:
                         bar.close()
             return cached
+        data_fp = _data_fingerprint(data, max_samples)
         manifest = new_manifest(
             model,
             fingerprint,
             options=options,
-            data={"type": type(data).__name__, "fingerprint": data_fp},
+            data={
+                "type": type(data).__name__,
+                "fingerprint": data_fp,
+                "hashed": "arrays" if data_fp is not None else "batches",
+            },
         )
+        if data_fp is None:
+            stream_hasher = _DataHasher()
         writer = _CacheWriter(cache_path, overwrite=overwrite)
 
     keep: dict[str, list[np.ndarray]] | None = {} if consumer is None and writer is None else None
@@ -296,8 +400,15 @@ def capture(
     n_seen = 0
     ref_shapes: dict[str, tuple[int, ...]] | None = None
     try:
+        if manifest is not None:  # probe the model on the first sample, outside the hooks
+            first = next(batches, None)
+            manifest["model"].update(_probe_or_error(model, first))
+            if first is not None:
+                batches = itertools.chain([first], batches)
         with recorder:
             for index, x in enumerate(batches):
+                if stream_hasher is not None:
+                    stream_hasher.update(x)
                 acts = recorder.run(x)
                 ref_shapes = _check_consistent(index, acts, ref_shapes)
                 if writer is not None or keep is not None:
@@ -321,9 +432,11 @@ def capture(
         if writer is not None:
             assert manifest is not None
             manifest["n_samples"] = n_seen
+            if stream_hasher is not None:
+                manifest["data"]["fingerprint"] = stream_hasher.hexdigest()
             path = writer.commit(manifest)
             writer = None
-            return load_cache(path)
+            return load_cache(path, verify=False)  # just written from memory
     except BaseException:
         if writer is not None:
             writer.abort()
