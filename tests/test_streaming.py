@@ -7,8 +7,10 @@ disjoint parts, must give the in-memory value and details to rounding.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -164,7 +166,7 @@ def test_one_sample_batches():
         compare(name, {}, parts[0], X, Y)
 
 
-def test_moments_match_numpy_and_memory_is_independent_of_n():
+def test_moments_match_numpy_and_hold_d_by_d_arrays():
     shapes = []
     for n in (50, 500):
         X, Y = make_pair(2, n, 5, 3)
@@ -184,6 +186,75 @@ def test_moments_match_numpy_and_memory_is_independent_of_n():
     assert shapes[0] == shapes[1]
     assert shapes[0]["cxx"] == (5, 5) and shapes[0]["cxy"] == (5, 3)
     assert shapes[0]["mean_x"] == (5,)
+
+
+class _KeepsEverything:
+    """A deliberately wrong accumulator that stores its batches (the control below)."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+
+    def update(self, X: np.ndarray, Y: np.ndarray) -> _KeepsEverything:
+        self.parts.append(np.hstack([X, Y]))
+        return self
+
+    def compute(self) -> None:
+        pass
+
+
+class _Joint(nc.JointMoments):
+    """JointMoments fed two blocks through the (X, Y) interface of the others."""
+
+    def update(self, X: np.ndarray, Y: np.ndarray) -> _Joint:  # type: ignore[override]
+        return super().update({"x": X, "y": Y})
+
+    def compute(self) -> list[float]:
+        return [float(getattr(nc, name)(self.pair("x", "y"))) for name in STREAMING]
+
+
+class _Moments(nc.Moments):
+    def compute(self) -> list[float]:
+        return [float(getattr(nc, name)(self)) for name in STREAMING]
+
+
+ACCUMULATORS = {
+    "Moments": _Moments,
+    "JointMoments": _Joint,
+    "MinibatchCKA": nc.MinibatchCKA,
+    "MinibatchCKA-rbf": lambda: nc.MinibatchCKA("rbf"),
+}
+
+
+def _peak_bytes(make, n: int, batch: int = 250) -> int:
+    """Peak traced allocation while streaming n rows in fixed batches and computing the
+    measures; the data are made before tracing starts."""
+    X, Y = make_pair(12, n, 8, 6)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        acc = make()
+        for lo in range(0, n, batch):
+            acc.update(X[lo : lo + batch], Y[lo : lo + batch])
+        acc.compute()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("kind", list(ACCUMULATORS))
+def test_streaming_memory_does_not_grow_with_n(kind):
+    """Peak memory (numpy allocations, tracemalloc) of streaming 40k rows is that of 10k rows
+    with the batch size fixed: nothing proportional to n is kept. The control shows that the
+    measurement does see an accumulator that keeps its batches."""
+    make = ACCUMULATORS[kind]
+    _peak_bytes(make, 1_000)  # first calls import and cache; not part of the comparison
+    small = _peak_bytes(make, 10_000)
+    big = _peak_bytes(make, 40_000)
+    assert big < 1.5 * small + 64 * 1024, (small, big)
+    leak_small = _peak_bytes(_KeepsEverything, 10_000)
+    leak_big = _peak_bytes(_KeepsEverything, 40_000)
+    assert leak_big - leak_small > 0.9 * 30_000 * 14 * 8  # 14 float64 columns per row
+    assert leak_big > 1.5 * leak_small + 64 * 1024
 
 
 def test_large_offsets_stay_accurate():
