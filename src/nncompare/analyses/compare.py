@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import itertools
 import platform
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from nncompare._validation import NNCompareWarning, check_option
 from nncompare.analyses.grid import parse_measures
+from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
 
@@ -31,25 +33,67 @@ __all__ = ["compare_checkpoints", "compare_models", "default_layers"]
 
 POLICIES = ("mean", "samples", "flatten", "dft")
 _DFT_MEASURES = ("cca", "cca_r2", "svcca")
-_SKIP_TYPES = ("Dropout", "Dropout1d", "Dropout2d", "Identity", "Flatten")
 _SPECTRUM_MEASURES = ("cca", "svcca", "pwcca", "cca_r2")
 
 
-def default_layers(model: Any) -> list[str]:
-    """Leaf modules worth comparing: every leaf except dropout, identity and flatten."""
-    names = []
-    for name, mod in model.named_modules():
-        if not name or any(True for _ in mod.children()):
-            continue
-        if type(mod).__name__ in _SKIP_TYPES:
-            continue
-        names.append(name)
-    if not names:
-        raise ValueError(
-            f"{type(model).__name__} has no leaf modules to compare; pass layers=[...] "
-            "(nc.list_layers(model) lists them)."
-        )
-    return names
+def default_layers(model: Any, granularity: str = "blocks") -> list[str]:
+    """The layers compared when none are given: :func:`nncompare.capture.default_layers`.
+
+    ``"blocks"`` (the default) gives block outputs where the model is built of blocks
+    (stem, every residual block ``layer1.0``, ``layer1.1``, ..., head) and every leaf
+    otherwise; ``"leaves"`` every leaf except dropout, identity and flatten layers.
+    """
+    from nncompare.capture import default_layers as _default_layers
+
+    return _default_layers(model, granularity)
+
+
+class _Progress:
+    """One progress display over a whole run: a tqdm bar per phase, on stderr.
+
+    Phases are numbered ("[1/2] capture", "[2/2] measures"). Without tqdm one line per
+    phase is written to stderr when it ends. Disabled, every method does nothing.
+    """
+
+    def __init__(self, enabled: bool, n_phases: int = 2) -> None:
+        self.enabled = bool(enabled)
+        self.n_phases = n_phases
+        self._index = 0
+        self._bar: Any = None
+        self._plain: list[Any] = []
+
+    def start(self, what: str, total: int | None, unit: str) -> None:
+        self.close()
+        if not self.enabled:
+            return
+        self._index += 1
+        desc = f"nncompare [{self._index}/{self.n_phases}] {what}"
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm comes with the torch extra
+            self._plain = [desc, total, unit, 0]
+            return
+        self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self._plain:
+            self._plain[3] += n
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self._plain:
+            desc, total, unit, done = self._plain
+            of = f"/{total}" if total is not None else ""
+            print(f"{desc}: {done}{of} {unit}s", file=sys.stderr)
+            self._plain = []
 
 
 def _to_matrix(t: Any, policy: str) -> tuple[Any, tuple[int, ...], str]:
@@ -124,6 +168,9 @@ class _Stream:
     spectral: dict[tuple[int, ...], Any] = field(default_factory=dict)
     spectral_members: dict[tuple[int, ...], list[str]] = field(default_factory=dict)
     dft_target: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
+    layers: dict[str, list[str]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    pairs: list[Any] = field(default_factory=list)
 
 
 def _run_stream(
@@ -136,11 +183,24 @@ def _run_stream(
     progress: bool,
     max_samples: int | None,
     keep_arrays: bool,
-    pairs: list[tuple[str, str]] | None = None,
+    pairs: list[tuple[str, str]] | Callable[[dict[str, list[str]]], list[Any]] | None = None,
+    defaulted: Sequence[str] = (),
 ) -> _Stream:
+    """One pass over ``data`` through every model, accumulating moments (and arrays).
+
+    Glob patterns are resolved against the first batch, so that matches returning the
+    very same tensor (a stage and its last block) are kept once
+    (:func:`nncompare.capture.resolve_layers`); labels in ``defaulted`` (layer lists
+    chosen by :func:`default_layers`) lose the modules that do not run. ``pairs`` may be
+    a function of the final ``{label: layers}`` that returns the pairs to evaluate
+    (``(key_a, key_b, ...)`` tuples); they are kept in ``stream.pairs``. ``progress`` is a
+    bool or a :class:`_Progress` shared with the later phases.
+    """
     import torch
 
-    from nncompare.capture import ActivationRecorder, iter_batches, resolve_layers
+    from nncompare.capture import ActivationRecorder, iter_batches
+    from nncompare.capture._data import _n_samples_exact
+    from nncompare.capture._layers import _output_groups, _resolve
 
     check_option("conv", conv, POLICIES)
     first_model = next(iter(models.values()))[0]
@@ -149,10 +209,9 @@ def _run_stream(
             device = next(first_model.parameters()).device
         except StopIteration:
             device = torch.device("cpu")
-    resolved = {lab: (m, resolve_layers(m, layers)) for lab, (m, layers) in models.items()}
-    for lab, (m, layers) in resolved.items():
+    for lab, (m, layers) in models.items():
         modules = dict(m.named_modules())
-        for layer in layers:
+        for layer in _resolve(m, layers)[0]:
             if isinstance(modules.get(layer), torch.jit.ScriptModule):
                 raise ValueError(
                     f"layer {layer!r} of {lab} is a TorchScript module, and TorchScript does not "
@@ -160,7 +219,27 @@ def _run_stream(
                     "model's 'output' instead, or export the model with torch.export (dynamic "
                     "batch dimension), whose layers keep their names and can be hooked."
                 )
+    bar = progress if isinstance(progress, _Progress) else _Progress(progress, n_phases=1)
+    batches = iter_batches(data, batch_size=batch_size, device=device, max_samples=max_samples)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("the data yielded no samples; pass at least a few hundred inputs.")
+    batches = itertools.chain([first], batches)
+    probe = first[: min(2, len(first))]
     stream = _Stream()
+    resolved: dict[str, tuple[Any, list[str]]] = {}
+    for lab, (m, layers) in models.items():
+        names, aliases = _resolve(m, layers, sample_input=probe)
+        if lab in defaulted:
+            not_run = set(_output_groups(m, names, probe)[1])
+            names = [n for n in names if n not in not_run] or names
+        resolved[lab] = (m, names)
+        if aliases:
+            stream.aliases[lab] = aliases
+    stream.layers = {lab: names for lab, (_, names) in resolved.items()}
+    if callable(pairs):
+        stream.pairs = list(pairs(stream.layers))
+        pairs = [(p[0], p[1]) for p in stream.pairs]
     # distinct model objects are run once each, whatever their labels
     by_model: dict[int, tuple[Any, list[str], list[str]]] = {}
     for lab, (m, layers) in resolved.items():
@@ -169,15 +248,10 @@ def _run_stream(
         for layer in layers:
             if layer not in entry[2]:
                 entry[2].append(layer)
-    batches = iter_batches(data, batch_size=batch_size, device=device, max_samples=max_samples)
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(desc="nncompare", unit="sample")
-        except ImportError:  # pragma: no cover
-            bar = None
+    total = _n_samples_exact(data)
+    if total is not None and max_samples is not None:
+        total = min(total, max_samples)
+    bar.start("capture", total, "sample")
     recorders = [
         (m, labels, ActivationRecorder(m, layers, reuse="first"))
         for m, labels, layers in by_model.values()
@@ -217,13 +291,11 @@ def _run_stream(
             if conv == "dft":
                 _update_spectral(stream, dft_acts, pairs or [])
             stream.n_samples += nb
-            if bar is not None:
-                bar.update(nb)
+            bar.update(nb)
     finally:
         for _, _, rec in recorders:
             rec.__exit__(None, None, None)
-        if bar is not None:
-            bar.close()
+        bar.close()
     if stream.n_samples == 0:
         raise ValueError("the data yielded no samples; pass at least a few hundred inputs.")
     return stream
@@ -306,8 +378,25 @@ def _evaluate(
     spec: dict[str, dict[str, Any]],
     *,
     keep_spectra: bool,
+    progress: _Progress | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Compute every measure for every (key_a, key_b) pair; tidy rows plus metadata."""
+    bar = progress if progress is not None else _Progress(False)
+    bar.start("measures", len(pairs) * len(spec), "pair")
+    try:
+        return _evaluate_all(stream, pairs, spec, keep_spectra=keep_spectra, bar=bar)
+    finally:
+        bar.close()
+
+
+def _evaluate_all(
+    stream: _Stream,
+    pairs: list[tuple[str, str, str, str]],
+    spec: dict[str, dict[str, Any]],
+    *,
+    keep_spectra: bool,
+    bar: _Progress,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     spectra: dict[str, dict[str, list[float]]] = {}
@@ -322,6 +411,7 @@ def _evaluate(
 
     for measure, opts in spec.items():
         info = get_measure(measure)
+        bar.note(measure)
         for key_a, key_b, label_a, label_b in pairs:
             row: dict[str, Any] = {"measure": measure, "error": None}
             ga, gb = stream.group_of[key_a], stream.group_of[key_b]
@@ -356,8 +446,10 @@ def _evaluate(
                     ]
                 if measure == "svcca":
                     kept[pair_key] = [int(res.kept_dims_x), int(res.kept_dims_y)]
+            row["distance"] = measure_distance(measure, row["value"])
             row["_a"], row["_b"] = label_a, label_b
             rows.append(row)
+            bar.update(1)
     meta = {
         name: {
             "options": spec[name],
@@ -403,9 +495,19 @@ def compare_models(
     data : tensor, ndarray, (x, y), Dataset or DataLoader
         Inputs, fed in batches (see :func:`nncompare.capture.iter_batches`).
     layers_a, layers_b : list of names or glob patterns, optional
-        Default: every leaf module except dropout/identity/flatten
-        (:func:`default_layers`); ``layers_b`` defaults to ``layers_a`` when the two models
-        are the same object.
+        Default: :func:`nncompare.capture.default_layers` with ``granularity="blocks"``,
+        i.e. the block outputs where a model is built of blocks (for a CIFAR ResNet-20 the
+        stem ``relu``, the nine residual blocks ``layer1.0`` ... ``layer3.2``, ``avgpool``
+        and ``linear``) and every leaf except dropout/identity/flatten where it is not (a
+        flat Sequential such as ``SmallCNN``); default layers that do not run in the
+        forward pass are left out. Pass ``nc.capture.default_layers(model, "leaves")`` for
+        every leaf. ``layers_b`` defaults to ``layers_a`` when the two models are the same
+        object. Glob matches that return the very same tensor as another match (a
+        Sequential stage and its last block, a block and its final ReLU) are kept once,
+        under the outermost name that is not a plain Sequential (``layer1.2`` for
+        ``layer1``, ``layer1.2`` and ``layer1.2.relu2``; see
+        :func:`nncompare.capture.resolve_layers`); ``df.attrs["layer_aliases"]`` lists
+        what was merged. Exact names are always kept.
     measures : list of registry names, or {name: {option: value}}
         e.g. ``["cka", "svcca"]`` or ``{"svcca": {"variance": 0.99}, "pwcca": {}}``.
     conv : {"mean", "samples", "flatten", "dft"}
@@ -415,9 +517,13 @@ def compare_models(
         (per-frequency streaming moments, cropping to the smaller size; cca, cca_r2 and
         svcca only; vector layers count as spatial size 1, i.e. their DC term). Named in the
         ``policy`` column.
-    batch_size, device, max_samples, progress
+    batch_size, device, max_samples
         Data loading: batch size, device of the batches (default: model_a's), a cap on the
-        samples used, a tqdm progress bar.
+        samples used.
+    progress : bool, default False
+        Show progress on stderr (tqdm) over the whole run: "[1/2] capture" (samples, with
+        total and ETA where the data size is known), then "[2/2] measures" (total =
+        layer pairs × measures). The CLI shows it by default.
     names : (str, str)
         Labels of the two models in the output.
     keep_spectra : bool
@@ -429,11 +535,21 @@ def compare_models(
     -------
     pandas.DataFrame
         One row per (layer_a, layer_b, measure): ``model_a``, ``model_b``, ``layer_a``,
-        ``layer_b``, ``measure``, ``value``, ``policy``, ``n_samples`` and, where they apply,
+        ``layer_b``, ``measure``, ``value``, ``distance``, ``policy``, ``n_samples`` and,
+        where they apply,
         ``kept_dims_x``, ``kept_dims_y``, ``rank_x``, ``rank_y``, ``error`` (why a value is
         NaN) and ``note`` (the measure's warnings for that pair, e.g. rank deficiency or
         constant features, recorded instead of printed). ``df.attrs`` holds ``provenance``,
-        ``measures`` (options, conventions, references), ``spectra`` and ``kept_dims``.
+        ``measures`` (options, conventions, references), ``spectra``, ``kept_dims`` and
+        ``layer_aliases``.
+
+        ``distance`` goes with ``value`` by the rule the measure registry declares
+        (``nc.measures.get(name).distance``; equal to the result object's ``.distance``):
+        the angular shape metric θ = arccos(value) for ``procrustes`` and ``shape``
+        (Williams et al. 2021; netrep's angular distance), the value itself for
+        ``bures_wasserstein`` (already a distance), and 1 − value for every other
+        measure (e.g. anatome's CCA/CKA distances; for ``rsa`` and ``cka_debiased``,
+        whose values lie in [−1, 1], it lies in [0, 2]). NaN where ``value`` is NaN.
 
     Notes
     -----
@@ -453,24 +569,35 @@ def compare_models(
     models = {names[0]: (model_a, _as_list(la))}
     if not (same and _as_list(lb) == _as_list(la)):
         models[names[1] if names[1] != names[0] else names[1] + "'"] = (model_b, _as_list(lb))
-    from nncompare.capture import resolve_layers
-
     label_b = list(models)[-1]
-    res_a = resolve_layers(model_a, _as_list(la))
-    res_b = resolve_layers(model_b, _as_list(lb))
-    pairs = [(f"{names[0]}:{a}", f"{label_b}:{b}", a, b) for a in res_a for b in res_b]
+    defaulted = [names[0]] if layers_a is None else []
+    if layers_b is None and (layers_a is None or not same):
+        defaulted.append(label_b)
+
+    def make_pairs(layers: dict[str, list[str]]) -> list[tuple[str, str, str, str]]:
+        return [
+            (f"{names[0]}:{a}", f"{label_b}:{b}", a, b)
+            for a in layers[names[0]]
+            for b in layers[label_b]
+        ]
+
+    bar = _Progress(progress)
     stream = _run_stream(
         models,
         data,
         conv=conv,
         batch_size=batch_size,
         device=device,
-        progress=progress,
+        progress=bar,
         max_samples=max_samples,
         keep_arrays=keep_arrays,
-        pairs=[(p[0], p[1]) for p in pairs],
+        pairs=make_pairs,
+        defaulted=defaulted,
     )
-    rows, spectra, kept, meta = _evaluate(stream, pairs, spec, keep_spectra=keep_spectra)
+    pairs = stream.pairs
+    rows, spectra, kept, meta = _evaluate(
+        stream, pairs, spec, keep_spectra=keep_spectra, progress=bar
+    )
     records = []
     for row in rows:
         rec = {
@@ -480,6 +607,7 @@ def compare_models(
             "layer_b": row.pop("_b"),
             "measure": row["measure"],
             "value": row["value"],
+            "distance": row["distance"],
             "policy": row["policy"],
             "n_samples": stream.n_samples,
         }
@@ -509,6 +637,9 @@ def compare_models(
     df.attrs["measures"] = meta
     df.attrs["spectra"] = spectra
     df.attrs["kept_dims"] = kept
+    df.attrs["layer_aliases"] = {
+        (names[1] if lab == label_b else lab): al for lab, al in stream.aliases.items()
+    }
     df.attrs["title"] = f"{names[0]} vs {names[1]}"
     return df
 
@@ -550,11 +681,19 @@ def compare_checkpoints(
         checkpoint with every other (checkpoint × checkpoint grids per layer).
     labels : names of the checkpoints (default: "0", "1", ... or file stems).
 
+    layers : list of names or glob patterns, optional
+        Default and glob handling as ``layers_a`` of :func:`compare_models` (block outputs
+        where the model has blocks, else leaves).
+    progress : bool, default False
+        Progress on stderr for the capture and the measure phase, as in
+        :func:`compare_models`.
+
     Returns
     -------
     pandas.DataFrame
-        Columns ``checkpoint``, ``reference``, ``layer``, ``measure``, ``value``, ``policy``,
-        ``n_samples``, ``error``; attrs as :func:`compare_models`.
+        Columns ``checkpoint``, ``reference``, ``layer``, ``measure``, ``value``,
+        ``distance`` (as in :func:`compare_models`), ``policy``, ``n_samples``, ``error``;
+        attrs as :func:`compare_models`.
     """
     import pandas as pd
     import torch
@@ -579,9 +718,6 @@ def compare_checkpoints(
         m.load_state_dict(state)
         models[lab] = (m, layer_list)
     keep_arrays = any(not get_measure(x).streaming for x in spec)
-    from nncompare.capture import resolve_layers
-
-    resolved = resolve_layers(model, layer_list)
     if reference == "all":
         refs = labels
     else:
@@ -592,25 +728,29 @@ def compare_checkpoints(
                 f"reference must be a checkpoint index in [-{len(labels)}, {len(labels) - 1}] "
                 f"or 'all'; got {reference!r}."
             ) from None
-    pairs = []
-    for layer in resolved:
-        for lab in labels:
-            for ref in refs:
-                pairs.append(
-                    (f"{lab}:{layer}", f"{ref}:{layer}", f"{lab}@{layer}", f"{ref}@{layer}")
-                )
+
+    def make_pairs(layers: dict[str, list[str]]) -> list[tuple[str, str, str, str]]:
+        return [
+            (f"{lab}:{layer}", f"{ref}:{layer}", f"{lab}@{layer}", f"{ref}@{layer}")
+            for layer in layers[labels[0]]
+            for lab in labels
+            for ref in refs
+        ]
+
+    bar = _Progress(progress)
     stream = _run_stream(
         models,
         data,
         conv=conv,
         batch_size=batch_size,
         device=device,
-        progress=progress,
+        progress=bar,
         max_samples=max_samples,
         keep_arrays=keep_arrays,
-        pairs=[(p[0], p[1]) for p in pairs],
+        pairs=make_pairs,
+        defaulted=labels if layers is None else (),
     )
-    rows, _, _, meta = _evaluate(stream, pairs, spec, keep_spectra=False)
+    rows, _, _, meta = _evaluate(stream, stream.pairs, spec, keep_spectra=False, progress=bar)
     records = []
     for row in rows:
         ck, layer = row.pop("_a").split("@", 1)
@@ -622,6 +762,7 @@ def compare_checkpoints(
                 "layer": layer,
                 "measure": row["measure"],
                 "value": row["value"],
+                "distance": row["distance"],
                 "policy": row["policy"],
                 "n_samples": stream.n_samples,
                 "error": row["error"],

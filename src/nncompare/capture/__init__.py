@@ -1,6 +1,8 @@
 """Activations from any PyTorch model, layer by layer.
 
-Find layer names with :func:`list_layers` (or ``nncompare layers MODEL``), then
+Find layer names with :func:`list_layers` (or ``nncompare layers MODEL``), or take
+the readable default of :func:`default_layers` (block outputs such as ``layer1.0``
+for a ResNet, or every leaf with ``granularity="leaves"``), then
 collect activations with :func:`capture`, which runs the data through the model
 once and returns them (:class:`CapturedActivations`), streams them batch by batch
 into a ``consumer``, and/or stores them in an atomic on-disk cache
@@ -9,7 +11,9 @@ context manager, for driving the model yourself.
 
 Layer names are the dot paths of :meth:`torch.nn.Module.named_modules` (as used
 by torchvision's feature extraction), e.g. ``"layer1.0.conv1"``; glob patterns
-such as ``"layer*.?.relu"`` select several. A module called several times in
+such as ``"layer*.?.relu"`` select several (given a sample input,
+:func:`resolve_layers` also merges matches that return the very same tensor, such as
+a Sequential stage and its last block). A module called several times in
 one forward pass is recorded once per call, as ``name``, ``name#1``, ``name#2``,
 ... (``reuse="first"``/``"last"`` keep only one). Conv activations keep torch's
 ``(n, c, h, w)`` layout; :func:`to_channels_last` moves channels last.
@@ -44,7 +48,13 @@ except ImportError as _err:  # pragma: no cover - exercised only without torch
 from nncompare.capture._cache import CapturedActivations, load_cache, model_fingerprint
 from nncompare.capture._data import iter_batches
 from nncompare.capture._errors import InvalidCacheError, LayerNotFoundError, StaleCacheError
-from nncompare.capture._layers import LayerInfo, format_layer_table, list_layers, resolve_layers
+from nncompare.capture._layers import (
+    LayerInfo,
+    default_layers,
+    format_layer_table,
+    list_layers,
+    resolve_layers,
+)
 from nncompare.capture._layout import to_channels_last
 from nncompare.capture._recorder import ActivationRecorder
 from nncompare.capture._run import capture
@@ -57,6 +67,7 @@ __all__ = [
     "LayerNotFoundError",
     "StaleCacheError",
     "capture",
+    "default_layers",
     "format_layer_table",
     "iter_batches",
     "list_layers",

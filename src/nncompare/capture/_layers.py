@@ -16,6 +16,7 @@ from nncompare.capture._errors import LayerNotFoundError
 
 __all__ = [
     "LayerInfo",
+    "default_layers",
     "format_layer_table",
     "list_layers",
     "resolve_layers",
@@ -348,7 +349,12 @@ def _is_glob(pattern: str) -> bool:
     return any(c in _GLOB_CHARS for c in pattern)
 
 
-def resolve_layers(model: nn.Module, patterns: str | Iterable[str]) -> list[str]:
+def resolve_layers(
+    model: nn.Module,
+    patterns: str | Iterable[str],
+    *,
+    sample_input: Any = None,
+) -> list[str]:
     """Turn exact layer names and glob patterns into a list of module names.
 
     Parameters
@@ -360,6 +366,10 @@ def resolve_layers(model: nn.Module, patterns: str | Iterable[str]) -> list[str]
         (``"layer*.?.relu"``, ``"*conv*"``; ``*`` also matches dots). A single
         string is treated as a one-element list. Matching is case-sensitive and
         never includes the root module.
+    sample_input : torch.Tensor, numpy.ndarray, tuple of them, or None
+        When given, one forward pass (eval mode, no gradients) finds glob matches
+        that return the very same output tensor as another match, and keeps one
+        of them (see Notes). A batch of one or two samples is enough.
 
     Returns
     -------
@@ -376,7 +386,27 @@ def resolve_layers(model: nn.Module, patterns: str | Iterable[str]) -> list[str]
         If ``patterns`` is empty.
     TypeError
         If a pattern is not a string.
+
+    Notes
+    -----
+    A container often returns its last child's output object unchanged: an
+    ``nn.Sequential`` stage returns its last block's output, a residual block its
+    final ReLU's. Without ``sample_input`` a glob such as ``"layer*"`` lists all of
+    them, i.e. the same activations several times over. With ``sample_input`` such
+    a group of aliases is reduced to one name: the outermost module that is not a
+    plain ``Sequential``/``ModuleList``/``ModuleDict`` (so ``layer1.2`` stands for
+    ``layer1``, ``layer1.2`` and ``layer1.2.relu2``), listed where the module that
+    computed the tensor sits, so the list stays in depth order. A module modified
+    in place afterwards (``ReLU(inplace=True)`` after a BatchNorm) is not an alias.
+    Exactly named layers are always kept (a glob match aliasing one is dropped).
     """
+    return _resolve(model, patterns, sample_input)[0]
+
+
+def _resolve(
+    model: nn.Module, patterns: str | Iterable[str], sample_input: Any = None
+) -> tuple[list[str], dict[str, str]]:
+    """:func:`resolve_layers`, plus ``{dropped alias: kept name}``."""
     model = _check_model(model)
     if isinstance(patterns, str):
         patterns = [patterns]
@@ -390,6 +420,7 @@ def resolve_layers(model: nn.Module, patterns: str | Iterable[str]) -> list[str]
     known = set(names)
     owner = type(model).__name__
     resolved: dict[str, None] = {}
+    exact: set[str] = set()
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise TypeError(
@@ -398,6 +429,7 @@ def resolve_layers(model: nn.Module, patterns: str | Iterable[str]) -> list[str]
             )
         if pattern in known:
             resolved.setdefault(pattern, None)
+            exact.add(pattern)
         elif _is_glob(pattern):
             matches = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
             if not matches:
@@ -406,4 +438,254 @@ def resolve_layers(model: nn.Module, patterns: str | Iterable[str]) -> list[str]
                 resolved.setdefault(match, None)
         else:
             raise LayerNotFoundError.for_name(pattern, names, owner=owner)
-    return list(resolved)
+    out = list(resolved)
+    if sample_input is None or len(out) == len(exact):
+        return out, {}
+    groups, _ = _output_groups(model, out, sample_input)
+    return _merge_aliases(model, out, groups, exact)
+
+
+def _merge_aliases(
+    model: nn.Module, names: list[str], groups: list[list[str]], exact: set[str]
+) -> tuple[list[str], dict[str, str]]:
+    """Keep one name per group of aliases (see :func:`resolve_layers`, Notes)."""
+    modules = dict(model.named_modules())
+    emit_at: dict[str, list[str]] = {}  # position holder -> names emitted there
+    dropped: dict[str, str] = {}
+    for group in groups:  # each group in firing order: group[0] computed the tensor
+        if len(group) < 2:
+            continue
+        kept_exact = [n for n in group if n in exact]
+        if kept_exact:
+            for n in group:
+                if n not in exact:
+                    dropped[n] = kept_exact[0]
+            continue
+        candidates = [n for n in group if not _is_plain(modules[n])] or group
+        keeper = min(candidates, key=lambda n: n.count("."))
+        for n in group:
+            if n != keeper:
+                dropped[n] = keeper
+        emit_at.setdefault(group[0], []).append(keeper)
+        if keeper != group[0]:
+            dropped[keeper] = keeper  # moved to the producer's position
+    out: list[str] = []
+    for name in names:
+        if name in emit_at:
+            out.extend(emit_at[name])
+        elif name not in dropped:
+            out.append(name)
+    return out, {k: v for k, v in dropped.items() if k != v}
+
+
+def _output_groups(
+    model: nn.Module, names: Sequence[str], sample_input: Any
+) -> tuple[list[list[str]], list[str]]:
+    """One forward pass: group ``names`` whose (first) output is the same tensor object.
+
+    Returns the groups in firing order (each group in firing order too) and the names
+    that did not run. Two outputs are the same when they are one tensor object with an
+    unchanged version counter, so a tensor modified in place in between is not shared.
+    """
+    device = _model_device(model)
+    float_dtype = _model_float_dtype(model)
+    if isinstance(sample_input, tuple | list):
+        args = tuple(
+            _as_input_tensor(x, device, float_dtype, f"sample_input[{i}]")
+            for i, x in enumerate(sample_input)
+        )
+    else:
+        args = (_as_input_tensor(sample_input, device, float_dtype, "sample_input"),)
+    modules = dict(model.named_modules())
+    seen: dict[str, tuple[torch.Tensor, int]] = {}
+    order: list[str] = []
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if name in seen:
+                return
+            t = _first_tensor(output)
+            if t is None:
+                return
+            seen[name] = (t, t._version)
+            order.append(name)
+
+        return hook
+
+    handles = []
+    try:
+        for name in names:
+            handles.append(modules[name].register_forward_hook(make_hook(name)))
+        with _training_mode(model, False), torch.no_grad():
+            model(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+    by_key: dict[tuple[int, int], list[str]] = {}
+    for name in order:
+        t, version = seen[name]
+        by_key.setdefault((id(t), version), []).append(name)
+    groups = list(by_key.values())
+    not_run = [n for n in names if n not in seen]
+    return groups, not_run
+
+
+# --------------------------------------------------------------------------- defaults
+
+_PLAIN_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_SKIP_LEAVES: tuple[type[nn.Module], ...] = (
+    nn.modules.dropout._DropoutNd,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+)
+_GRANULARITIES = ("blocks", "leaves")
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return next(iter(module.children()), None) is None
+
+
+def _is_plain(module: nn.Module) -> bool:
+    """A Sequential/ModuleList/ModuleDict without its own ``forward``.
+
+    Its output (for a Sequential) is just its last child's output.
+    """
+    for base in _PLAIN_CONTAINERS:
+        if isinstance(module, base):
+            return type(module).forward is base.forward
+    return False
+
+
+def _has_repeated_blocks(container: nn.Module) -> bool:
+    """Two or more consecutive children of one class, each with its own ``forward``."""
+    prev: type | None = None
+    for child in container.children():
+        kind = None if _is_leaf(child) or _is_plain(child) else type(child)
+        if kind is not None and kind is prev:
+            return True
+        prev = kind
+    return False
+
+
+def _holds_stage(module: nn.Module) -> bool:
+    """True if a plain container at or below ``module`` holds repeated blocks."""
+    return any(_is_plain(m) and _has_repeated_blocks(m) for m in module.modules())
+
+
+def _continues(module: nn.Module) -> bool:
+    """Normalisation and activation layers: they continue the previous layer's unit."""
+    if type(module).__module__ == "torch.nn.modules.activation":
+        return True
+    if isinstance(
+        module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm | nn.LocalResponseNorm
+    ):
+        return True
+    return "Norm" in type(module).__name__
+
+
+def _walk_blocks(parent: nn.Module, prefix: str, out: list[tuple[str, nn.Module, str]]) -> None:
+    for name, child in parent.named_children():
+        full = prefix + name
+        if _is_leaf(child):
+            if not isinstance(child, _SKIP_LEAVES):
+                out.append((full, child, prefix))
+        elif _is_plain(child) or _holds_stage(child):
+            _walk_blocks(child, full + ".", out)
+        else:
+            out.append((full, child, prefix))
+
+
+def default_layers(model: nn.Module, granularity: str = "blocks") -> list[str]:
+    """The layers worth comparing by default: block outputs, or every leaf.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network. Only its module structure is read (no forward pass).
+    granularity : {"blocks", "leaves"}, default "blocks"
+        ``"leaves"``: every module without children except dropout, identity and
+        flatten layers. ``"blocks"``: one entry per block, where the model is built
+        of blocks (see Notes); a model without blocks (a flat ``nn.Sequential`` such
+        as :class:`nncompare.models.SmallCNN` or :class:`nncompare.models.MLP`) gets
+        its leaves, as with ``"leaves"``.
+
+    Returns
+    -------
+    list of str
+        Module names in ``named_modules()`` (i.e. roughly depth) order. No name in
+        it is a container of another, so no two entries record the same tensor.
+
+    Raises
+    ------
+    ValueError
+        If ``granularity`` is not one of the two, or the model has no submodules.
+    TypeError
+        If ``model`` is not a ``torch.nn.Module``.
+
+    Notes
+    -----
+    ``"blocks"`` walks the module tree from the top. Plain ``Sequential``,
+    ``ModuleList`` and ``ModuleDict`` containers (stages) are looked through, since
+    a Sequential's output is just its last child's. A module with its own
+    ``forward`` and children (a residual block, a transformer layer, an inception
+    module) is one block, listed by its own name and not looked into, unless it
+    wraps a stage of repeated blocks (a transformer encoder holding its layers), in
+    which case it is looked through as well. Leaves met on the way (stem and head
+    layers) are listed too, except a leaf directly followed by a normalisation or
+    activation layer, which continues it: ``conv1 → bn1 → relu`` is listed as
+    ``relu``, the output of that unit. For :func:`nncompare.models.cifar_resnet`
+    this gives the stem ``relu``, every residual block ``layer1.0``, ``layer1.1``,
+    ..., ``layer3.{n-1}``, then ``avgpool`` and ``linear`` (12 layers for
+    ResNet-20, 18 for ResNet-32); for torchvision's ``resnet18`` the stem, its
+    eight blocks, ``avgpool`` and ``fc``.
+
+    Examples
+    --------
+    >>> from nncompare.models import cifar_resnet
+    >>> default_layers(cifar_resnet(20))[:5]
+    ['relu', 'layer1.0', 'layer1.1', 'layer1.2', 'layer2.0']
+    >>> len(default_layers(cifar_resnet(20), "leaves"))
+    61
+    """
+    model = _check_model(model)
+    if granularity not in _GRANULARITIES:
+        raise ValueError(
+            f"Expected granularity to be 'blocks' or 'leaves', got {granularity!r}. "
+            "'blocks' lists block and stage outputs (residual blocks, transformer "
+            "layers), 'leaves' every layer without children."
+        )
+    if _is_leaf(model):
+        raise ValueError(
+            f"{type(model).__name__} has no submodules, so there are no layers to pick "
+            "by default; pass layers=[...] explicitly (the names that "
+            "nc.list_layers(model) shows)."
+        )
+    leaves = [
+        name
+        for name, m in model.named_modules()
+        if name and _is_leaf(m) and not isinstance(m, _SKIP_LEAVES)
+    ]
+    if granularity == "blocks":
+        entries: list[tuple[str, nn.Module, str]] = []
+        _walk_blocks(model, "", entries)
+        if any(not _is_leaf(m) for _, m, _ in entries):
+            names = []
+            for i, (name, module, parent) in enumerate(entries):
+                nxt = entries[i + 1] if i + 1 < len(entries) else None
+                if (
+                    _is_leaf(module)
+                    and nxt is not None
+                    and _is_leaf(nxt[1])
+                    and nxt[2] == parent
+                    and _continues(nxt[1])
+                ):
+                    continue
+                names.append(name)
+            return names
+    if not leaves:
+        raise ValueError(
+            f"{type(model).__name__} has only dropout/identity/flatten leaves; pass "
+            "layers=[...] explicitly (nc.list_layers(model) lists them)."
+        )
+    return leaves

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MeasureInfo", "available", "get", "similarity"]
+__all__ = ["MeasureInfo", "available", "distance", "get", "similarity"]
 
 ORTHOGONAL = "orthogonal"
 ISOTROPIC = "isotropic_scaling"
@@ -41,6 +42,10 @@ class MeasureInfo:
         Accepts :class:`nncompare.Moments` (computable batch by batch, exactly).
     reference : str
         Paper and equation of the definition.
+    distance : {"1 - value", "arccos(value)", "value"}
+        How the ``distance`` column of the tidy frames is derived from ``value``
+        (see :func:`distance`): the angular shape metric for Procrustes and shape
+        metrics, the value itself for measures that are distances, else ``1 - value``.
     """
 
     name: str
@@ -56,6 +61,7 @@ class MeasureInfo:
     streaming: bool = False
     conv_policies: tuple[str, ...] = ("samples", "flatten", "mean")
     options: dict[str, Any] = field(default_factory=dict)
+    distance: str = "1 - value"
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -74,6 +80,7 @@ class MeasureInfo:
             "streaming": self.streaming,
             "conv": list(self.conv_policies),
             "reference": self.reference,
+            "distance": self.distance,
         }
 
 
@@ -192,6 +199,7 @@ _REGISTRY: dict[str, MeasureInfo] = {
             (0.0, 1.0),
             "Williams et al. (2021) eq. 3; Ding et al. (2021)",
             streaming=True,
+            distance="arccos(value)",
         ),
         MeasureInfo(
             "shape",
@@ -204,6 +212,7 @@ _REGISTRY: dict[str, MeasureInfo] = {
             (0.0, 1.0),
             "Williams et al. (2021) §3",
             streaming=True,
+            distance="arccos(value)",
         ),
         MeasureInfo(
             "rsa",
@@ -239,6 +248,7 @@ _REGISTRY: dict[str, MeasureInfo] = {
             "Bhatia et al. (2019); Guth & Ménard",
             input="covariances",
             conv_policies=(),
+            distance="value",
         ),
         MeasureInfo(
             "covariance_cosine",
@@ -283,6 +293,24 @@ def get(name: str) -> MeasureInfo:
             f"unknown measure {name!r}.{hint} Available: {', '.join(sorted(_REGISTRY))} "
             "(nc.measures.available() lists them with their properties)."
         ) from None
+
+
+def distance(name: str, value: float) -> float:
+    """The distance that goes with a value of measure ``name`` (its ``distance`` rule).
+
+    ``arccos(value)`` (the angle θ, a metric on shapes; Williams et al. 2021) for
+    ``procrustes`` and ``shape``, ``value`` itself for ``bures_wasserstein`` (already
+    a distance), ``1 - value`` for every other measure; equal to ``result.distance``
+    of the measure's result object. NaN stays NaN; a value past ±1 by round-off is
+    taken as ±1 before the arccos.
+    """
+    rule = get(name).distance
+    v = float(value)
+    if math.isnan(v) or rule == "value":
+        return v
+    if rule == "arccos(value)":
+        return math.acos(min(1.0, max(-1.0, v)))
+    return 1.0 - v
 
 
 def compute(X: Any, Y: Any, name: str, **options: Any) -> Any:
