@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from nncompare.plot._data import check_frame
 from nncompare.report._json import dumps_strict, frame_to_json_dict, from_json_dict
 
-__all__ = ["ReportFiles", "atomic_write", "load_results", "results_json", "write_report"]
+__all__ = [
+    "ReportFiles",
+    "atomic_write",
+    "load_results",
+    "neutralise_formula",
+    "results_csv",
+    "results_json",
+    "write_report",
+]
 
 HTML_NAME = "report.html"
 CSV_NAME = "results.csv"
@@ -28,6 +39,8 @@ class ReportFiles:
     csv: Path
     json: Path
     directory: Path
+    #: figure files by format ({"pdf": [...], "svg": [...]}), empty unless ``formats`` given
+    figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -57,6 +70,60 @@ def results_json(df: Any, *, indent: int | None = 1) -> str:
     return dumps_strict(frame_to_json_dict(df), indent=indent)
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_plain_value(v: Any) -> bool:
+    """Numbers, booleans and missing values: written by ``to_csv`` as they are."""
+    if v is None or isinstance(v, numbers.Number | np.generic):
+        return True
+    try:
+        import pandas as pd
+
+        return v is pd.NA or v is pd.NaT
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def neutralise_formula(v: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ``'``.
+
+    OWASP's rule for CSV injection: a text cell that starts with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return gets a leading single quote, which spreadsheets
+    show as text instead of evaluating (``=HYPERLINK(...)`` becomes
+    ``'=HYPERLINK(...)``). Numbers (negative ones included), booleans and missing
+    values are returned unchanged; other objects are judged by their ``str()``.
+    """
+    if _is_plain_value(v):
+        return v
+    text = v if isinstance(v, str) else str(v)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else v
+
+
+def results_csv(df: Any) -> str:
+    """The tidy table as CSV text, safe to open in a spreadsheet.
+
+    Text cells and column names that start with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return get a leading ``'`` (:func:`neutralise_formula`, OWASP's rule against
+    CSV formula injection), so a layer named ``=HYPERLINK("http://…")`` is shown, not
+    run. Numeric columns are written unchanged (``-0.25`` stays the number -0.25 and
+    reads back as a float with :func:`pandas.read_csv`). Lines end in CRLF as RFC 4180
+    asks, so that a carriage return or line feed inside a cell is always quoted (with a
+    bare ``\\n`` terminator Python's csv writer leaves a lone ``\\r`` unquoted, which
+    splits the row). ``results.json`` keeps every string exactly as it was.
+    """
+    check_frame(df)
+    out = df.copy(deep=False)
+    out.attrs = {}
+    for col in out.columns:
+        series = out[col]
+        if series.dtype.kind in "biufcmM":  # numeric, boolean and datetime columns
+            continue
+        out[col] = series.astype(object).map(neutralise_formula)
+    out.columns = [neutralise_formula(str(c)) for c in out.columns]
+    return out.to_csv(index=False, lineterminator="\r\n")
+
+
 def load_results(path: str | os.PathLike[str]) -> Any:
     """Read ``results.json`` (a file, or the report folder holding it) back into the frame,
     with ``df.attrs`` restored; nulls become NaN in ``value``."""
@@ -75,6 +142,7 @@ def write_report(
     title: str | None = None,
     image_format: str = "png",
     dpi: int = 150,
+    formats: tuple[str, ...] | list[str] | str = (),
 ) -> ReportFiles:
     """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
 
@@ -91,22 +159,47 @@ def write_report(
         Figures as base64 PNG data URIs or as inline SVG.
     dpi : int
         Resolution of the PNG figures.
+    formats : sequence of {"png", "pdf", "svg"}
+        Also write each figure of the report as a file in ``out_dir/figures/``
+        (``heatmap_<measure>``, ``profile_<measure>``, ``spectrum_<measure>``,
+        ``kept_dims``), e.g. ``formats=("png", "pdf", "svg")``: PDF and SVG are vector
+        graphics for a paper. Default: none (figures only embedded in the HTML).
 
     Returns
     -------
     ReportFiles
-        ``html``, ``csv``, ``json`` paths and the ``directory``.
+        ``html``, ``csv``, ``json`` paths, the ``directory`` and ``figures`` (format ->
+        paths of the figure files written).
+
+    Notes
+    -----
+    ``results.csv`` is meant to be opened in spreadsheets, so it follows OWASP's rule
+    against CSV formula injection: a text cell (layer or model name, error message,
+    option text, column name) that starts with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return is written with a leading single quote (``'=SUM(A1)``). Numbers,
+    negative ones included, are written as numbers. ``results.json`` holds the strings
+    unchanged, and :func:`load_results` reads them back exactly. In ``report.html``
+    bidirectional-override and other control characters in names are shown as visible
+    escapes (``\\u202e``).
     """
     from nncompare.report._html import render_html
 
     check_frame(df)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    page = render_html(df, title=title, image_format=image_format, dpi=dpi)
+    from nncompare.plot._export import FigureFiles
+
+    sink = FigureFiles(out, formats, dpi=dpi)  # checks formats before any drawing
+    page = render_html(df, title=title, image_format=image_format, dpi=dpi, figure_sink=sink)
+    sink.raise_errors()
     json_text = results_json(df)
-    csv_text = df.to_csv(index=False, lineterminator="\n")
+    csv_text = results_csv(df)
     files = ReportFiles(
-        html=out / HTML_NAME, csv=out / CSV_NAME, json=out / JSON_NAME, directory=out
+        html=out / HTML_NAME,
+        csv=out / CSV_NAME,
+        json=out / JSON_NAME,
+        directory=out,
+        figures=sink.paths,
     )
     atomic_write(files.csv, csv_text)
     atomic_write(files.json, json_text + "\n")
