@@ -40,6 +40,7 @@ PUBLIC = [
     "plot",
     "procrustes",
     "pwcca",
+    "rdm",
     "report",
     "reshape_conv",
     "rsa",

@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "covariance_cosine": "nncompare.measures.covariance",
     "rsa": "nncompare.measures.rsa",
     "mutual_knn": "nncompare.measures.rsa",
+    "rdm": "nncompare.measures.rsa",
     "similarity": "nncompare.measures._registry",
     "reshape_conv": "nncompare.measures.conv",
     # streaming statistics

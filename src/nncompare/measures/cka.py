@@ -261,7 +261,10 @@ def cka_rbf(
     kern.check_memory(
         X,
         measure="cka_rbf",
-        n_bytes=kern.RBF_CKA_N2_ARRAYS * 8.0 * n * n,
+        n_bytes=(kern.RBF_CKA_DEBIASED_N2_ARRAYS if debiased else kern.RBF_CKA_N2_ARRAYS)
+        * 8.0
+        * n
+        * n,
         what="float64 n × n kernel matrices",
         alternative="Stream it over batches with nc.MinibatchCKA(kernel='rbf'), or use a "
         "random subset of the samples.",

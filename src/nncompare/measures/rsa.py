@@ -38,6 +38,7 @@ from nncompare._array import Array, is_torch, namespace, to_numpy, to_scalar_flo
 from nncompare._validation import check_matrix, check_option, check_positive_int
 from nncompare.measures._inputs import prepare_pair
 from nncompare.measures._kernels import (
+    RDM_N2_ARRAYS,
     RSA_N2_ARRAYS,
     centred_features,
     centring_rounding,
@@ -174,7 +175,7 @@ def rdm(X: Any, *, metric: str = "correlation", conv: str | None = None) -> Any:
     check_memory(
         X,
         measure="rdm",
-        n_bytes=3 * 8.0 * n * n,
+        n_bytes=RDM_N2_ARRAYS * 8.0 * n * n,
         what="float64 n × n matrices",
         alternative="Compute it on a random subset of the samples.",
     )
