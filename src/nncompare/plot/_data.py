@@ -22,6 +22,7 @@ __all__ = [
     "check_frame",
     "color_limits",
     "color_scale",
+    "color_scale_note",
     "kept_dims_table",
     "layer_order",
     "lean",
@@ -303,6 +304,17 @@ def color_scale(
     return ColorScale(lo, hi, _family_name(info.module), tuple(members))
 
 
+def color_scale_note(df: Any, measure: Any) -> str:
+    """A caption sentence on the shared colour scale of ``measure``'s heatmap ("" when its
+    scale is its own)."""
+    _, _, mat = measure_matrix(df, measure)
+    scale = color_scale(df, measure, mat)
+    if not scale.shared_with:
+        return ""
+    note = scale.note
+    return f" {note[0].upper()}{note[1:]}, so equal values have equal colours."
+
+
 def model_names(df: Any) -> tuple[str, str]:
     """Labels of the two models (columns ``model_a``/``model_b``), default ("A", "B")."""
     out = []
@@ -371,21 +383,21 @@ class Reference:
         """Adjective for figures and tables: "same-named" or "depth-matched"."""
         return "same-named" if self.kind == "name" else "depth-matched"
 
-    @property
-    def explanation(self) -> str:
-        """One sentence saying how the pairs were made."""
+    def explain(self, name_a: str = "A", name_b: str = "B") -> str:
+        """One sentence saying how the pairs were made, naming the two models."""
         if self.kind == "name":
             return "Reference pairs: layers with the same name in both models."
         if self.kind == "stage":
             return (
-                "Reference pairs: the layer lists differ, so each layer of A is matched with "
-                "the layer of B at the closest relative depth within the same stage "
-                "(same name prefix before the first '.')."
+                f"Reference pairs: the layer lists differ, so each layer of {name_a} is matched "
+                f"with the layer of {name_b} at the closest relative depth within the same "
+                "stage (same name prefix before the first '.')."
             )
         if self.kind == "depth":
             return (
-                "Reference pairs: the layer lists differ, so layer i of A (relative depth "
-                "i/(nA−1)) is matched with the layer j of B whose j/(nB−1) is closest."
+                f"Reference pairs: the layer lists differ, so layer i of {name_a} (relative "
+                f"depth i/(n−1)) is matched with the layer j of {name_b} whose relative depth "
+                "j/(m−1) is closest."
             )
         return "No reference pairs."
 

@@ -7,7 +7,7 @@ import json
 import numbers
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class ReportFiles:
     csv: Path
     json: Path
     directory: Path
+    #: figure files by format ({"pdf": [...], "svg": [...]}), empty unless ``formats`` given
+    figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
@@ -140,6 +142,7 @@ def write_report(
     title: str | None = None,
     image_format: str = "png",
     dpi: int = 150,
+    formats: tuple[str, ...] | list[str] | str = (),
 ) -> ReportFiles:
     """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
 
@@ -156,11 +159,18 @@ def write_report(
         Figures as base64 PNG data URIs or as inline SVG.
     dpi : int
         Resolution of the PNG figures.
+    formats : sequence of {"png", "pdf", "svg"}
+        Also write each figure of the report as a file in ``out_dir/figures/``
+        (``heatmap_<measure>``, ``profile_<measure>``, ``spectrum_<measure>``,
+        ``kept_dims``), e.g. ``formats=("png", "pdf", "svg")``: PDF and SVG are vector
+        graphics for a paper. Default: none (figures only embedded in the HTML).
 
     Returns
     -------
     ReportFiles
-        ``html``, ``csv``, ``json`` paths and the ``directory``.
+        ``html``, ``csv``, ``json`` paths, the ``directory`` and ``figures`` (format ->
+        paths of the figure files written).
+
     Notes
     -----
     ``results.csv`` is meant to be opened in spreadsheets, so it follows OWASP's rule
@@ -177,11 +187,19 @@ def write_report(
     check_frame(df)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    page = render_html(df, title=title, image_format=image_format, dpi=dpi)
+    from nncompare.plot._export import FigureFiles
+
+    sink = FigureFiles(out, formats, dpi=dpi)  # checks formats before any drawing
+    page = render_html(df, title=title, image_format=image_format, dpi=dpi, figure_sink=sink)
+    sink.raise_errors()
     json_text = results_json(df)
     csv_text = results_csv(df)
     files = ReportFiles(
-        html=out / HTML_NAME, csv=out / CSV_NAME, json=out / JSON_NAME, directory=out
+        html=out / HTML_NAME,
+        csv=out / CSV_NAME,
+        json=out / JSON_NAME,
+        directory=out,
+        figures=sink.paths,
     )
     atomic_write(files.csv, csv_text)
     atomic_write(files.json, json_text + "\n")

@@ -29,6 +29,7 @@ import numpy as np
 from nncompare.plot._data import (
     best_matches,
     check_frame,
+    color_scale_note,
     kept_dims_table,
     layer_order,
     lean,
@@ -36,6 +37,7 @@ from nncompare.plot._data import (
     measure_meta,
     measures_in,
     model_names,
+    reference_matches,
     spectra_of,
 )
 from nncompare.report._json import to_jsonable
@@ -215,7 +217,8 @@ def _kv_table(d: Mapping[str, Any], depth: int = 0) -> str:
 class _Figures:
     """Renders figures to embeddable HTML, or notes why it cannot."""
 
-    def __init__(self, image_format: str, dpi: int) -> None:
+    def __init__(self, image_format: str, dpi: int, sink: Any = None) -> None:
+        self.sink = sink  # called with (name, figure) for each figure drawn
         if image_format not in ("png", "svg"):
             raise ValueError(f"image_format must be 'png' or 'svg'; got {image_format!r}.")
         self.image_format = image_format
@@ -228,7 +231,7 @@ class _Figures:
         except ImportError:
             self.available = False
 
-    def render(self, make: Any, alt: str, caption: str) -> str:
+    def render(self, make: Any, alt: str, caption: str, name: str = "") -> str:
         if not self.available:
             return (
                 '<p class="note">Figures need matplotlib (<code>pip install '
@@ -238,6 +241,8 @@ class _Figures:
 
         try:
             fig = make()
+            if self.sink is not None and name:
+                self.sink(name, fig)
             if self.image_format == "png":
                 data = figure_to_png_bytes(fig, dpi=self.dpi)
                 w, h = png_size(data)
@@ -282,14 +287,16 @@ def _summary_rows(df: Any) -> list[dict[str, Any]]:
     for m in measures_in(df):
         meta = measure_meta(df, m)
         rows, best_name, best_val, same_val = best_matches(df, m)
+        _, ref_names, _, ref = reference_matches(df, m)
         _, _, mat = measure_matrix(df, m)
         finite = mat[np.isfinite(mat)]
         has_same = [i for i, r in enumerate(rows) if np.isfinite(same_val[i])]
-        same_best = sum(1 for i in has_same if best_name[i] == rows[i])
+        same_best = sum(1 for i in has_same if best_name[i] == ref_names[i])
         out.append(
             {
                 "measure": m,
                 "meta": meta,
+                "ref": ref,
                 "pairs": int(mat.size),
                 "undefined": int(mat.size - finite.size),
                 "same_mean": float(np.mean(same_val[has_same])) if has_same else math.nan,
@@ -306,12 +313,14 @@ def _summary_rows(df: Any) -> list[dict[str, Any]]:
 
 
 def _summary_table(rows: list[dict[str, Any]], name_a: str, name_b: str) -> str:
+    ref = rows[0]["ref"] if rows else None
+    ref_label = ref.label if ref is not None else "same-named"
     head = (
         "<thead><tr><th>Measure</th>"
         '<th class="num">Pairs<br>(undefined)</th>'
-        '<th class="num">Mean,<br>same-named pairs</th>'
+        f'<th class="num">Mean,<br>{ref_label} pairs</th>'
         f'<th class="num">Mean best<br>match in {_e(name_b)}</th>'
-        '<th class="num">Best match<br>= same-named</th><th class="num">Range</th>'
+        f'<th class="num">Best match<br>= {ref_label}</th><th class="num">Range</th>'
         "</tr></thead>"
     )
     bodies = []
@@ -343,7 +352,9 @@ def _summary_table(rows: list[dict[str, Any]], name_a: str, name_b: str) -> str:
         "</table></div>"
         f'<p class="note">"Best match": for each layer of {_e(name_a)}, the most similar layer '
         f"of {_e(name_b)} (by the measure's direction); its mean over the layers of "
-        f"{_e(name_a)}, and how often it is the layer with the same name.</p>"
+        f"{_e(name_a)}, and how often it is the {ref_label} layer. "
+        + (_e(ref.explain(name_a, name_b)) if ref is not None else "")
+        + "</p>"
     )
 
 
@@ -499,8 +510,13 @@ def render_html(
     title: str | None = None,
     image_format: str = "png",
     dpi: int = 150,
+    figure_sink: Any = None,
 ) -> str:
-    """The report as one self-contained HTML document (see :func:`write_report`)."""
+    """The report as one self-contained HTML document (see :func:`write_report`).
+
+    ``figure_sink``, when given, is called with ``(name, figure)`` for each figure before it
+    is embedded (names such as ``"heatmap_cka"``, ``"spectrum_cca"``, ``"kept_dims"``);
+    :func:`write_report` uses it to write the figures as files."""
     from nncompare import plot
 
     check_frame(df)
@@ -510,7 +526,7 @@ def render_html(
     if title is None:
         title = attrs.get("title") or f"{name_a} vs {name_b}"
     title = str(title)
-    figs = _Figures(image_format, dpi)
+    figs = _Figures(image_format, dpi, figure_sink)
     measures = measures_in(df)
     prov = attrs.get("provenance")
     prov = prov if isinstance(prov, Mapping) else {}
@@ -553,12 +569,15 @@ def render_html(
                 )
             hm = figs.render(
                 lambda m=m: plot.heatmap(df, m),
+                name=f"heatmap_{m}",
                 alt=f"Heatmap of {meta.label} between the layers of {name_a} (rows) and "
                 f"{name_b} (columns)",
-                caption=f"{meta.label} for every layer pair ({meta.direction}).",
+                caption=f"{meta.label} for every layer pair ({meta.direction})."
+                + color_scale_note(df, m),
             )
             prof = figs.render(
                 lambda m=m: plot.layer_profile(df, m),
+                name=f"profile_{m}",
                 alt=f"Best-matching layer of {name_b} for each layer of {name_a}, by {meta.label}",
                 caption=f"Best match in {name_b} per layer of {name_a} ({meta.label}).",
             )
@@ -576,8 +595,11 @@ def render_html(
             parts.append('<h2 id="spectra">Canonical correlation spectra</h2>')
             parts.append(
                 '<p class="note">Canonical correlations ρ<sub>i</sub> in descending order for '
-                "same-named layer pairs (or, without any, the best-matching pair of each layer "
-                f"of {_e(name_a)}). The CCA similarity is their mean; a long tail of small "
+                "the reference layer pairs: same-named layers when both models have the same "
+                "layer names, else layers at the same relative depth (within the same stage "
+                "where both models have the same stages); without any, the best-matching pair "
+                f"of each layer of {_e(name_a)}. The legend says how many are shown. "
+                "The CCA similarity is their mean; a long tail of small "
                 "ρ<sub>i</sub> means directions that one model has and the other lacks.</p>"
             )
             blocks = []
@@ -586,6 +608,7 @@ def render_html(
                 blocks.append(
                     figs.render(
                         lambda m=m: plot.spectrum(df, str(m)),
+                        name=f"spectrum_{m}",
                         alt=f"Canonical correlation spectra of {label}",
                         caption=f"{label}: canonical correlations per layer pair.",
                     )
@@ -603,6 +626,7 @@ def render_html(
             parts.append(
                 figs.render(
                     lambda: plot.kept_dims(df),
+                    name="kept_dims",
                     alt="Bar chart of the singular directions SVCCA kept per layer",
                     caption=f"Kept dimensions per layer of {name_a} and {name_b}.",
                 )
