@@ -229,6 +229,14 @@ def test_datasets_and_loaders_are_hashed_batch_by_batch(tmp_path):
         capture(model, fewer, ["fc2"], cache_dir=path)
 
 
+def test_object_array_gets_the_conversion_error_not_a_hashing_error(tmp_path):
+    x = np.empty((3, 6), dtype=object)
+    x[:] = 1.0
+    with pytest.raises(TypeError, match=r"hold numbers, got a numpy array of dtype object"):
+        capture(MLP(), x, ["fc2"], cache_dir=tmp_path / "acts")
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- item 14
 
 

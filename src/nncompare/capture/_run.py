@@ -89,8 +89,8 @@ def _data_fingerprint(data: Any, max_samples: int | None) -> str | None:
     of the dtype or of the number of samples changes it.
     """
     x = _array_inputs(data)
-    if x is None:
-        return None
+    if x is None or (isinstance(x, np.ndarray) and x.dtype.hasobject):
+        return None  # object arrays: hashed as batches, after conversion says what is wrong
     n = len(x) if max_samples is None else min(len(x), max_samples)
     return array_fingerprint(x, n)
 
