@@ -359,3 +359,74 @@ def test_compare_models_dft_streams_exactly(nets, digits):
             for m, fn in (("cca", nc.cca), ("svcca", nc.svcca)):  # noqa: B007 (used in query)
                 got = df.query("layer_a == @la and layer_b == @lb and measure == @m")["value"]
                 np.testing.assert_allclose(got.item(), float(fn(X, Y, conv="dft")), rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- distance column
+
+
+def test_distance_column_follows_each_measures_rule(nets, digits, tmp_path):
+    """Issue 7 item 9: a distance next to every value (anatome/netrep habits)."""
+    from nncompare.report import load_results, write_report
+
+    a, b = nets
+    layers = ["relu2", "fc"]
+    df = nc.compare_models(
+        a,
+        b,
+        digits.x,
+        layers_a=layers,
+        layers_b=layers,
+        measures=["cka", "procrustes", "shape", "rsa"],
+        batch_size=128,
+    )
+    cols = list(df.columns)
+    assert cols[cols.index("value") + 1] == "distance"
+    for m in ("cka", "rsa"):
+        sub = df[df.measure == m]
+        np.testing.assert_allclose(sub["distance"], 1.0 - sub["value"], rtol=0, atol=1e-15)
+    # procrustes / shape: the angular shape metric of Williams et al. (2021), as the result
+    # objects of the in-memory measures report it
+    acts_a = nc.capture(a, digits.x, layers, reduce="avgpool")
+    acts_b = nc.capture(b, digits.x, layers, reduce="avgpool")
+    for la in layers:
+        for lb in layers:
+            X, Y = acts_a[la].astype(np.float64), acts_b[lb].astype(np.float64)
+            for m, fn in (("procrustes", nc.procrustes), ("shape", nc.shape)):  # noqa: B007
+                got = df.query("layer_a == @la and layer_b == @lb and measure == @m")
+                np.testing.assert_allclose(got["distance"].item(), fn(X, Y).angular, rtol=1e-6)
+                assert got["distance"].item() == pytest.approx(np.arccos(got["value"].item()))
+    # the column survives the report's results.json
+    back = load_results(write_report(df, tmp_path).json)
+    np.testing.assert_allclose(back["distance"], df["distance"], rtol=1e-12)
+
+
+def test_distance_is_nan_where_the_value_is(nets, digits):
+    a, _ = nets
+    df = nc.compare_models(a, a, digits.x, layers_a=["relu2"], measures=["cka"], conv="dft")
+    assert df["value"].isna().all() and df["distance"].isna().all()
+
+
+def test_registry_distance_rule_matches_the_result_objects():
+    """The registry's declared rule and each result class's .distance agree, measure by measure."""
+    from nncompare.measures._registry import distance
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((80, 6))
+    Y = X[:, :4] @ rng.standard_normal((4, 5)) + 0.5 * rng.standard_normal((80, 5))
+    for name, info in nc.measures.available().items():
+        args = (np.cov(X[:, :5].T), np.cov(Y.T)) if info.input == "covariances" else (X, Y)
+        res = info.function(*args)
+        assert distance(name, float(res)) == pytest.approx(res.distance, abs=1e-12), name
+    assert nc.measures.get("procrustes").distance == "arccos(value)"
+    assert nc.measures.get("bures_wasserstein").distance == "value"
+    assert nc.measures.get("cka").distance == "1 - value"
+
+
+def test_pairwise_frame_has_distance():
+    rng = np.random.default_rng(0)
+    acts = {"x": rng.standard_normal((50, 4)), "y": rng.standard_normal((50, 3))}
+    frame = nc.pairwise(acts, measures=["cka", "procrustes"]).to_frame()
+    cka = frame[frame.measure == "cka"]
+    np.testing.assert_allclose(cka["distance"], 1.0 - cka["value"])
+    pro = frame[frame.measure == "procrustes"]
+    np.testing.assert_allclose(pro["distance"], np.arccos(np.clip(pro["value"], -1, 1)))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._array import as_array, to_numpy
+from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
 
@@ -57,7 +58,11 @@ class GridResult:
         return self.values[measure]
 
     def to_frame(self, **extra_columns: Any) -> Any:
-        """Tidy pandas DataFrame: one row per (layer_a, layer_b, measure)."""
+        """Tidy pandas DataFrame: one row per (layer_a, layer_b, measure).
+
+        ``distance`` goes with ``value`` as in :func:`nncompare.compare_models`:
+        arccos(value) for procrustes/shape, the value for bures_wasserstein, else 1 − value.
+        """
         import pandas as pd
 
         rows = []
@@ -70,6 +75,7 @@ class GridResult:
                         "layer_b": b,
                         "measure": measure,
                         "value": float(mat[i, j]),
+                        "distance": measure_distance(measure, float(mat[i, j])),
                         "n_samples": self.n_samples,
                         "error": self.errors.get((measure, a, b)),
                     }
