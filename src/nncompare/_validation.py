@@ -81,6 +81,73 @@ def check_finite(X: Array, *, name: str = "X") -> None:
         )
 
 
+#: A feature is constant when max - min <= CONSTANT_ULPS * eps * max(|min|, |max|):
+#: its values agree to a few units of rounding of its own magnitude (eps of its dtype).
+CONSTANT_ULPS = 8.0
+
+
+def dtype_eps(dtype: Any) -> float:
+    """Machine epsilon of a floating dtype (numpy or torch); 0 for integer and bool dtypes."""
+    import numpy as np
+
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError:
+        np_dtype = None
+    if np_dtype is not None:
+        return float(np.finfo(np_dtype).eps) if np_dtype.kind in "fc" else 0.0
+    import torch
+
+    if dtype.is_floating_point or dtype.is_complex:
+        return float(torch.finfo(dtype).eps)
+    return 0.0
+
+
+def constant_mask(lo: Any, hi: Any, eps: Any) -> Any:
+    """The constancy rule on per-feature extremes (host numpy arrays, float64).
+
+    A feature is constant when its range is within ``CONSTANT_ULPS`` units of rounding of its
+    magnitude: ``max - min <= CONSTANT_ULPS * eps * max(|min|, |max|)``, with ``eps`` the
+    machine epsilon of the data's dtype (0 for integers: exact equality). The rule is
+    relative, so a feature of values ~1e-200 that vary by 100% is not constant, while
+    ``numpy.full(n, 0.1)`` (whose computed mean is not exactly 0.1) is.
+    """
+    import numpy as np
+
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = hi - lo  # inf when the range overflows: certainly not constant
+        mag = np.maximum(np.abs(lo), np.abs(hi))
+        return spread <= CONSTANT_ULPS * np.asarray(eps, dtype=np.float64) * mag
+
+
+def constant_columns(xp: Any, X: Array) -> Array:
+    """Boolean array (n_features,): which columns of X are constant (see :func:`constant_mask`).
+
+    Works on numpy and torch (any device; no gradient flows through it); the result lives
+    in X's library and device. Use it to ignore or refuse constant features consistently
+    with the linear measures.
+    """
+    import numpy as np
+
+    if X.shape[0] == 0:
+        return xp.zeros(X.shape[1], dtype=xp.bool)
+    data = X
+    if is_torch(X):
+        import torch
+
+        data = X.detach()
+        if data.dtype == torch.bool:
+            data = data.to(torch.uint8)
+    lo = to_numpy(xp.min(data, axis=0))
+    hi = to_numpy(xp.max(data, axis=0))
+    mask = constant_mask(lo, hi, dtype_eps(X.dtype))
+    import array_api_compat
+
+    return xp.asarray(np.asarray(mask), device=array_api_compat.device(X))
+
+
 def check_pair(X: Any, Y: Any, *, min_samples: int = 2) -> tuple[Array, Array]:
     """Validate two activation matrices over the same samples and bring them into one library."""
     X = as_array(X, name="X")

@@ -29,8 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from nncompare._array import Array, as_array, float_dtype, harmonize, is_torch, namespace
-from nncompare._validation import check_finite, check_option
+from nncompare._array import (
+    Array,
+    as_array,
+    device_of,
+    float_dtype,
+    harmonize,
+    is_torch,
+    namespace,
+    to_numpy,
+)
+from nncompare._validation import check_finite, check_option, constant_mask, dtype_eps
 
 __all__ = ["JointMoments", "MinibatchCKA", "Moments"]
 
@@ -50,22 +59,36 @@ class JointMoments:
     """Joint means and centred second moments of several activation matrices.
 
     Feed batches of activations of any number of named layers over the same samples;
-    the accumulator keeps, in the working precision (float64 by default):
+    the accumulator keeps, always in float64:
 
     * ``n``: the number of samples seen;
     * ``mean``: the feature means, shape (D,), D the total number of features;
-    * ``comoment``: the centred sums of products
-      :math:`C = \\sum_s (z_s - \\bar z)(z_s - \\bar z)^T`, shape (D, D);
-    * ``minimum`` / ``maximum``: per-feature extremes (a feature is constant iff they are equal).
+    * ``scale``: a power of two per feature, about the size of its deviations from the mean;
+    * ``zcom``: the centred sums of products of the *rescaled* features,
+      :math:`Z = \\sum_s \\frac{(z_s - \\bar z)}{\\text{scale}} \\frac{(z_s - \\bar z)^T}
+      {\\text{scale}^T}`, shape (D, D) — every entry is at most ``n`` in magnitude;
+    * ``comoment``: the centred sums of products in the data's units,
+      ``scale[:, None] * zcom * scale[None, :]`` (formed on request; it over- or underflows
+      for data near the limits of float64, which the measures never need);
+    * ``minimum`` / ``maximum``: per-feature extremes, from which constant features are
+      found (:func:`nncompare._validation.constant_mask`).
 
     Memory is O(D²), independent of the number of samples. ``update`` costs one
-    symmetric product of the (batch, D) centred batch; ``merge`` combines two
-    accumulators exactly.
+    symmetric product of the (batch, D) centred batch, in row chunks (no copy of the whole
+    batch); ``merge`` combines two accumulators exactly (Chan et al. 1979).
+
+    Scale handling: each batch is centred, then divided by its per-feature power-of-two
+    scale before any product is formed, and merged sums are rescaled (exactly: the scales
+    are powers of two) when a later batch is larger — the running scaled sum of squares of
+    LAPACK's ``dlassq``. Any finite input therefore accumulates without overflow or
+    underflow, from 1e-300 to 1e300 and with per-feature scales that differ as much.
 
     Parameters
     ----------
     dtype : {"float64", "float32"}, default "float64"
-        Precision of the accumulators. Activations of any float type are upcast.
+        Precision of the per-batch products (the O(batch · D²) work). Means, merging and
+        the accumulated sums are float64 either way, and batches are centred in float64
+        before any cast, so large offsets (1e8 and beyond) cost no precision in float32.
 
     Examples
     --------
@@ -85,11 +108,14 @@ class JointMoments:
         self.n = 0
         self.blocks: dict[str, _Block] = {}
         self.mean: Array | None = None
-        self.comoment: Array | None = None
-        self.minimum: Array | None = None
-        self.maximum: Array | None = None
+        self.zcom: Array | None = None
+        self._scale: np.ndarray | None = None
+        self._lo: np.ndarray | None = None
+        self._hi: np.ndarray | None = None
+        self._eps: np.ndarray | None = None
         self._xp: Any = None
         self._side_cache: dict[Any, Any] = {}
+        self._snap: _Snapshot | None = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -105,6 +131,34 @@ class JointMoments:
         if self._xp is None:
             raise ValueError("This accumulator is empty: call update() with a batch first.")
         return self._xp
+
+    @property
+    def scale(self) -> Array | None:
+        """Per-feature powers of two: ``zcom`` holds the co-moments of (x - mean) / scale."""
+        return None if self._scale is None else self._snapshot().scale_dev
+
+    @property
+    def comoment(self) -> Array | None:
+        """Centred sums of products in the data's units (may over/underflow at extreme scales)."""
+        if self.zcom is None:
+            return None
+        s = self._snapshot().scale_dev
+        return s[:, None] * self.zcom * s[None, :]
+
+    @property
+    def minimum(self) -> Array | None:
+        return None if self._lo is None else self._device_array(self._lo)
+
+    @property
+    def maximum(self) -> Array | None:
+        return None if self._hi is None else self._device_array(self._hi)
+
+    def constant(self) -> np.ndarray:
+        """Boolean (D,) mask of the constant features (the rule of ``constant_mask``)."""
+        return self._snapshot().const
+
+    def _device_array(self, a: np.ndarray) -> Array:
+        return self._xp.asarray(a, device=device_of(self.mean))
 
     def __repr__(self) -> str:
         dims = ", ".join(f"{k}: {b.dim}" for k, b in self.blocks.items())
@@ -122,6 +176,7 @@ class JointMoments:
         """Add one batch: a mapping ``name -> (batch_size, d_name)`` array over the same samples.
 
         ``validated=True`` skips the finiteness check for arrays the caller already checked.
+        A batch of zero samples is a no-op (its layout is still checked against earlier ones).
         """
         if not isinstance(batches, Mapping) or not batches:
             raise TypeError(
@@ -155,12 +210,12 @@ class JointMoments:
                     f"{self.dims}, got { ({k: int(arrays[k].shape[1]) for k in names}) }. "
                     "Feed the same layers, in the same order, with the same widths."
                 )
-        if not validated:
-            for k, a in arrays.items():
-                check_finite(a, name=f"batch {k!r}")
         nb = int(first.shape[0])
         if nb == 0:
             return self
+        if not validated:
+            for k, a in arrays.items():
+                check_finite(a, name=f"batch {k!r}")
         xp = namespace(*arrays.values())
         if self._xp is not None and xp is not self._xp:
             raise TypeError(
@@ -168,28 +223,35 @@ class JointMoments:
                 f"{self._xp.__name__} arrays but got {xp.__name__}."
             )
         dt = float_dtype(xp, self.dtype_name)
+        batch = _batch_stats(xp, [arrays[k] for k in names], dt)
         if not self.blocks:
             self._init_layout(arrays)
-        mean_b, com_b, lo_b, hi_b = _batch_moments(xp, [arrays[k] for k in names], dt)
-        self._merge_raw(xp, nb, mean_b, com_b, lo_b, hi_b)
+        self._merge_batch(xp, batch)
         return self
 
-    def _merge_raw(
-        self, xp: Any, nb: int, mean_b: Array, com_b: Array, lo_b: Array, hi_b: Array
-    ) -> None:
+    def _merge_batch(self, xp: Any, b: _BatchStats) -> None:
         self._side_cache.clear()
+        self._snap = None
         if self.n == 0:
             self._xp = xp
-            self.n, self.mean, self.comoment = nb, mean_b, com_b
-            self.minimum, self.maximum = lo_b, hi_b
+            self.n, self.mean, self.zcom = b.n, b.mean, b.zcom
+            self._scale, self._lo, self._hi, self._eps = b.scale, b.lo, b.hi, b.eps
             return
-        na = self.n
+        na, nb = self.n, b.n
         n = na + nb
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (nb / n)
-        self.comoment = self.comoment + com_b + (na * nb / n) * (delta[:, None] * delta[None, :])
-        self.minimum = xp.minimum(self.minimum, lo_b)
-        self.maximum = xp.maximum(self.maximum, hi_b)
+        dev = device_of(self.mean)
+        half_delta = to_numpy(b.mean) * 0.5 - to_numpy(self.mean) * 0.5
+        new = np.maximum(np.maximum(self._scale, b.scale), 2.0 * _pow2_ceil(np.abs(half_delta)))
+        za = _rescale_sym(xp, self.zcom, self._scale / new, dev)
+        zb = _rescale_sym(xp, b.zcom, b.scale / new, dev)
+        dz = (b.mean * 0.5 - self.mean * 0.5) * xp.asarray(2.0 / new, device=dev)
+        self.zcom = za + zb + (na * nb / n) * (dz[:, None] * dz[None, :])
+        # a convex combination: finite for any finite means
+        self.mean = self.mean * (na / n) + b.mean * (nb / n)
+        self._scale = new
+        self._lo = np.minimum(self._lo, b.lo)
+        self._hi = np.maximum(self._hi, b.hi)
+        self._eps = np.maximum(self._eps, b.eps)
         self.n = n
 
     def merge(self, other: JointMoments) -> JointMoments:
@@ -202,13 +264,55 @@ class JointMoments:
             raise ValueError(
                 f"cannot merge accumulators of different layers: {self.dims} vs {other.dims}."
             )
+        if self._xp is not None and other._xp is not self._xp:
+            raise TypeError(
+                "cannot merge accumulators of different array libraries: "
+                f"{self._xp.__name__} and {other._xp.__name__}."
+            )
         if not self.blocks:
             self.blocks = dict(other.blocks)
-        xp = other._xp
-        self._merge_raw(xp, other.n, other.mean, other.comoment, other.minimum, other.maximum)
+        self._merge_batch(other._xp, other._as_batch())
         return self
 
+    def _as_batch(self) -> _BatchStats:
+        return _BatchStats(
+            n=self.n,
+            mean=self.mean,
+            zcom=self.zcom,
+            scale=self._scale,
+            lo=self._lo,
+            hi=self._hi,
+            eps=self._eps,
+        )
+
     # ------------------------------------------------------------------ views
+    def _snapshot(self) -> _Snapshot:
+        """The current statistics with constant features' rows and columns zeroed (cached)."""
+        if self._snap is None:
+            if self.n == 0:
+                raise ValueError("This accumulator is empty: call update() with a batch first.")
+            xp = self._xp
+            dev = device_of(self.mean)
+            const = constant_mask(self._lo, self._hi, self._eps)
+            zcom = self.zcom
+            if const.any():
+                keep = xp.asarray((~const).astype(np.float64), device=dev)
+                zcom = keep[:, None] * zcom * keep[None, :]
+            self._snap = _Snapshot(
+                xp=xp,
+                n=self.n,
+                mean=self.mean,
+                zcom=zcom,
+                zcom_raw=self.zcom,
+                scale=self._scale,
+                scale_dev=xp.asarray(self._scale, device=dev),
+                lo=self._lo,
+                hi=self._hi,
+                eps=self._eps,
+                const=const,
+            )
+        return self._snap
+
     def block(self, name: str) -> _Block:
         try:
             return self.blocks[name]
@@ -221,29 +325,38 @@ class JointMoments:
         """A :class:`Moments` view of layers ``a`` (as X) and ``b`` (as Y); no data is copied.
 
         Per-layer preparations (eigen-decompositions) are cached on this accumulator, so a
-        grid of pairs decomposes each layer's covariance once.
+        grid of pairs decomposes each layer's covariance once. The view is a snapshot: later
+        updates of this accumulator do not change it.
         """
         ba, bb = self.block(a), self.block(b)
         m = Moments(dtype=self.dtype_name)
-        m._xp = self._xp
-        m.n = self.n
-        sa, sb = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
-        m.mean_x, m.mean_y = self.mean[sa], self.mean[sb]
-        m.cxx = self.comoment[sa, sa]
-        m.cyy = self.comoment[sb, sb]
-        m.cxy = self.comoment[sa, sb]
-        m.min_x, m.max_x = self.minimum[sa], self.maximum[sa]
-        m.min_y, m.max_y = self.minimum[sb], self.maximum[sb]
+        m._snap = self._snapshot()
+        m._sx, m._sy = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
         m._cache_x = self._side_cache.setdefault(a, {})
         m._cache_y = self._side_cache.setdefault(b, {})
         m.names = (a, b)
         return m
 
     def covariance(self, name: str, *, ddof: int = 1) -> Array:
-        """The (d, d) sample covariance of one layer."""
+        """The (d, d) sample covariance of one layer (in the data's units)."""
         b = self.block(name)
         s = slice(b.start, b.stop)
         return self.comoment[s, s] / (self.n - ddof)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    xp: Any
+    n: int
+    mean: Array
+    zcom: Array  # constant features' rows and columns zeroed
+    zcom_raw: Array
+    scale: np.ndarray
+    scale_dev: Array
+    lo: np.ndarray
+    hi: np.ndarray
+    eps: np.ndarray
+    const: np.ndarray
 
 
 class Moments:
@@ -261,9 +374,15 @@ class Moments:
         Samples seen.
     mean_x, mean_y : array, shape (d1,), (d2,)
     cxx, cyy, cxy : array, shapes (d1, d1), (d2, d2), (d1, d2)
-        Centred sums of products, e.g. ``cxy = (X - mean_x).T @ (Y - mean_y)``.
+        Centred sums of products, e.g. ``cxy = (X - mean_x).T @ (Y - mean_y)``, in the data's
+        units (formed on request from the rescaled sums; see :class:`JointMoments`).
+    zxx, zyy, zxy : array
+        The same for the rescaled features (x - mean_x) / scale_x, with the rows and columns
+        of constant features set to zero; what the measures use.
+    scale_x, scale_y : array, shape (d1,), (d2,)
+        Per-feature powers of two.
     min_x, max_x, min_y, max_y : array
-        Per-feature extremes (to detect exactly constant features).
+        Per-feature extremes (to detect constant features).
 
     Examples
     --------
@@ -280,62 +399,147 @@ class Moments:
     def __init__(self, *, dtype: str = "float64") -> None:
         self._joint = JointMoments(dtype=dtype)
         self.dtype_name = dtype
-        self.n = 0
-        self._xp: Any = None
-        self.mean_x = self.mean_y = None
-        self.cxx = self.cyy = self.cxy = None
-        self.min_x = self.max_x = self.min_y = self.max_y = None
+        self._snap: _Snapshot | None = None
+        self._sx = self._sy = slice(0, 0)
         self._cache_x: dict[Any, Any] = {}
         self._cache_y: dict[Any, Any] = {}
+        self._cache_pair: dict[Any, Any] = {}
         self.names: tuple[str, str] = ("X", "Y")
 
     @classmethod
     def from_arrays(
         cls, X: Any, Y: Any, *, dtype: str = "float64", validated: bool = False
     ) -> Moments:
-        """Moments of complete (n, d1) and (n, d2) arrays in one product."""
+        """Moments of complete (n, d1) and (n, d2) arrays in one (chunked) product."""
         return cls(dtype=dtype).update(X, Y, validated=validated)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def n(self) -> int:
+        return 0 if self._snap is None else self._snap.n
+
+    @property
+    def _xp(self) -> Any:
+        return None if self._snap is None else self._snap.xp
 
     @property
     def xp(self) -> Any:
-        if self._xp is None:
+        if self._snap is None:
             raise ValueError("This Moments is empty: call update(X_batch, Y_batch) first.")
-        return self._xp
+        return self._snap.xp
+
+    def _get(self, name: str) -> Any:
+        s = self._snap
+        if s is None:
+            return None
+        sx, sy = self._sx, self._sy
+        xp = s.xp
+        if name == "mean_x":
+            return s.mean[sx]
+        if name == "mean_y":
+            return s.mean[sy]
+        if name in ("zxx", "zyy", "zxy"):
+            a = sx if name[1] == "x" else sy
+            b = sx if name[2] == "x" else sy
+            return s.zcom[a, b]
+        if name in ("cxx", "cyy", "cxy"):
+            a = sx if name[1] == "x" else sy
+            b = sx if name[2] == "x" else sy
+            return s.scale_dev[a][:, None] * s.zcom_raw[a, b] * s.scale_dev[b][None, :]
+        if name in ("scale_x", "scale_y"):
+            return s.scale_dev[sx if name[-1] == "x" else sy]
+        side = sx if name.endswith("_x") else sy
+        src = s.lo if name.startswith("min") else s.hi
+        return xp.asarray(src[side], device=device_of(s.mean))
+
+    mean_x = property(lambda self: self._get("mean_x"))
+    mean_y = property(lambda self: self._get("mean_y"))
+    cxx = property(lambda self: self._get("cxx"))
+    cyy = property(lambda self: self._get("cyy"))
+    cxy = property(lambda self: self._get("cxy"))
+    zxx = property(lambda self: self._get("zxx"))
+    zyy = property(lambda self: self._get("zyy"))
+    zxy = property(lambda self: self._get("zxy"))
+    scale_x = property(lambda self: self._get("scale_x"))
+    scale_y = property(lambda self: self._get("scale_y"))
+    min_x = property(lambda self: self._get("min_x"))
+    max_x = property(lambda self: self._get("max_x"))
+    min_y = property(lambda self: self._get("min_y"))
+    max_y = property(lambda self: self._get("max_y"))
 
     @property
     def d1(self) -> int:
-        return int(self.cxx.shape[0])
+        return self._sx.stop - self._sx.start
 
     @property
     def d2(self) -> int:
-        return int(self.cyy.shape[0])
+        return self._sy.stop - self._sy.start
 
     def __repr__(self) -> str:
         if self.n == 0:
             return f"Moments(n=0, dtype={self.dtype_name})"
         return f"Moments(n={self.n}, d1={self.d1}, d2={self.d2}, dtype={self.dtype_name})"
 
+    def constant_x(self) -> Array:
+        """Boolean (d1,) mask of the constant features of X (see ``constant_mask``)."""
+        return self._const(self._sx)
+
+    def constant_y(self) -> Array:
+        return self._const(self._sy)
+
+    def _const(self, side: slice) -> Array:
+        s = self._snap
+        return s.xp.asarray(s.const[side], device=device_of(s.mean))
+
+    def relative_scale(self, which: str) -> tuple[Array, float]:
+        """(scale / g, g) for side ``"x"`` or ``"y"``: g is the largest scale of a non-constant
+        feature, so the ratios are powers of two <= 1 (exact)."""
+        cache = self._cache_x if which == "x" else self._cache_y
+        if "relative_scale" not in cache:
+            s = self._snap
+            side = self._sx if which == "x" else self._sy
+            sc = s.scale[side]
+            live = sc[~s.const[side]]
+            g = float(live.max()) if live.size else 1.0
+            rel = np.where(s.const[side], 0.0, sc / g)
+            cache["relative_scale"] = (s.xp.asarray(rel, device=device_of(s.mean)), g)
+        return cache["relative_scale"]
+
+    def normalized(self) -> tuple[Array, Array, Array]:
+        """(Cxx, Cyy, Cxy) / (g_x g_y ...): the co-moments in units where each side's largest
+        feature scale is 1. Every measure invariant to isotropic scaling of X and of Y (CKA,
+        Procrustes, shape, SVCCA, PWCCA weights) is computed from these."""
+        if "normalized" not in self._cache_pair:
+            rx, _ = self.relative_scale("x")
+            ry, _ = self.relative_scale("y")
+            if "normalized" not in self._cache_x:
+                self._cache_x["normalized"] = rx[:, None] * self.zxx * rx[None, :]
+            if "normalized" not in self._cache_y:
+                self._cache_y["normalized"] = ry[:, None] * self.zyy * ry[None, :]
+            txy = rx[:, None] * self.zxy * ry[None, :]
+            self._cache_pair["normalized"] = (
+                self._cache_x["normalized"],
+                self._cache_y["normalized"],
+                txy,
+            )
+        return self._cache_pair["normalized"]
+
     def _sync(self) -> None:
         j = self._joint
-        view = j.pair("X", "Y")
-        for attr in (
-            "n",
-            "_xp",
-            "mean_x",
-            "mean_y",
-            "cxx",
-            "cyy",
-            "cxy",
-            "min_x",
-            "max_x",
-            "min_y",
-            "max_y",
-        ):
-            setattr(self, attr, getattr(view, attr))
-        self._cache_x, self._cache_y = {}, {}
+        self._cache_x, self._cache_y, self._cache_pair = {}, {}, {}
+        if j.n == 0:
+            self._snap = None
+            return
+        self._snap = j._snapshot()
+        bx, by = j.blocks["X"], j.blocks["Y"]
+        self._sx, self._sy = slice(bx.start, bx.stop), slice(by.start, by.stop)
+        self.names = ("X", "Y")
 
     def update(self, X: Any, Y: Any, *, validated: bool = False) -> Moments:
-        """Add a batch of paired activations, X (b, d1) and Y (b, d2) over the same b samples."""
+        """Add a batch of paired activations, X (b, d1) and Y (b, d2) over the same b samples.
+
+        A batch of zero samples is a no-op.
+        """
         X = as_array(X, name="X")
         Y = as_array(Y, name="Y")
         X, Y = harmonize(X, Y)
@@ -350,6 +554,8 @@ class Moments:
                 "X and Y batches must hold the same samples; got "
                 f"{X.shape[0]} and {Y.shape[0]} rows."
             )
+        if self._joint.n == 0 and self.n > 0:  # a view (e.g. JointMoments.pair): rebuild it
+            self._joint = _moments_to_joint(self)._joint
         self._joint.update({"X": X, "Y": Y}, validated=validated)
         self._sync()
         return self
@@ -358,7 +564,9 @@ class Moments:
         """Fold another ``Moments`` of the same layers (other samples) into this one."""
         if not isinstance(other, Moments):
             raise TypeError(f"merge() expects a Moments; got {type(other).__name__}.")
-        if other._joint.n == 0 and other.n > 0:
+        if other.n == 0:
+            return self
+        if other._joint.n == 0 or other._joint._snapshot() is not other._snap:
             other = _moments_to_joint(other)
         if self._joint.n == 0 and self.n > 0:  # a view (e.g. JointMoments.pair): rebuild it
             self._joint = _moments_to_joint(self)._joint
@@ -369,38 +577,36 @@ class Moments:
     def swapped(self) -> Moments:
         """The same statistics with the roles of X and Y exchanged."""
         m = Moments(dtype=self.dtype_name)
-        m.n, m._xp = self.n, self._xp
-        m.mean_x, m.mean_y = self.mean_y, self.mean_x
-        m.cxx, m.cyy = self.cyy, self.cxx
-        m.cxy = None if self.cxy is None else self._xp.matrix_transpose(self.cxy)
-        m.min_x, m.max_x, m.min_y, m.max_y = self.min_y, self.max_y, self.min_x, self.max_x
+        m._snap = self._snap
+        m._sx, m._sy = self._sy, self._sx
         m._cache_x, m._cache_y = self._cache_y, self._cache_x
         m.names = (self.names[1], self.names[0])
         return m
 
-    def constant_x(self) -> Array:
-        return self.min_x == self.max_x
-
-    def constant_y(self) -> Array:
-        return self.min_y == self.max_y
-
 
 def _moments_to_joint(m: Moments) -> Moments:
-    """Rebuild the joint accumulator behind a Moments view (e.g. one from JointMoments.pair)."""
-    xp = m.xp
+    """A Moments owning its own joint accumulator, rebuilt from a view (e.g. JointMoments.pair)."""
+    s = m._snap
+    xp = s.xp
     out = Moments(dtype=m.dtype_name)
     j = out._joint
-    d1, d2 = m.d1, m.d2
-    j._init_layout({"X": _Shape(d1), "Y": _Shape(d2)})
-    top = xp.concat([m.cxx, m.cxy], axis=1)
-    bottom = xp.concat([xp.matrix_transpose(m.cxy), m.cyy], axis=1)
-    j._merge_raw(
+    j._init_layout({"X": _Shape(m.d1), "Y": _Shape(m.d2)})
+    sx, sy = m._sx, m._sy
+    idx = np.r_[np.arange(sx.start, sx.stop), np.arange(sy.start, sy.stop)]
+    dev = device_of(s.mean)
+    take = xp.asarray(idx, device=dev)
+    z = xp.take(xp.take(s.zcom_raw, take, axis=0), take, axis=1)
+    j._merge_batch(
         xp,
-        m.n,
-        xp.concat([m.mean_x, m.mean_y]),
-        xp.concat([top, bottom], axis=0),
-        xp.concat([m.min_x, m.min_y]),
-        xp.concat([m.max_x, m.max_y]),
+        _BatchStats(
+            n=s.n,
+            mean=xp.take(s.mean, take, axis=0),
+            zcom=z,
+            scale=s.scale[idx],
+            lo=s.lo[idx],
+            hi=s.hi[idx],
+            eps=s.eps[idx],
+        ),
     )
     out._sync()
     return out
@@ -411,39 +617,161 @@ class _Shape:
         self.shape = (0, d)
 
 
-def _batch_moments(xp: Any, arrays: Sequence[Array], dt: Any) -> tuple[Array, Array, Array, Array]:
-    """Mean, centred co-moment, min and max of the column-concatenated batch."""
-    if all(isinstance(a, np.ndarray) for a in arrays):
-        return _batch_moments_numpy(arrays, dt)
-    parts, means, los, his = [], [], [], []
-    for a in arrays:
-        a = xp.astype(a, dt) if a.dtype != dt else a
-        mu = xp.mean(a, axis=0)
-        parts.append(a - mu)
-        means.append(mu)
-        los.append(xp.min(a, axis=0))
-        his.append(xp.max(a, axis=0))
-    Z = parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
-    com = xp.matrix_transpose(Z) @ Z
-    return xp.concat(means), com, xp.concat(los), xp.concat(his)
+# ---------------------------------------------------------------------- batch statistics
+@dataclass
+class _BatchStats:
+    """One batch's statistics: float64 means (differentiable), the co-moment of the rescaled
+    centred features, and host-side per-feature scales (powers of two), extremes and the
+    machine epsilon of each feature's dtype."""
+
+    n: int
+    mean: Array
+    zcom: Array
+    scale: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    eps: np.ndarray
+
+    def relative(self, start: int, stop: int) -> tuple[np.ndarray, float]:
+        """Scales of features start..stop over their largest non-constant one (and that one)."""
+        sc = self.scale[start:stop]
+        live = sc[~constant_mask(self.lo[start:stop], self.hi[start:stop], self.eps[start:stop])]
+        g = float(live.max()) if live.size else 1.0
+        return sc / g, g
+
+
+_EXP_MIN, _EXP_MAX = -1020, 1022
+
+
+def _pow2_ceil(r: np.ndarray) -> np.ndarray:
+    """Smallest power of two >= r (r >= 0 finite), elementwise, within [2^-1020, 2^1022]."""
+    r = np.asarray(r, dtype=np.float64)
+    m, e = np.frexp(r)  # r = m * 2**e with 0.5 <= m < 1 (m = e = 0 for r = 0)
+    e = np.where(m == 0.5, e - 1, e)
+    e = np.where(r > 0, e, _EXP_MIN)
+    return np.ldexp(1.0, np.clip(e, _EXP_MIN, _EXP_MAX))
+
+
+def _rescale_sym(xp: Any, Z: Array, r: np.ndarray, dev: Any) -> Array:
+    """diag(r) Z diag(r) for powers of two r (exact), skipping the work when r is all ones."""
+    if bool(np.all(r == 1.0)):
+        return Z
+    rv = xp.asarray(r, device=dev)
+    return rv[:, None] * Z * rv[None, :]
 
 
 _CHUNK_BYTES = 32 * 2**20
-
-
+_CHUNK_BYTES_GENERIC = 8 * 2**20
 _CANCELLATION_LIMIT = 1e4
+# the raw-product fast path forms X^T X directly: safe from over/underflow for these magnitudes
+_RAW_MAX, _RAW_MIN = 2.0**300, 2.0**-300
+_HALVE_AT = 2.0**1021
 
 
-def _raw_product_moments(arrays: Sequence[np.ndarray]) -> tuple[Any, Any] | None:
+def _first_pass(xp: Any, arrays: Sequence[Array]) -> tuple[Any, Any, Any, list[Array]]:
+    """Per-feature extremes and dtype epsilon (host float64) and float64 means (in xp)."""
+    los, his, epss, means = [], [], [], []
+    for a in arrays:
+        d = int(a.shape[1])
+        data = a.detach() if is_torch(a) else a
+        if is_torch(data) and data.dtype == _torch().bool:
+            data = data.to(_torch().uint8)
+        lo = to_numpy(xp.min(data, axis=0)).astype(np.float64)
+        hi = to_numpy(xp.max(data, axis=0)).astype(np.float64)
+        los.append(lo)
+        his.append(hi)
+        epss.append(np.full(d, dtype_eps(a.dtype)))
+        mu = _mean64(xp, a)
+        if not bool(np.all(np.isfinite(to_numpy(mu)))):  # the sum overflowed: rescale first
+            g = _pow2_ceil(np.maximum(np.abs(lo), np.abs(hi)))
+            mu = _mean64(xp, a, inv=g**-1.0) * xp.asarray(g, device=device_of(a))
+        means.append(mu)
+    return np.concatenate(los), np.concatenate(his), np.concatenate(epss), means
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _mean64(xp: Any, a: Array, inv: np.ndarray | None = None) -> Array:
+    """Column means in float64 without a float64 copy of the whole array."""
+    nb = int(a.shape[0])
+    if isinstance(a, np.ndarray):
+        if inv is None:
+            return a.mean(axis=0, dtype=np.float64)
+        return (a * inv).mean(axis=0)
+    f64 = xp.float64
+    rows = int(max(64, min(nb, _CHUNK_BYTES_GENERIC // (8 * max(1, int(a.shape[1]))))))
+    inv_x = None if inv is None else xp.asarray(inv, device=device_of(a))
+    total = None
+    for s0 in range(0, nb, rows):
+        c = a[s0 : s0 + rows]
+        c = xp.astype(c, f64) if c.dtype != f64 else c
+        if inv_x is not None:
+            c = c * inv_x
+        part = xp.sum(c, axis=0)
+        total = part if total is None else total + part
+    return total / nb
+
+
+def _batch_stats(
+    xp: Any, arrays: Sequence[Array], dt: Any, *, row_norms: list[Any] | None = None
+) -> _BatchStats:
+    """Statistics of the column-concatenated batch, computed without over- or underflow.
+
+    Pass 1: per-feature extremes and float64 means. Each feature's scale is the power of two
+    just above its largest deviation from the mean. Pass 2 (chunks of rows): centre in
+    float64, divide by the scale, cast to the working precision ``dt`` and accumulate the
+    symmetric product. Exactly constant features (min == max) contribute exact zeros.
+
+    With ``row_norms`` (an empty list), the squared norms of every centred row of every array,
+    in units of that array's largest feature scale, are appended to it (one (n,) vector per
+    array).
+    """
+    nb = int(arrays[0].shape[0])
+    lo, hi, eps, means = _first_pass(xp, arrays)
+    mu = np.concatenate([to_numpy(m) for m in means])
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = np.maximum(hi * 0.5 - mu * 0.5, mu * 0.5 - lo * 0.5)
+    half = np.clip(np.nan_to_num(half, nan=0.0), 0.0, None)
+    scale = 2.0 * _pow2_ceil(half)
+    exact_const = lo == hi
+    inv = np.where(exact_const, 0.0, 1.0 / scale)
+    halve = half >= _HALVE_AT
+    dims = [int(a.shape[1]) for a in arrays]
+    offs = np.cumsum([0, *dims])
+    stats = _BatchStats(
+        n=nb,
+        mean=means[0] if len(means) == 1 else xp.concat(means),
+        zcom=None,
+        scale=scale,
+        lo=lo,
+        hi=hi,
+        eps=eps,
+    )
+    rel = None
+    if row_norms is not None:
+        rel = [stats.relative(int(offs[i]), int(offs[i + 1]))[0] for i in range(len(arrays))]
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        stats.zcom = _zcom_numpy(arrays, means, inv, halve, offs, dt, row_norms, rel, stats)
+    else:
+        stats.zcom = _zcom_generic(xp, arrays, means, inv, halve, offs, dt, row_norms, rel)
+    return stats
+
+
+def _raw_product_moments(
+    arrays: Sequence[np.ndarray], means: Sequence[np.ndarray], exact_const: np.ndarray
+) -> np.ndarray | None:
     """Centred co-moments from products of the raw float64 arrays, corrected by the means.
 
     C = Zᵀ Z − n μ μᵀ needs no centred copy (the BLAS products read the inputs in place), but
     it cancels digits when a feature's mean is large against its spread: the relative error
     is about eps · n μ² / C_jj. Returns None (use the centred path) when that ratio exceeds
-    ``_CANCELLATION_LIMIT`` for any feature (or a feature is constant).
+    ``_CANCELLATION_LIMIT`` for any feature that is not exactly constant.
     """
     nb = arrays[0].shape[0]
-    means = [a.mean(axis=0) for a in arrays]
     dims = [a.shape[1] for a in arrays]
     offs = np.cumsum([0, *dims])
     D = int(offs[-1])
@@ -457,77 +785,150 @@ def _raw_product_moments(arrays: Sequence[np.ndarray]) -> tuple[Any, Any] | None
             if j != i:
                 com[offs[j] : offs[j + 1], offs[i] : offs[i + 1]] = block.T
     mu = np.concatenate(means)
-    diag = np.diagonal(com)
+    diag = np.diagonal(com)[~exact_const]
+    mu = mu[~exact_const]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = nb * mu * mu / diag
     if not np.all(diag > 0) or not np.all(ratio < _CANCELLATION_LIMIT):
         return None
-    return mu, com
+    return com
 
 
-def _batch_moments_numpy(
+def _zcom_numpy(
     arrays: Sequence[np.ndarray],
+    means: Sequence[np.ndarray],
+    inv: np.ndarray,
+    halve: np.ndarray,
+    offs: np.ndarray,
     dt: Any,
-    *,
-    row_norms: list[np.ndarray] | None = None,
-    extrema: bool = True,
-) -> tuple[Any, Any, Any, Any]:
-    """numpy fast path: one pass for the means, then centre block by block into a reused
-    buffer and accumulate the symmetric product ``Zᵀ Z`` (BLAS syrk: half the flops of a
-    general product), taking the per-feature extremes of each block while it is in cache.
+    row_norms: list[Any] | None,
+    rel: list[np.ndarray] | None,
+    stats: _BatchStats,
+) -> np.ndarray:
+    """numpy: the raw-product fast path when it is safe, else centre block by block into a
+    reused buffer and accumulate ``Zᵀ Z`` (BLAS syrk: half the flops of a general product).
 
-    No copy of the whole batch is made; the result equals the one-shot product to rounding.
-    With ``row_norms`` (an empty list), the squared norms of every centred row of every
-    array are appended to it (one (n,) vector per array).
+    No copy of the whole batch is made.
     """
-    if (
-        row_norms is None
-        and dt == np.float64
-        and len(arrays) <= 3
-        and all(a.dtype == np.float64 for a in arrays)
-    ):
-        fast = _raw_product_moments(arrays)
-        if fast is not None:
-            mu, com = fast
-            if extrema:
-                lo = np.concatenate([a.min(axis=0) for a in arrays])
-                hi = np.concatenate([a.max(axis=0) for a in arrays])
-            else:
-                lo = hi = None
-            return mu, com, lo, hi
+    exact_const = stats.lo == stats.hi
+    if row_norms is None and dt == np.float64 and len(arrays) <= 3:
+        amax = np.maximum(np.abs(stats.lo), np.abs(stats.hi))
+        safe = exact_const | ((amax >= _RAW_MIN) & (amax <= _RAW_MAX))
+        if all(a.dtype == np.float64 for a in arrays) and bool(np.all(safe)):
+            com = _raw_product_moments(arrays, means, exact_const)
+            if com is not None:
+                com *= inv[:, None]
+                com *= inv[None, :]
+                return com
     nb = arrays[0].shape[0]
-    dims = [a.shape[1] for a in arrays]
-    D = sum(dims)
-    means = [a.mean(axis=0, dtype=dt) for a in arrays]
+    D = int(offs[-1])
     rows = int(max(64, min(nb, _CHUNK_BYTES // (8 * D))))
-    buf = np.empty((rows, D), dtype=dt)
-    com = np.zeros((D, D), dtype=dt)
-    lo = np.full(D, np.inf, dtype=dt)
-    hi = np.full(D, -np.inf, dtype=dt)
+    buf = np.empty((rows, D))
+    buf32 = np.empty((rows, D), dtype=np.float32) if dt != np.float64 else None
+    com = np.zeros((D, D))
     base = len(row_norms) if row_norms is not None else 0
     if row_norms is not None:
-        row_norms.extend(np.empty(nb, dtype=dt) for _ in arrays)
+        row_norms.extend(np.empty(nb) for _ in arrays)
     for s0 in range(0, nb, rows):
         s1 = min(nb, s0 + rows)
         Z = buf[: s1 - s0]
-        start = 0
-        for idx, (a, mu, d) in enumerate(zip(arrays, means, dims, strict=True)):
+        for idx, (a, mu) in enumerate(zip(arrays, means, strict=True)):
+            o0, o1 = int(offs[idx]), int(offs[idx + 1])
             block = a[s0:s1]
-            np.subtract(block, mu, out=Z[:, start : start + d], dtype=dt)
-            if extrema:
-                np.minimum(lo[start : start + d], block.min(axis=0), out=lo[start : start + d])
-                np.maximum(hi[start : start + d], block.max(axis=0), out=hi[start : start + d])
+            zs = Z[:, o0:o1]
+            if bool(np.any(halve[o0:o1])):  # the range nearly overflows: centre halved values
+                np.multiply(block, 0.5, out=zs, dtype=np.float64)
+                zs -= 0.5 * mu
+                zs *= 2.0 * inv[o0:o1]
+            else:
+                np.subtract(block, mu, out=zs, dtype=np.float64)
+                zs *= inv[o0:o1]
             if row_norms is not None:
-                zc = Z[:, start : start + d]
-                np.einsum("ij,ij->i", zc, zc, out=row_norms[base + idx][s0:s1])
-            start += d
-        if s0 == 0 and s1 == nb:
+                t = zs * rel[idx]
+                np.einsum("ij,ij->i", t, t, out=row_norms[base + idx][s0:s1])
+        if buf32 is not None:
+            Z32 = buf32[: s1 - s0]
+            Z32[...] = Z
+            com += Z32.T @ Z32
+        elif s0 == 0 and s1 == nb:
             com = Z.T @ Z
         else:
             com += Z.T @ Z
-    if not extrema:
-        lo = hi = None
-    return np.concatenate(means), com, lo, hi
+    return com
+
+
+def _zcom_generic(
+    xp: Any,
+    arrays: Sequence[Array],
+    means: Sequence[Array],
+    inv: np.ndarray,
+    halve: np.ndarray,
+    offs: np.ndarray,
+    dt: Any,
+    row_norms: list[Any] | None,
+    rel: list[np.ndarray] | None,
+) -> Array:
+    """Any array library (torch, on any device, with autograd): the same chunked product,
+    holding only a chunk of centred rows (``_CHUNK_BYTES_GENERIC``) at a time."""
+    nb = int(arrays[0].shape[0])
+    D = int(offs[-1])
+    dev = device_of(arrays[0])
+    f64 = xp.float64
+    rows = int(max(64, min(nb, _CHUNK_BYTES_GENERIC // (8 * D))))
+    invs, halves, rels = [], [], []
+    for idx in range(len(arrays)):
+        o0, o1 = int(offs[idx]), int(offs[idx + 1])
+        h = bool(np.any(halve[o0:o1]))
+        halves.append(h)
+        invs.append(xp.asarray(inv[o0:o1] * (2.0 if h else 1.0), device=dev))
+        rels.append(None if rel is None else xp.asarray(rel[idx], device=dev))
+    norms: list[list[Array]] = [[] for _ in arrays]
+    com = None
+    for s0 in range(0, nb, rows):
+        parts = []
+        for idx, (a, mu) in enumerate(zip(arrays, means, strict=True)):
+            c = a[s0 : s0 + rows]
+            c = xp.astype(c, f64) if c.dtype != f64 else c
+            c = (c * 0.5 - mu * 0.5) * invs[idx] if halves[idx] else (c - mu) * invs[idx]
+            if row_norms is not None:
+                t = c * rels[idx]
+                norms[idx].append(xp.sum(t * t, axis=1))
+            parts.append(xp.astype(c, dt) if dt != f64 else c)
+        Z = parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
+        del parts
+        p = xp.matrix_transpose(Z) @ Z
+        p = xp.astype(p, f64) if p.dtype != f64 else p
+        com = p if com is None else com + p
+    if row_norms is not None:
+        row_norms.extend(v[0] if len(v) == 1 else xp.concat(v) for v in norms)
+    return com
+
+
+def centred_normalised(xp: Any, X: Array) -> tuple[Array, float]:
+    """Centred float64 copy of X in units of its largest feature scale, constant features 0.
+
+    Returns ``(Xt, g)`` with ``Xt = (X - mean) / g`` (g a power of two about the size of the
+    largest deviation of any non-constant feature) and the columns of constant features
+    (:func:`nncompare._validation.constant_mask`) set to exactly 0. For Gram-space
+    computations of measures invariant to isotropic scaling: products of ``Xt`` neither
+    overflow nor underflow for any finite X.
+    """
+    lo, hi, eps, (mu,) = _first_pass(xp, [X])
+    mu_h = to_numpy(mu)
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = np.maximum(hi * 0.5 - mu_h * 0.5, mu_h * 0.5 - lo * 0.5)
+    half = np.clip(np.nan_to_num(half, nan=0.0), 0.0, None)
+    scale = 2.0 * _pow2_ceil(half)
+    const = constant_mask(lo, hi, eps)
+    live = scale[~const]
+    g = float(live.max()) if live.size else 1.0
+    halve = bool(np.any(half >= _HALVE_AT))
+    w = np.where(const, 0.0, (2.0 if halve else 1.0) / g)
+    dev = device_of(X)
+    Xd = xp.astype(X, xp.float64) if X.dtype != xp.float64 else X
+    wv = xp.asarray(w, device=dev)
+    Xt = (Xd * 0.5 - mu * 0.5) * wv if halve else (Xd - mu) * wv
+    return Xt, g
 
 
 # ---------------------------------------------------------------------- minibatch CKA

@@ -10,8 +10,8 @@ correlation matrices.
 
 Rank handling: a direction of a correlation matrix whose eigenvalue is below
 ``rtol`` times the largest is treated as numerically absent (duplicated features,
-exact linear combinations). Exactly constant features (min == max over the
-samples) are removed before that.
+exact linear combinations). Constant features (values equal up to rounding, see
+:func:`nncompare._validation.constant_mask`) are removed before that.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class Side:
     rank: Any  # int, or integer array for stacks
     scale: Array  # 1/std per feature (0 for constant ones)
     n_constant: int
+    # per-feature factors taking W from the rescaled features the measures work with to the
+    # data's units (directions, regression coefficients); None when they are the same
+    unscale: Array | None = None
 
 
 def _bool_to_float(xp: Any, b: Array, like: Array) -> Array:
@@ -239,3 +242,56 @@ def sqrtm_psd(xp: Any, C: Array) -> Array:
     tol = C.shape[-1] * float(np.finfo(np.float64).eps) * xp.max(xp.abs(evals))
     evals = xp.where(evals > tol, evals, xp.zeros_like(evals))
     return (evecs * xp.sqrt(evals)[..., None, :]) @ conj_t(xp, evecs)
+
+
+def eigh_desc_stable(xp: Any, A: Array, *, cluster_rtol: float = 1e-10) -> tuple[Array, Array]:
+    """Eigenvalues (descending) and eigenvectors of a real symmetric matrix, for autograd.
+
+    The exact eigenvector derivative has terms 1 / (λ_j - λ_i), infinite when eigenvalues
+    repeat (X == Y makes every canonical correlation 1). Within a cluster of eigenvalues
+    equal to ``cluster_rtol`` times the largest magnitude, the basis is arbitrary and no
+    first-order change of a basis-independent quantity flows through those terms; they are
+    set to zero, as in degenerate perturbation theory. Elsewhere the gradient is exact.
+    Without autograd this is ``eigh`` in descending order.
+    """
+    if not (is_torch(A) and A.requires_grad):
+        evals, evecs = xp.linalg.eigh(A)
+        return xp.flip(evals, axis=-1), xp.flip(evecs, axis=-1)
+    return _stable_eigh_function().apply(A, float(cluster_rtol))
+
+
+_STABLE_EIGH: Any = None
+
+
+def _stable_eigh_function() -> Any:
+    global _STABLE_EIGH
+    if _STABLE_EIGH is None:
+        import torch
+
+        class StableEigh(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, A: Any, rtol: float) -> tuple[Any, Any]:
+                evals, evecs = torch.linalg.eigh(A)
+                evals, evecs = evals.flip(-1), evecs.flip(-1)
+                ctx.save_for_backward(evals, evecs)
+                ctx.rtol = rtol
+                return evals, evecs
+
+            @staticmethod
+            def backward(ctx: Any, g_evals: Any, g_evecs: Any) -> tuple[Any, None]:
+                evals, evecs = ctx.saved_tensors
+                inner = torch.zeros(
+                    evecs.shape[-1], evecs.shape[-1], dtype=evecs.dtype, device=evecs.device
+                )
+                if g_evals is not None:
+                    inner = inner + torch.diag_embed(g_evals)
+                if g_evecs is not None:
+                    gap = evals[None, :] - evals[:, None]  # λ_j - λ_i
+                    tol = ctx.rtol * float(evals.abs().max().clamp_min(1e-300))
+                    far = gap.abs() > tol
+                    F = torch.where(far, 1.0 / torch.where(far, gap, torch.ones_like(gap)), 0.0)
+                    inner = inner + F * (evecs.mT @ g_evecs)
+                return evecs @ inner @ evecs.mT, None
+
+        _STABLE_EIGH = StableEigh
+    return _STABLE_EIGH

@@ -13,7 +13,8 @@ Conventions (shared by the family)
 ----------------------------------
 * Columns are centred; per-feature scales are normalised before decomposition
   (CCA is invariant to them), so scales spanning 1e-4..1e4 lose no precision.
-* Exactly constant features are ignored; directions whose correlation-matrix eigenvalue
+* Constant features (equal up to rounding: max - min <= 8 eps max(|min|, |max|)) are
+  ignored; directions whose correlation-matrix eigenvalue
   falls below ``rtol`` times the largest are treated as absent (numerical rank). Both
   emit a warning and are reported in the result (``rank_x``, ``n_constant_x``, ...).
 * Canonical correlations number k = min(rank_x, rank_y); "mean CCA" averages all k
@@ -56,6 +57,7 @@ from nncompare.measures._linalg import (
     Side,
     cca_core,
     check_not_trivial,
+    eigh_desc_stable,
     whiten,
 )
 from nncompare.results import CCAResult, PWCCAResult, SVCCAResult
@@ -66,12 +68,16 @@ __all__ = ["cca", "cca_r2", "pwcca", "svcca"]
 
 # ---------------------------------------------------------------------- helpers
 def _side(m: Moments, which: str, rtol: float) -> Side:
+    """Whitening of the rescaled features (x - mean) / scale (CCA is invariant to per-feature
+    scales); ``unscale`` = 1 / scale takes directions back to the data's units."""
     cache = m._cache_x if which == "x" else m._cache_y
     key = ("whiten", rtol)
     if key not in cache:
-        C = m.cxx if which == "x" else m.cyy
+        C = m.zxx if which == "x" else m.zyy
         const = m.constant_x() if which == "x" else m.constant_y()
-        cache[key] = whiten(m.xp, C, const, rtol=rtol)
+        side = whiten(m.xp, C, const, rtol=rtol)
+        side.unscale = 1.0 / (m.scale_x if which == "x" else m.scale_y)
+        cache[key] = side
     return cache[key]
 
 
@@ -123,12 +129,12 @@ def _core(
         _warn_rank(m, sx, sy, measure)
     if not decompose:  # the caller decomposes the whitened cross moments itself
         k = min(sx.rank, sy.rank)
-        return CCACore(rho=None, k=k, U=None, Vh=None, side_x=sx, side_y=sy, cxy=m.cxy)
+        return CCACore(rho=None, k=k, U=None, Vh=None, side_x=sx, side_y=sy, cxy=m.zxy)
     return cca_core(
         m.xp,
         sx,
         sy,
-        m.cxy,
+        m.zxy,
         want_vectors=want_vectors,
         differentiable_vectors=differentiable_vectors,
     )
@@ -158,6 +164,10 @@ def _directions(core: CCACore, n: int) -> tuple[Array, Array]:
     xp_scale = math.sqrt(max(n - 1, 1))
     A = (sx.W @ core.U[:, :k]) * xp_scale
     B = (sy.W @ conj_t_(core.Vh)[:, :k]) * xp_scale
+    if sx.unscale is not None:
+        A = sx.unscale[:, None] * A
+    if sy.unscale is not None:
+        B = sy.unscale[:, None] * B
     return A, B
 
 
@@ -409,12 +419,19 @@ def svcca(
         return dft_cca(X, Y, rtol=rtol, variance=variance, dims=(dx, dy) if dx else None)
     m = to_moments(X, Y, conv=conv, measure="svcca")
     xp = m.xp
+    # PCA is invariant to isotropic scaling only: work in units of each side's largest scale
+    txx, tyy, txy = m.normalized()
     key_x = ("pca", variance, dx, rtol)
     key_y = ("pca", variance, dy, rtol)
-    if key_x not in m._cache_x:
-        m._cache_x[key_x] = _pca_side(xp, m.cxx, variance=variance, dims=dx, label="X", rtol=rtol)
-    if key_y not in m._cache_y:
-        m._cache_y[key_y] = _pca_side(xp, m.cyy, variance=variance, dims=dy, label="Y", rtol=rtol)
+    for key, cache, C, label, d, which in (
+        (key_x, m._cache_x, txx, "X", dx, "x"),
+        (key_y, m._cache_y, tyy, "Y", dy, "y"),
+    ):
+        if key not in cache:
+            side, explained = _pca_side(xp, C, variance=variance, dims=d, label=label, rtol=rtol)
+            _, g = m.relative_scale(which)
+            side.unscale = xp.full(C.shape[-1], 1.0 / g, dtype=C.dtype, device=_device(C))
+            cache[key] = (side, explained)
     sx, ex = m._cache_x[key_x]
     sy, ey = m._cache_y[key_y]
     check_not_trivial(m.n, sx.rank, sy.rank, what="svcca")
@@ -429,7 +446,7 @@ def svcca(
                 ConstantFeatureWarning,
                 stacklevel=3,
             )
-    core = cca_core(xp, sx, sy, m.cxy, want_vectors=False)
+    core = cca_core(xp, sx, sy, txy, want_vectors=False)
     k = core.k
     rho = core.rho[:k]
     conventions = _conventions(conv, rtol, "mean of all k correlations between kept directions")
@@ -520,34 +537,41 @@ def pwcca(
         return _pwcca_google(m, epsilon=float(epsilon))
     if epsilon:
         raise ValueError("epsilon applies to convention='google' only; got epsilon with 'paper'.")
-    plain_numpy = isinstance(m.cxy, np.ndarray) and not symmetric
-    core = _core(
-        m,
-        rtol,
-        "pwcca",
-        differentiable_vectors=True,
-        want_vectors=not plain_numpy,
-        decompose=not plain_numpy,
-    )
+    plain_numpy = isinstance(m.zxy, np.ndarray) and not symmetric
+    core = _core(m, rtol, "pwcca", want_vectors=False, decompose=False)
     k = core.k
+    M = conj_t(xp, core.side_x.W) @ m.zxy @ core.side_y.W
+    V = None
     if plain_numpy:
         # Only the left singular vectors are needed: the eigenvectors of M Mᵀ (a symmetric
         # eigenproblem of the smaller side) cost a third of a full SVD; ρ² are its eigenvalues.
-        M = core.side_x.W.T @ m.cxy @ core.side_y.W
         evals, evecs = np.linalg.eigh(M @ M.T)
         order = np.argsort(evals)[::-1][:k]
         rho = np.sqrt(np.clip(evals[order], 0.0, 1.0))
         U = evecs[:, order]
+    elif getattr(M, "requires_grad", False):
+        # Autograd: ρ from the singular values (their gradients are finite even when they
+        # repeat) and the weights' directions from eigenvectors whose gradient ignores
+        # rotations inside clusters of equal correlations (X == Y, Y = X Q: all ρ = 1),
+        # where the exact SVD gradient is 0/0.
+        rho = xp.clip(xp.linalg.svdvals(M)[:k], 0.0, 1.0)
+        U = eigh_desc_stable(xp, M @ xp.matrix_transpose(M))[1][:, :k]
+        if symmetric:
+            V = eigh_desc_stable(xp, xp.matrix_transpose(M) @ M)[1][:, :k]
     else:
-        rho = core.rho[:k]
-        U = core.U[:, :k]
+        U, rho, Vh = xp.linalg.svd(M, full_matrices=False)
+        rho, U, V = xp.clip(rho[:k], 0.0, 1.0), U[:, :k], conj_t(xp, Vh)[:, :k]
+    # projection weights need the neurons' own scales: columns of the rescaled moments are
+    # multiplied back by scale / g (the common factor g cancels in the normalisation)
+    rel_x, _ = m.relative_scale("x")
     A = core.side_x.W @ U
-    wx = _projection_weights(xp, A, m.cxx)
+    wx = _projection_weights(xp, A, m.zxx, rel_x)
     value = xp.sum(wx * rho)
     weights_y = None
     if symmetric:
-        B = core.side_y.W @ conj_t_(core.Vh)[:, :k]
-        wy = _projection_weights(xp, B, m.cyy)
+        rel_y, _ = m.relative_scale("y")
+        B = core.side_y.W @ V
+        wy = _projection_weights(xp, B, m.zyy, rel_y)
         value = 0.5 * (value + xp.sum(wy * rho))
         weights_y = wy
     return PWCCAResult(
@@ -567,16 +591,17 @@ def pwcca(
     )
 
 
-def _projection_weights(xp: Any, A: Array, C: Array) -> Array:
+def _projection_weights(xp: Any, A: Array, C: Array, col_scale: Array) -> Array:
     """alpha_i ∝ Σ_j |<h_i, z_j>| with h = X̃ A orthonormalised (Gram–Schmidt ≡ Cholesky).
 
     <h_i, z_j> = (Aᵀ C)_{ij} for centred z; with the Gram G = Aᵀ C A = L Lᵀ the
-    Gram–Schmidt basis is H L^{-T}, whose projections are L^{-1} Aᵀ C.
+    Gram–Schmidt basis is H L^{-T}, whose projections are L^{-1} Aᵀ C. Here A and C are in
+    rescaled units (z / scale); ``col_scale`` (∝ scale) restores each neuron's own size.
     """
     G = xp.matrix_transpose(A) @ C @ A
     G = 0.5 * (G + xp.matrix_transpose(G))
     L = xp.linalg.cholesky(G)
-    rhs = xp.matrix_transpose(A) @ C
+    rhs = (xp.matrix_transpose(A) @ C) * col_scale[None, :]
     if isinstance(L, np.ndarray):
         from scipy.linalg import solve_triangular
 
@@ -595,10 +620,22 @@ def _pwcca_google(m: Moments, *, epsilon: float) -> PWCCAResult:
     n = m.n
     if n - 1 <= 0:
         raise ValueError("pwcca needs at least 2 samples.")
+    # the google convention is invariant to scaling X and Y separately (each covariance is
+    # divided by its largest entry): work in units of each side's largest feature scale
+    cxx_t, cyy_t, cxy_t = m.normalized()
+    _, gx = m.relative_scale("x")
+    _, gy = m.relative_scale("y")
+    mean_x, mean_y = m.mean_x / gx, m.mean_y / gy
+    if not (np.all(np.isfinite(to_numpy(mean_x))) and np.all(np.isfinite(to_numpy(mean_y)))):
+        raise ValueError(
+            "pwcca (google convention) uses uncentred activations, and these means are beyond "
+            "1e300 times the spread of the data, which float64 cannot hold. Use "
+            "convention='paper' (translation invariant)."
+        )
     # google: np.cov (ddof=1), each block rescaled by the largest absolute entry
-    sxx = m.cxx / (n - 1)
-    syy = m.cyy / (n - 1)
-    sxy = m.cxy / (n - 1)
+    sxx = cxx_t / (n - 1)
+    syy = cyy_t / (n - 1)
+    sxy = cxy_t / (n - 1)
     xmax = xp.max(xp.abs(sxx))
     ymax = xp.max(xp.abs(syy))
     if float(xmax) == 0 or float(ymax) == 0:
@@ -624,9 +661,9 @@ def _pwcca_google(m: Moments, *, epsilon: float) -> PWCCAResult:
     U, s, Vh = xp.linalg.svd(arr, full_matrices=True)
     use_x = ix.shape[0] <= iy.shape[0]
     if use_x:
-        coef, C, mu, idx = xp.matrix_transpose(U), m.cxx, m.mean_x, ix
+        coef, C, mu, idx = xp.matrix_transpose(U), cxx_t, mean_x, ix
     else:
-        coef, C, mu, idx = Vh, m.cyy, m.mean_y, iy
+        coef, C, mu, idx = Vh, cyy_t, mean_y, iy
     C = xp.take(xp.take(C, idx, axis=0), idx, axis=1)
     mu = xp.take(mu, idx, axis=0)
     # directions D = coef (A - m) + m 1ᵀ;  D Dᵀ = coef C coefᵀ + n m mᵀ;  D Aᵀ = coef C + n m mᵀ

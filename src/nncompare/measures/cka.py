@@ -29,18 +29,33 @@ from typing import Any
 
 import numpy as np
 
-from nncompare._array import Array, namespace, to_scalar_float
+from nncompare._array import Array, device_of, namespace, to_scalar_float
 from nncompare._validation import check_option
 from nncompare.measures._inputs import prepare_pair, to_moments
 from nncompare.measures._kernels import center_gram, gram, ucenter_gram
 from nncompare.results import CKAResult
-from nncompare.stats import Moments
+from nncompare.stats import Moments, centred_normalised
 
 __all__ = ["cka", "cka_debiased", "cka_rbf"]
 
 
 def _fro2(xp: Any, A: Array) -> Array:
     return xp.sum(A * A)
+
+
+def _linear_hsics(m: Moments) -> tuple[Array, Array, Array, float, float]:
+    """||Cxy||², ||Cxx||², ||Cyy||² in units of each side's largest feature scale, and those."""
+    xp = m.xp
+    cxx, cyy, cxy = m.normalized()
+    _, gx = m.relative_scale("x")
+    _, gy = m.relative_scale("y")
+    return _fro2(xp, cxy), _fro2(xp, cxx), _fro2(xp, cyy), gx, gy
+
+
+def _units(g: float) -> float:
+    """g², the factor from normalised to data units of a Gram entry (inf/0 when out of range)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.float64(g) * np.float64(g))
 
 
 def _undefined(label: str) -> ValueError:
@@ -85,41 +100,37 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
     """
     if conv == "dft":
         raise ValueError("cka does not support conv='dft'; use 'samples', 'flatten' or 'mean'.")
+    # CKA is invariant to isotropic scaling: every product is formed in units of each side's
+    # largest feature scale (g_x, g_y), so no finite input over- or underflows; constant
+    # features (equal up to rounding) are exactly zero. hsic_* are reported in the data's
+    # units (they over/underflow beyond about 1e+-75; the value does not).
     if isinstance(X, Moments):
         m = to_moments(X, Y, conv=conv, measure="cka", min_samples=3)
-        xp = m.xp
-        hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
-        n = m.n
-        form = "feature space (from moments)"
+        xp, n, form = m.xp, m.n, "feature space (from moments)"
+        hxy, hxx, hyy, gx, gy = _linear_hsics(m)
     else:
         X, Y = prepare_pair(X, Y, conv=conv, min_samples=3, measure="cka")
         n, d1 = X.shape
         d2 = Y.shape[1]
         xp = namespace(X, Y)
         if n * n < d1 * d1 + d2 * d2 + d1 * d2:
-            Xd = xp.astype(X, xp.float64)
-            Yd = xp.astype(Y, xp.float64)
-            K = gram(xp, Xd, "linear")
-            L = gram(xp, Yd, "linear")
+            Xt, gx = centred_normalised(xp, X)
+            Yt, gy = centred_normalised(xp, Y)
+            K = Xt @ xp.matrix_transpose(Xt)
+            L = Yt @ xp.matrix_transpose(Yt)
             hxy, hxx, hyy = xp.sum(K * L), _fro2(xp, K), _fro2(xp, L)
             form = "Gram space"
-        elif isinstance(X, np.ndarray):
-            # the joint co-moment alone (no extremes: CKA needs no constant detection)
-            from nncompare.stats import _batch_moments_numpy
-
-            _, com, _, _ = _batch_moments_numpy([X, Y], np.float64, extrema=False)
-            hxy = _fro2(xp, com[:d1, d1:])
-            hxx, hyy = _fro2(xp, com[:d1, :d1]), _fro2(xp, com[d1:, d1:])
-            form = "feature space"
         else:
             m = Moments.from_arrays(X, Y, validated=True)
-            hxy, hxx, hyy = _fro2(xp, m.cxy), _fro2(xp, m.cxx), _fro2(xp, m.cyy)
+            hxy, hxx, hyy, gx, gy = _linear_hsics(m)
             form = "feature space"
     if to_scalar_float(hxx) <= 0:
         raise _undefined("X")
     if to_scalar_float(hyy) <= 0:
         raise _undefined("Y")
     value = hxy / xp.sqrt(hxx * hyy)
+    fx, fy = _units(gx), _units(gy)
+    hxy, hxx, hyy = hxy * (fx * fy), hxx * (fx * fx), hyy * (fy * fy)
     return CKAResult(
         measure="cka",
         value=value,
@@ -159,39 +170,44 @@ def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult
     xp = namespace(X, Y)
     n = int(X.shape[0])
     d1, d2 = X.shape[1], Y.shape[1]
-    if isinstance(X, np.ndarray) and n * n >= d1 * d1 + d2 * d2 + d1 * d2:
+    # as in cka: products in units of each side's largest feature scale, constant features 0
+    if n * n >= d1 * d1 + d2 * d2 + d1 * d2:
         # feature space, from one chunked joint product (no centred copies of the data)
-        from nncompare.stats import _batch_moments_numpy
+        from nncompare.stats import _batch_stats
 
-        norms: list[np.ndarray] = []
-        _, com, _, _ = _batch_moments_numpy([X, Y], np.float64, row_norms=norms)
+        norms: list[Any] = []
+        st = _batch_stats(xp, [X, Y], xp.float64, row_norms=norms)
         a, b = norms
-        kl = _fro2(xp, com[:d1, d1:])
-        kk = _fro2(xp, com[:d1, :d1])
-        ll = _fro2(xp, com[d1:, d1:])
-        return _debiased_result(xp, n, kl, kk, ll, a, b, conv)
-    Xc = xp.astype(X, xp.float64)
-    Yc = xp.astype(Y, xp.float64)
-    Xc = Xc - xp.mean(Xc, axis=0)
-    Yc = Yc - xp.mean(Yc, axis=0)
-    a = xp.sum(Xc * Xc, axis=1)
-    b = xp.sum(Yc * Yc, axis=1)
-    d1, d2 = X.shape[1], Y.shape[1]
-    if n * n < d1 * d1 + d2 * d2 + d1 * d2:
-        K = Xc @ xp.matrix_transpose(Xc)
-        L = Yc @ xp.matrix_transpose(Yc)
-        kl, kk, ll = xp.sum(K * L), xp.sum(K * K), xp.sum(L * L)
-    else:
-        XtY = xp.matrix_transpose(Xc) @ Yc
-        XtX = xp.matrix_transpose(Xc) @ Xc
-        YtY = xp.matrix_transpose(Yc) @ Yc
-        kl, kk, ll = xp.sum(XtY * XtY), xp.sum(XtX * XtX), xp.sum(YtY * YtY)
-
-    return _debiased_result(xp, n, kl, kk, ll, a, b, conv)
+        rx, gx = st.relative(0, d1)
+        ry, gy = st.relative(d1, d1 + d2)
+        dev = device_of(X)
+        rel = xp.asarray(np.concatenate([rx, ry]), device=dev)
+        T = rel[:, None] * st.zcom * rel[None, :]
+        kl = _fro2(xp, T[:d1, d1:])
+        kk = _fro2(xp, T[:d1, :d1])
+        ll = _fro2(xp, T[d1:, d1:])
+        return _debiased_result(xp, n, kl, kk, ll, a, b, conv, gx, gy)
+    Xt, gx = centred_normalised(xp, X)
+    Yt, gy = centred_normalised(xp, Y)
+    a = xp.sum(Xt * Xt, axis=1)
+    b = xp.sum(Yt * Yt, axis=1)
+    K = Xt @ xp.matrix_transpose(Xt)
+    L = Yt @ xp.matrix_transpose(Yt)
+    kl, kk, ll = xp.sum(K * L), xp.sum(K * K), xp.sum(L * L)
+    return _debiased_result(xp, n, kl, kk, ll, a, b, conv, gx, gy)
 
 
 def _debiased_result(
-    xp: Any, n: int, kl: Array, kk: Array, ll: Array, a: Array, b: Array, conv: str | None
+    xp: Any,
+    n: int,
+    kl: Array,
+    kk: Array,
+    ll: Array,
+    a: Array,
+    b: Array,
+    conv: str | None,
+    gx: float = 1.0,
+    gy: float = 1.0,
 ) -> CKAResult:
     def debias(t: Array, u: Array, v: Array) -> Array:
         return t - n / (n - 2) * xp.sum(u * v) + xp.sum(u) * xp.sum(v) / ((n - 1) * (n - 2))
@@ -201,10 +217,13 @@ def _debiased_result(
         raise _undefined("X")
     if to_scalar_float(hyy) <= 0:
         raise _undefined("Y")
+    value = hxy / xp.sqrt(hxx * hyy)
+    fx, fy = _units(gx), _units(gy)
+    hxy, hxx, hyy = hxy * (fx * fy), hxx * (fx * fx), hyy * (fy * fy)
     scale = 1.0 / (n * (n - 3))
     return CKAResult(
         measure="cka_debiased",
-        value=hxy / xp.sqrt(hxx * hyy),
+        value=value,
         n_samples=n,
         conventions={
             "kernel": "linear",

@@ -267,8 +267,8 @@ def dft_cca(
     Conjugate frequencies (f and -f) carry identical coefficients for real inputs; both are
     counted, as in the flattened representation.
     """
-    X = as_array(X, name="X")
-    Y = as_array(Y, name="Y")
+    X = as_array(X, name="X", allow_complex=True)
+    Y = as_array(Y, name="Y", allow_complex=True)
     X, Y = harmonize(X, Y)
     _check_conv(X, "X")
     _check_conv(Y, "Y")

@@ -41,8 +41,11 @@ def _acos(v: float) -> float:
 
 
 def _norms(xp: Any, m: Any) -> tuple[Array, Array]:
-    tx = xp.sum(diag(xp, m.cxx))
-    ty = xp.sum(diag(xp, m.cyy))
+    """Squared Frobenius norms of the centred data, in units of each side's largest feature
+    scale (the measures here are invariant to isotropic scaling; constant features are 0)."""
+    cxx, cyy, _ = m.normalized()
+    tx = xp.sum(diag(xp, cxx))
+    ty = xp.sum(diag(xp, cyy))
     for label, t in (("X", tx), ("Y", ty)):
         if to_scalar_float(t) <= 0:
             raise ValueError(
@@ -72,7 +75,7 @@ def procrustes(X: Any, Y: Any = None, *, conv: str | None = None) -> ProcrustesR
     m = to_moments(X, Y, conv=conv, measure="procrustes", min_samples=3)
     xp = m.xp
     tx, ty = _norms(xp, m)
-    U, s, Vh = xp.linalg.svd(m.cxy, full_matrices=False)
+    U, s, Vh = xp.linalg.svd(m.normalized()[2], full_matrices=False)
     value = xp.sum(s) / xp.sqrt(tx * ty)
     v = to_scalar_float(value)
     return ProcrustesResult(
@@ -140,7 +143,7 @@ def shape(
         from nncompare.measures.cca import _side
 
         sx, sy = _side(m, "x", rtol), _side(m, "y", rtol)
-        cross = xp.matrix_transpose(sx.W) @ m.cxy @ sy.W
+        cross = xp.matrix_transpose(sx.W) @ m.zxy @ sy.W
         s = xp.linalg.svdvals(cross)
         value = xp.sum(s) / xp.sqrt(xp.asarray(float(sx.rank * sy.rank), dtype=s.dtype))
         U, _, Vh = xp.linalg.svd(cross, full_matrices=False)
@@ -160,15 +163,16 @@ def shape(
             angular=_acos(to_scalar_float(value)),
             rotation=rotation,
         )
+    cxx, cyy, cxy = m.normalized()
     key = ("partial_whitener", alpha, rtol)
     if key not in m._cache_x:
-        m._cache_x[key] = _partial_whitener(xp, m.cxx, alpha, rtol)
+        m._cache_x[key] = _partial_whitener(xp, cxx, alpha, rtol)
     if key not in m._cache_y:
-        m._cache_y[key] = _partial_whitener(xp, m.cyy, alpha, rtol)
+        m._cache_y[key] = _partial_whitener(xp, cyy, alpha, rtol)
     Zx, Zy = m._cache_x[key], m._cache_y[key]
-    cross = xp.matrix_transpose(Zx) @ m.cxy @ Zy
-    nx = xp.sum(diag(xp, xp.matrix_transpose(Zx) @ m.cxx @ Zx))
-    ny = xp.sum(diag(xp, xp.matrix_transpose(Zy) @ m.cyy @ Zy))
+    cross = xp.matrix_transpose(Zx) @ cxy @ Zy
+    nx = xp.sum(diag(xp, xp.matrix_transpose(Zx) @ cxx @ Zx))
+    ny = xp.sum(diag(xp, xp.matrix_transpose(Zy) @ cyy @ Zy))
     U, s, Vh = xp.linalg.svd(cross, full_matrices=False)
     value = xp.sum(s) / xp.sqrt(nx * ny)
     return ShapeResult(

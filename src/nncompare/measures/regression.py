@@ -46,7 +46,9 @@ def lr_r2(
     """
     m = to_moments(X, Y, conv=conv, measure="lr_r2")
     xp = m.xp
-    sx = whiten(xp, m.cxx, m.constant_x(), rtol=rtol)
+    # R² is invariant to per-feature scales of X (whiten the rescaled features) and to an
+    # isotropic scale of Y; each target's own R² is invariant to its scale.
+    sx = whiten(xp, m.zxx, m.constant_x(), rtol=rtol)
     if sx.rank == 0:
         raise ValueError(
             "lr_r2 is undefined: every feature of X is constant, so it predicts nothing."
@@ -63,13 +65,16 @@ def lr_r2(
             f"lr_r2 is trivially 1 here: X has rank {sx.rank} with only n={m.n} samples, so the "
             "least-squares fit interpolates any Y. Use more samples than features of X."
         )
-    total_y = diag(xp, m.cyy)
-    if to_scalar_float(xp.sum(total_y)) <= 0:
+    total_y = diag(xp, m.zyy)  # per target, in its own rescaled units
+    rel_y, _ = m.relative_scale("y")
+    w = rel_y * rel_y
+    if to_scalar_float(xp.sum(w * total_y)) <= 0:
         raise ValueError("lr_r2 is undefined: every feature of Y is constant (zero variance).")
-    P = xp.matrix_transpose(sx.W) @ m.cxy  # (d1, d2) whitened cross moments
+    P = xp.matrix_transpose(sx.W) @ m.zxy  # (d1, d2) whitened cross moments
     explained = xp.sum(P * P, axis=0)
-    value = xp.sum(explained) / xp.sum(total_y)
-    coef = sx.W @ P
+    value = xp.sum(w * explained) / xp.sum(w * total_y)
+    # B in the data's units: B = diag(1 / scale_x) B_z diag(scale_y)
+    coef = (1.0 / m.scale_x)[:, None] * (sx.W @ P) * m.scale_y[None, :]
     intercept = m.mean_y - m.mean_x @ coef
     safe = xp.where(total_y > 0, total_y, xp.ones_like(total_y))
     per = xp.where(total_y > 0, explained / safe, xp.ones_like(total_y))
