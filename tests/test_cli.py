@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -133,10 +134,17 @@ def test_compare_torchscript_archive(runner, files):
         str(out),
         "--no-progress",
     ]
+    # TorchScript archives are programs: refused unless trusted
     res = runner.invoke(cli, [*args, "--layers-a", "output", "--layers-b", "output"])
+    assert res.exit_code != 0
+    assert re.search(r"refusing to load .*a_script\.pt: it is a TorchScript archive", res.output)
+    assert "--allow-pickle" in res.output
+    trusted = [*args, "--allow-pickle"]
+    res = runner.invoke(cli, [*trusted, "--layers-a", "output", "--layers-b", "output"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(cli, [*args, "--layers-a", "scripted.fc"])
-    assert res.exit_code != 0 and "torch.export" in str(res.exception)
+    res = runner.invoke(cli, [*trusted, "--layers-a", "scripted.fc"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert re.search(r"TorchScript.*torch\.export", res.output), res.output
 
 
 def test_torch_export_archive_loads(files):
