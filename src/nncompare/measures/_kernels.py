@@ -93,29 +93,19 @@ def check_not_all_constant(
 
 
 def pow2_factor(xp: Any, X: Array) -> float:
-    """The power of two that brings max |X| into [0.5, 1) (1.0 for zero or empty input)."""
-    m = to_scalar_float(xp.max(xp.abs(X.detach() if is_torch(X) else X)))
-    if m == 0.0 or not math.isfinite(m):
-        return 1.0
-    return math.ldexp(1.0, -math.frexp(m)[1])
+    """The power of two that brings max |X| into [0.5, 1) (1.0 for zero input).
 
-
-def pow2_rescale(xp: Any, X: Array) -> Array:
-    """``X`` times the power of two that brings max |X| into [0.5, 1).
-
-    Exact (only the exponents change), so the result is the same for X and for 2^k X, and
-    products of entries can neither overflow nor underflow for any finite input.
+    Multiplying by it is exact (only exponents change), so the result is the same for X and
+    for 2^k X, and products of entries can neither overflow nor underflow for any finite
+    input. For subnormal maxima the factor stops at 2^1000 (a float must hold it).
     """
     m = to_scalar_float(xp.max(xp.abs(X.detach() if is_torch(X) else X)))
     if m == 0.0 or not math.isfinite(m):
-        return X
-    e = math.frexp(m)[1]
-    # two factors: 2**-e alone overflows for subnormal maxima (e < -1023)
-    h = -e // 2
-    return (X * math.ldexp(1.0, h)) * math.ldexp(1.0, -e - h)
+        return 1.0
+    return math.ldexp(1.0, min(-math.frexp(m)[1], 1000))
 
 
-def centred_features(xp: Any, X: Array, eps: float) -> tuple[Array, float]:
+def centred_features(xp: Any, X: Array, eps: float) -> tuple[Array, float, float]:
     """Columns centred, constant ones (relative rule) set to exactly 0, then rescaled.
 
     Distances between rows are unchanged by centring and by dropping constant features; this
@@ -126,6 +116,8 @@ def centred_features(xp: Any, X: Array, eps: float) -> tuple[Array, float]:
     -------
     Z : array (n, d)
         max |Z| in [0.5, 1) (unless every feature is constant: then Z = 0).
+    factor : float
+        Z = factor · (centred X): distances of Z divided by ``factor`` are those of X.
     offset : float
         max |X| in the units of Z: the entries of Z carry an absolute rounding error of about
         2 eps · offset from the centring.
@@ -135,9 +127,8 @@ def centred_features(xp: Any, X: Array, eps: float) -> tuple[Array, float]:
     Xc = xp.where(mask[None, :], xp.zeros_like(Xc), Xc)
     mx = to_scalar_float(xp.max(xp.abs(X.detach() if is_torch(X) else X)))
     mc = to_scalar_float(xp.max(xp.abs(Xc.detach() if is_torch(Xc) else Xc)))
-    Z = pow2_rescale(xp, Xc)
-    mz = to_scalar_float(xp.max(xp.abs(Z.detach() if is_torch(Z) else Z)))
-    return Z, (mx / mc) * mz if mc > 0 else 0.0
+    factor = pow2_factor(xp, Xc)
+    return Xc * factor, factor, factor * mx if mc > 0 else 0.0
 
 
 def centring_rounding(d: int, max_sq: float, offset: float) -> float:

@@ -71,11 +71,13 @@ def _device(a: Array) -> Any:
 # ------------------------------------------------------------------ dissimilarities
 def _dissimilarity(
     xp: Any, X: Array, metric: str, *, label: str, measure: str
-) -> tuple[Array, float]:
-    """An (n, n) matrix ordered like the RDM, and the rounding tolerance of its entries.
+) -> tuple[Array, float, float]:
+    """An (n, n) matrix ordered like the RDM, the rounding tolerance of its entries, and the
+    factor by which the data were rescaled.
 
-    For ``metric="euclidean"`` the matrix holds *squared* distances (same order, better
-    conditioned for ranking); for ``"correlation"`` the correlation distances themselves.
+    For ``metric="euclidean"`` the matrix holds *squared* distances of the data times the
+    factor (same order, better conditioned for ranking): Euclidean distances are
+    sqrt(M) / factor. For ``"correlation"`` the correlation distances themselves (factor 1).
     Entries within the tolerance of 0 are exactly 0.
     """
     eps_in = input_eps(xp, X)
@@ -90,11 +92,11 @@ def _dissimilarity(
         consequence="all its samples are alike and its RDM is constant",
     )
     if metric == "euclidean":
-        Z, offset = centred_features(xp, Xd, eps_in)
+        Z, factor, offset = centred_features(xp, Xd, eps_in)
         sq = xp.sum(Z * Z, axis=1)
         tol = centring_rounding(d, to_scalar_float(xp.max(sq)), offset)
         D = sq[:, None] + sq[None, :] - 2.0 * (Z @ xp.matrix_transpose(Z))
-        return xp.where(D > tol, D, xp.zeros_like(D)), tol
+        return xp.where(D > tol, D, xp.zeros_like(D)), tol, factor
     # correlation distance between samples: 1 - Pearson r of their activation patterns
     flat = constant_rows(xp, Xd, eps_in)
     if bool(xp.any(flat)):
@@ -115,7 +117,7 @@ def _dissimilarity(
     tol = gram_rounding(d) + 16.0 * math.sqrt(d) * EPS64 / min_norm
     Zn = Zc / norms[:, None]
     R = 1.0 - Zn @ xp.matrix_transpose(Zn)
-    return xp.where(xp.abs(R) > tol, R, xp.zeros_like(R)), tol
+    return xp.where(xp.abs(R) > tol, R, xp.zeros_like(R)), tol, 1.0
 
 
 def _safe_sqrt(xp: Any, D: Array) -> Array:
@@ -179,9 +181,9 @@ def rdm(X: Any, *, metric: str = "correlation", conv: str | None = None) -> Any:
         what="float64 n × n matrices",
         alternative="Compute it on a random subset of the samples.",
     )
-    M, _ = _dissimilarity(xp, X, metric, label="X", measure="rdm")
+    M, _, factor = _dissimilarity(xp, X, metric, label="X", measure="rdm")
     if metric == "euclidean":
-        M = _safe_sqrt(xp, M)
+        M = _safe_sqrt(xp, M) / factor
     M = 0.5 * (M + xp.matrix_transpose(M))
     eye = xp.eye(n, dtype=xp.bool, device=_device(M))
     return xp.where(eye, xp.zeros_like(M), M)
@@ -314,7 +316,7 @@ def rsa(
     )
     vecs = []
     for label, A in (("X", X), ("Y", Y)):
-        M, tol = _dissimilarity(xp, A, rdm, label=label, measure="rsa")
+        M, tol, _ = _dissimilarity(xp, A, rdm, label=label, measure="rsa")
         v = _upper(xp, M)
         del M
         vd = v.detach() if is_torch(v) else v
@@ -374,7 +376,7 @@ def _knn_side(xp: Any, A: Array, metric: str, label: str) -> tuple[Array, Array 
         Z = Ad / rowmax[:, None]
         Z = Z / xp.sqrt(xp.sum(Z * Z, axis=1))[:, None]
         return Z, None, gram_rounding(d)
-    Z, offset = centred_features(xp, Ad, eps_in)
+    Z, _, offset = centred_features(xp, Ad, eps_in)
     sq = xp.sum(Z * Z, axis=1)
     return Z, sq, centring_rounding(d, to_scalar_float(xp.max(sq)), offset)
 

@@ -13,6 +13,7 @@ All functions take the tidy frame returned by :func:`nncompare.compare_models` a
 * :func:`spectrum` — canonical correlation spectra ρ_i of selected layer pairs.
 * :func:`kept_dims` — SVCCA kept dimensions per layer.
 * :func:`layer_profile` — for each layer of A, the best-matching layer of B.
+* :func:`plot_rdm` — a representational dissimilarity matrix (``nc.rdm(X)``), samples × samples.
 
 Requires matplotlib (``pip install "nncompare[plot]"``); it is imported only when a figure
 is drawn.
@@ -21,6 +22,7 @@ is drawn.
 from nncompare.plot._export import figure_to_png_bytes, figure_to_svg
 from nncompare.plot._style import paper_style, shorten
 from nncompare.plot.figures import heatmap, kept_dims, layer_profile, spectrum
+from nncompare.plot.rdm import plot_rdm
 
 __all__ = [
     "figure_to_png_bytes",
@@ -29,6 +31,7 @@ __all__ = [
     "kept_dims",
     "layer_profile",
     "paper_style",
+    "plot_rdm",
     "shorten",
     "spectrum",
 ]
