@@ -631,7 +631,8 @@ def load_model(
     net = _call_factory(factory, spec, kwargs)
     if not isinstance(net, torch.nn.Module):
         raise click.ClickException(
-            f"{spec} returned a {type(net).__name__}, not a torch.nn.Module: MODEL must build "
+            f"{spec} returned an object of type {type(net).__name__}, not a torch.nn.Module: "
+            "MODEL must build "
             "the network."
         )
     if weights:
