@@ -453,7 +453,7 @@ def test_load_model_ignores_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend("")
     monkeypatch.delenv("PYTHONPATH", raising=False)
     with pytest.raises(
-        click.ClickException, match="cannot import 'evilmod'.*does not import from it"
+        click.ClickException, match=r"cannot import 'evilmod'.*does not import from it"
     ):
         load_model("evilmod:Net")
     assert not marker.exists()
