@@ -203,13 +203,12 @@ def pairwise(
                 # diagonal. Not its error (the message names X or Y, i.e. an orientation),
                 # nor kept results (directions, ranks ... are per side): those cells are
                 # computed in their own orientation.
-                mirrored = (measure, names_a[j], names_b[i])
                 if (
                     same
                     and info.symmetric
                     and j < i
                     and not keep_results
-                    and mirrored not in out.errors
+                    and (measure, names_a[j], names_b[i]) not in out.errors
                 ):
                     out.values[measure][i, j] = out.values[measure][j, i]
                     continue
