@@ -275,11 +275,11 @@ def _bind_arguments(obj: Any, spec: str, kwargs: Mapping[str, Any]) -> None:
             hints.append(
                 f"did you mean {close[0]!r} instead of {key!r}?"
                 if close
-                else f"{key!r} is not an argument"
+                else f"{key!r} is not one of its arguments."
             )
-        head = " ".join(hints) if hints else str(exc)
+        head = " ".join(hints) if hints else f"{exc}."
         raise click.ClickException(
-            f"{spec}: {head} It takes {_signature_text(obj)}. ({exc})"
+            f"wrong arguments for {spec}: {head} It takes {_signature_text(obj)}."
         ) from exc
 
 
