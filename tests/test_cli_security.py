@@ -240,6 +240,15 @@ def test_genuine_pt2_archives_still_load(exported, tmp_path):
 
     net = load_model(str(_rewrite(path, tmp_path / "t.pt2", odd_trace)))
     torch.testing.assert_close(net(x), model(x))
+    # a strict (dynamo) export carries provenance metadata ("from_node") with free text
+    batch = torch.export.Dim("batch", min=1)
+    strict = torch.export.export(
+        model, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: batch},), strict=True
+    )
+    torch.export.save(strict, str(tmp_path / "strict.pt2"))
+    net = load_model(str(tmp_path / "strict.pt2"))
+    torch.testing.assert_close(net(x), model(x))
+    assert {"conv1", "relu2", "fc"} <= {name for name, _ in net.named_modules()}
     # several dynamic dimensions: symbolic expressions (Max, Add, Pow) and a size guard
     seq = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),

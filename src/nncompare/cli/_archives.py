@@ -10,9 +10,9 @@ named in pytree specs, and loads AOTInductor shared libraries. :func:`read_pt2_s
 therefore reads the archive with :mod:`zipfile`, accepts only an allow-list of members and
 values (tensor payloads stored raw, symbolic shapes in the plain ``sympy.srepr`` grammar,
 operators of the ``aten``/``prims`` operator sets, guards that only compare input sizes),
-and writes a fresh archive in memory from exactly what it checked (stack traces and extra
-files dropped, sample inputs re-saved from a ``weights_only`` load). Only that archive
-reaches ``torch.export.load``. Anything outside the allow-list is refused with
+and writes a fresh archive in memory from exactly what it checked (node metadata other
+than module paths and extra files dropped, sample inputs re-saved from a ``weights_only``
+load). Only that archive reaches ``torch.export.load``. Anything outside the allow-list is refused with
 :class:`UnsafeModelFileError`, whose message names what was found and that
 ``--allow-pickle`` loads the file as it is when it is trusted.
 """
@@ -177,6 +177,7 @@ _HIGHER_ORDER_OPS = frozenset(
     }
 )  # fmt: skip
 _DENIED_OPS = frozenset({"from_file"})  # reads an arbitrary file named by a string argument
+_KEPT_NODE_METADATA = ("nn_module_stack",)
 _GUARD_METHODS = frozenset({"size", "stride", "storage_offset", "dim", "numel"})
 _TREESPEC_MARKERS = frozenset({"__enum__", "default_factory_module", "default_factory_name"})
 
@@ -390,9 +391,13 @@ def _check_model_json(obj: Any) -> tuple[Any, str | None]:
             return None
         if isinstance(value, dict):
             out: dict[str, Any] = {}
+            is_node = "target" in value and "inputs" in value
             for k, v in value.items():
-                if k == "stack_trace":
-                    continue  # free text that torch.fx copies into generated source
+                if is_node and k == "metadata" and isinstance(v, dict):
+                    # Node metadata is provenance (stack traces, which torch.fx copies into
+                    # generated source, "from_node", "custom" annotations, ...). Only the
+                    # module paths are needed, to unflatten the program into named layers.
+                    v = {m: v[m] for m in _KEPT_NODE_METADATA if m in v}
                 if not isinstance(k, str) or not _inert(k):
                     fail(f"the program description has the key {_short(str(k))!r}")
                     return None
