@@ -107,7 +107,8 @@ class JointMoments:
         self.dtype_name = dtype
         self.n = 0
         self.blocks: dict[str, _Block] = {}
-        self.mean: Array | None = None
+        self._ref: np.ndarray | None = None
+        self._mh: Array | None = None
         self.zcom: Array | None = None
         self._scale: np.ndarray | None = None
         self._lo: np.ndarray | None = None
@@ -131,6 +132,12 @@ class JointMoments:
         if self._xp is None:
             raise ValueError("This accumulator is empty: call update() with a batch first.")
         return self._xp
+
+    @property
+    def mean(self) -> Array | None:
+        """Feature means (float64): a fixed reference (the first batch's mean) plus the
+        accumulated offset from it, which keeps the merging of offset data exact."""
+        return None if self._mh is None else _mean_of(self._xp, self._ref, self._mh)
 
     @property
     def scale(self) -> Array | None:
@@ -158,7 +165,7 @@ class JointMoments:
         return self._snapshot().const
 
     def _device_array(self, a: np.ndarray) -> Array:
-        return self._xp.asarray(a, device=device_of(self.mean))
+        return self._xp.asarray(a, device=device_of(self._mh))
 
     def __repr__(self) -> str:
         dims = ", ".join(f"{k}: {b.dim}" for k, b in self.blocks.items())
@@ -223,7 +230,7 @@ class JointMoments:
                 f"{self._xp.__name__} arrays but got {xp.__name__}."
             )
         dt = float_dtype(xp, self.dtype_name)
-        batch = _batch_stats(xp, [arrays[k] for k in names], dt)
+        batch = _batch_stats(xp, [arrays[k] for k in names], dt, ref=self._ref)
         if not self.blocks:
             self._init_layout(arrays)
         self._merge_batch(xp, batch)
@@ -234,20 +241,23 @@ class JointMoments:
         self._snap = None
         if self.n == 0:
             self._xp = xp
-            self.n, self.mean, self.zcom = b.n, b.mean, b.zcom
+            self.n, self._ref, self._mh, self.zcom = b.n, b.ref, b.mh, b.zcom
             self._scale, self._lo, self._hi, self._eps = b.scale, b.lo, b.hi, b.eps
             return
         na, nb = self.n, b.n
         n = na + nb
-        dev = device_of(self.mean)
-        half_delta = to_numpy(b.mean) * 0.5 - to_numpy(self.mean) * 0.5
-        new = np.maximum(np.maximum(self._scale, b.scale), 2.0 * _pow2_ceil(np.abs(half_delta)))
+        dev = device_of(self._mh)
+        mh_b = b.mh
+        if b.ref is not self._ref and not np.array_equal(b.ref, self._ref):
+            mh_b = mh_b + xp.asarray(b.ref * 0.5 - self._ref * 0.5, device=dev)
+        dh = mh_b - self._mh  # half the difference of the means, accurate for offset data
+        new = np.maximum(np.maximum(self._scale, b.scale), 2.0 * _pow2_ceil(np.abs(to_numpy(dh))))
         za = _rescale_sym(xp, self.zcom, self._scale / new, dev)
         zb = _rescale_sym(xp, b.zcom, b.scale / new, dev)
-        dz = (b.mean * 0.5 - self.mean * 0.5) * xp.asarray(2.0 / new, device=dev)
+        dz = dh * xp.asarray(2.0 / new, device=dev)
         self.zcom = za + zb + (na * nb / n) * (dz[:, None] * dz[None, :])
         # a convex combination: finite for any finite means
-        self.mean = self.mean * (na / n) + b.mean * (nb / n)
+        self._mh = self._mh * (na / n) + mh_b * (nb / n)
         self._scale = new
         self._lo = np.minimum(self._lo, b.lo)
         self._hi = np.maximum(self._hi, b.hi)
@@ -277,7 +287,8 @@ class JointMoments:
     def _as_batch(self) -> _BatchStats:
         return _BatchStats(
             n=self.n,
-            mean=self.mean,
+            ref=self._ref,
+            mh=self._mh,
             zcom=self.zcom,
             scale=self._scale,
             lo=self._lo,
@@ -292,7 +303,7 @@ class JointMoments:
             if self.n == 0:
                 raise ValueError("This accumulator is empty: call update() with a batch first.")
             xp = self._xp
-            dev = device_of(self.mean)
+            dev = device_of(self._mh)
             const = constant_mask(self._lo, self._hi, self._eps)
             zcom = self.zcom
             if const.any():
@@ -302,6 +313,8 @@ class JointMoments:
                 xp=xp,
                 n=self.n,
                 mean=self.mean,
+                ref=self._ref,
+                mh=self._mh,
                 zcom=zcom,
                 zcom_raw=self.zcom,
                 scale=self._scale,
@@ -349,6 +362,8 @@ class _Snapshot:
     xp: Any
     n: int
     mean: Array
+    ref: np.ndarray
+    mh: Array
     zcom: Array  # constant features' rows and columns zeroed
     zcom_raw: Array
     scale: np.ndarray
@@ -600,7 +615,8 @@ def _moments_to_joint(m: Moments) -> Moments:
         xp,
         _BatchStats(
             n=s.n,
-            mean=xp.take(s.mean, take, axis=0),
+            ref=s.ref[idx],
+            mh=xp.take(s.mh, take, axis=0),
             zcom=z,
             scale=s.scale[idx],
             lo=s.lo[idx],
@@ -620,12 +636,14 @@ class _Shape:
 # ---------------------------------------------------------------------- batch statistics
 @dataclass
 class _BatchStats:
-    """One batch's statistics: float64 means (differentiable), the co-moment of the rescaled
+    """One batch's statistics: float64 means (as a reference plus a differentiable offset),
+    the co-moment of the rescaled
     centred features, and host-side per-feature scales (powers of two), extremes and the
     machine epsilon of each feature's dtype."""
 
     n: int
-    mean: Array
+    ref: np.ndarray  # a reference point (host): the mean is ref + 2 mh
+    mh: Array  # half the offset of the mean from ref (differentiable)
     zcom: Array
     scale: np.ndarray
     lo: np.ndarray
@@ -641,6 +659,11 @@ class _BatchStats:
 
 
 _EXP_MIN, _EXP_MAX = -1020, 1022
+
+
+def _mean_of(xp: Any, ref: np.ndarray, mh: Array) -> Array:
+    """ref + 2 mh, added in an order that cannot overflow for a finite mean."""
+    return xp.asarray(ref, device=device_of(mh)) + mh + mh
 
 
 def _pow2_ceil(r: np.ndarray) -> np.ndarray:
@@ -717,7 +740,12 @@ def _mean64(xp: Any, a: Array, inv: np.ndarray | None = None) -> Array:
 
 
 def _batch_stats(
-    xp: Any, arrays: Sequence[Array], dt: Any, *, row_norms: list[Any] | None = None
+    xp: Any,
+    arrays: Sequence[Array],
+    dt: Any,
+    *,
+    ref: np.ndarray | None = None,
+    row_norms: list[Any] | None = None,
 ) -> _BatchStats:
     """Statistics of the column-concatenated batch, computed without over- or underflow.
 
@@ -742,9 +770,14 @@ def _batch_stats(
     halve = half >= _HALVE_AT
     dims = [int(a.shape[1]) for a in arrays]
     offs = np.cumsum([0, *dims])
+    if ref is None:
+        ref = mu  # the first batch's (detached) mean is the accumulator's reference
+    dev = device_of(arrays[0])
+    mean = means[0] if len(means) == 1 else xp.concat(means)
     stats = _BatchStats(
         n=nb,
-        mean=means[0] if len(means) == 1 else xp.concat(means),
+        ref=ref,
+        mh=mean * 0.5 - xp.asarray(ref * 0.5, device=dev),
         zcom=None,
         scale=scale,
         lo=lo,
@@ -755,9 +788,15 @@ def _batch_stats(
     if row_norms is not None:
         rel = [stats.relative(int(offs[i]), int(offs[i + 1]))[0] for i in range(len(arrays))]
     if all(isinstance(a, np.ndarray) for a in arrays):
-        stats.zcom = _zcom_numpy(arrays, means, inv, halve, offs, dt, row_norms, rel, stats)
+        zcom, colsum = _zcom_numpy(arrays, means, inv, halve, offs, dt, row_norms, rel, stats)
+        if colsum is not None:  # corrected two-pass: remove the rounding of the mean
+            zcom -= np.outer(colsum, colsum) / nb
+            stats.mh = stats.mh + colsum * (0.5 * scale) / nb
     else:
-        stats.zcom = _zcom_generic(xp, arrays, means, inv, halve, offs, dt, row_norms, rel)
+        zcom, colsum = _zcom_generic(xp, arrays, means, inv, halve, offs, dt, row_norms, rel)
+        zcom = zcom - (colsum[:, None] * colsum[None, :]) / nb
+        stats.mh = stats.mh + colsum * xp.asarray(0.5 * scale, device=dev) / nb
+    stats.zcom = zcom
     return stats
 
 
@@ -804,11 +843,13 @@ def _zcom_numpy(
     row_norms: list[Any] | None,
     rel: list[np.ndarray] | None,
     stats: _BatchStats,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """numpy: the raw-product fast path when it is safe, else centre block by block into a
     reused buffer and accumulate ``Zᵀ Z`` (BLAS syrk: half the flops of a general product).
 
-    No copy of the whole batch is made.
+    No copy of the whole batch is made. Returns the co-moment and, for the centred path, the
+    column sums of the centred rescaled rows (rounding of the mean, for the corrected
+    two-pass formula of Chan, Golub & LeVeque 1983), or None.
     """
     exact_const = stats.lo == stats.hi
     if row_norms is None and dt == np.float64 and len(arrays) <= 3:
@@ -819,13 +860,14 @@ def _zcom_numpy(
             if com is not None:
                 com *= inv[:, None]
                 com *= inv[None, :]
-                return com
+                return com, None
     nb = arrays[0].shape[0]
     D = int(offs[-1])
     rows = int(max(64, min(nb, _CHUNK_BYTES // (8 * D))))
     buf = np.empty((rows, D))
     buf32 = np.empty((rows, D), dtype=np.float32) if dt != np.float64 else None
     com = np.zeros((D, D))
+    colsum = np.zeros(D)
     base = len(row_norms) if row_norms is not None else 0
     if row_norms is not None:
         row_norms.extend(np.empty(nb) for _ in arrays)
@@ -846,6 +888,7 @@ def _zcom_numpy(
             if row_norms is not None:
                 t = zs * rel[idx]
                 np.einsum("ij,ij->i", t, t, out=row_norms[base + idx][s0:s1])
+        colsum += Z.sum(axis=0)
         if buf32 is not None:
             Z32 = buf32[: s1 - s0]
             Z32[...] = Z
@@ -854,7 +897,7 @@ def _zcom_numpy(
             com = Z.T @ Z
         else:
             com += Z.T @ Z
-    return com
+    return com, colsum
 
 
 def _zcom_generic(
@@ -867,7 +910,7 @@ def _zcom_generic(
     dt: Any,
     row_norms: list[Any] | None,
     rel: list[np.ndarray] | None,
-) -> Array:
+) -> tuple[Array, Array]:
     """Any array library (torch, on any device, with autograd): the same chunked product,
     holding only a chunk of centred rows (``_CHUNK_BYTES_GENERIC``) at a time."""
     nb = int(arrays[0].shape[0])
@@ -883,7 +926,9 @@ def _zcom_generic(
         invs.append(xp.asarray(inv[o0:o1] * (2.0 if h else 1.0), device=dev))
         rels.append(None if rel is None else xp.asarray(rel[idx], device=dev))
     norms: list[list[Array]] = [[] for _ in arrays]
-    com = None
+    if is_torch(arrays[0]) and not any(a.requires_grad for a in arrays):
+        return _zcom_torch_buffered(arrays, means, invs, halves, rels, offs, dt, rows, row_norms)
+    com = colsum = None
     for s0 in range(0, nb, rows):
         parts = []
         for idx, (a, mu) in enumerate(zip(arrays, means, strict=True)):
@@ -893,15 +938,70 @@ def _zcom_generic(
             if row_norms is not None:
                 t = c * rels[idx]
                 norms[idx].append(xp.sum(t * t, axis=1))
-            parts.append(xp.astype(c, dt) if dt != f64 else c)
+            parts.append(c)
         Z = parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
         del parts
+        cs = xp.sum(Z, axis=0)
+        colsum = cs if colsum is None else colsum + cs
+        if dt != f64:
+            Z = xp.astype(Z, dt)
         p = xp.matrix_transpose(Z) @ Z
         p = xp.astype(p, f64) if p.dtype != f64 else p
         com = p if com is None else com + p
     if row_norms is not None:
         row_norms.extend(v[0] if len(v) == 1 else xp.concat(v) for v in norms)
-    return com
+    return com, colsum
+
+
+def _zcom_torch_buffered(
+    arrays: Sequence[Array],
+    means: Sequence[Array],
+    invs: list[Array],
+    halves: list[bool],
+    rels: list[Array | None],
+    offs: np.ndarray,
+    dt: Any,
+    rows: int,
+    row_norms: list[Any] | None,
+) -> tuple[Array, Array]:
+    """torch without autograd: centre each chunk in place into one reused float64 buffer."""
+    import torch
+
+    nb = int(arrays[0].shape[0])
+    D = int(offs[-1])
+    dev = arrays[0].device
+    # every buffer is allocated once: per-chunk temporaries interleaved with retained results
+    # fragment the heap (glibc), and the resident size then grows with n
+    buf = torch.empty((min(rows, nb), D), dtype=torch.float64, device=dev)
+    com = torch.zeros((D, D), dtype=torch.float64, device=dev)
+    colsum = torch.zeros(D, dtype=torch.float64, device=dev)
+    if row_norms is not None:
+        width = max(int(a.shape[1]) for a in arrays)
+        tmp = torch.empty((min(rows, nb), width), dtype=torch.float64, device=dev)
+        outs = [torch.empty(nb, dtype=torch.float64, device=dev) for _ in arrays]
+    for s0 in range(0, nb, rows):
+        s1 = min(nb, s0 + rows)
+        Z = buf[: s1 - s0]
+        for idx, (a, mu) in enumerate(zip(arrays, means, strict=True)):
+            zs = Z[:, int(offs[idx]) : int(offs[idx + 1])]
+            block = a[s0:s1]
+            if halves[idx]:
+                torch.mul(block, 0.5, out=zs)
+                zs.sub_(mu * 0.5)
+            else:
+                torch.sub(block, mu, out=zs)
+            zs.mul_(invs[idx])
+            if row_norms is not None:
+                t = tmp[: s1 - s0, : zs.shape[1]]
+                torch.mul(zs, rels[idx], out=t)
+                t.mul_(t)
+                torch.sum(t, dim=1, out=outs[idx][s0:s1])
+        colsum += Z.sum(dim=0)
+        Zp = Z if dt == torch.float64 else Z.to(dt)
+        com += (Zp.mT @ Zp).to(torch.float64)
+    if row_norms is not None:
+        row_norms.extend(outs)
+    return com, colsum
 
 
 def centred_normalised(xp: Any, X: Array) -> tuple[Array, float]:
