@@ -224,6 +224,33 @@ def test_pt2_objects_and_operators_outside_the_allow_list_are_refused(exported, 
             load_model(str(path))
 
 
+def test_symbolic_shape_grammar():
+    from nncompare.cli._archives import check_sym_expr
+
+    symbol = "Symbol('s77', positive=True, integer=True)"
+    for ok in (
+        symbol,
+        f"Add(FloorDiv({symbol}, Integer(2)), Integer(1))",
+        f"Mul(Integer(4), Pow(Max(Integer(1), Add({symbol}, Integer(-2))), Integer(2)))",
+        "s0*2 + 1",
+    ):
+        assert check_sym_expr(ok) is None, ok
+    refused = {
+        "S('__import__(\"os\")')": r"uses the name 'S'",
+        f"{symbol}.func": r"uses '\.'",
+        "Symbol(''.join)": r"bad symbol name",
+        "Integer('1')": r"has a string literal",
+        "lambdify(s0, 'x')": r"uses the name 'lambdify'",
+        "Symbol('a b')": r"bad symbol name",
+        "Pow(Integer(10), Integer(100000000000))": r"raises to the power 1e\+11",
+        "Integer(1" + "0" * 40 + ")": r"huge literal",
+        "s0[0]": r"uses '\['",
+    }
+    for expr, message in refused.items():
+        why = check_sym_expr(expr)
+        assert why is not None and re.search(message, why), (expr, why)
+
+
 def test_genuine_pt2_archives_still_load(exported, tmp_path):
     path, model = exported
     net = load_model(str(path))

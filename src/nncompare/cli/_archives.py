@@ -12,9 +12,9 @@ values (tensor payloads stored raw, symbolic shapes in the plain ``sympy.srepr``
 operators of the ``aten``/``prims`` operator sets, guards that only compare input sizes),
 and writes a fresh archive in memory from exactly what it checked (node metadata other
 than module paths and extra files dropped, sample inputs re-saved from a ``weights_only``
-load). Only that archive reaches ``torch.export.load``. Anything outside the allow-list is refused with
-:class:`UnsafeModelFileError`, whose message names what was found and that
-``--allow-pickle`` loads the file as it is when it is trusted.
+load). Only that archive reaches ``torch.export.load``. Anything outside the allow-list
+is refused with :class:`UnsafeModelFileError`, whose message names what was found and
+that ``--allow-pickle`` loads the file as it is when it is trusted.
 """
 
 from __future__ import annotations
@@ -241,6 +241,45 @@ def check_sym_expr(expr: str) -> str | None:
         else:
             return f"the symbolic-shape expression {_short(expr)!r} has unexpected syntax"
         previous.append(tok)
+    return _check_powers(expr)
+
+
+_POWERS = frozenset({"Pow", "PowByNatural", "FloatPow"})
+_MAX_EXPONENT = 64
+
+
+def _literal_number(node: ast.AST) -> float | None:
+    """The value of ``3``, ``-3`` or ``Integer(3)`` / ``Float(3.0)`` nodes, else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _literal_number(node.operand)
+        return None if inner is None else -inner
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return float(node.value)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("Integer", "Float", "Rational")
+        and node.args
+    ):
+        return _literal_number(node.args[0])
+    return None
+
+
+def _check_powers(expr: str) -> str | None:
+    """Refuse literal powers that sympy would evaluate for ever (``Pow(10**20, 10**20)``)."""
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except SyntaxError:
+        return f"the symbolic-shape expression {_short(expr)!r} does not parse"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in _POWERS and len(node.args) == 2:
+                exponent = _literal_number(node.args[1])
+                if exponent is not None and abs(exponent) > _MAX_EXPONENT:
+                    return (
+                        f"the symbolic-shape expression {_short(expr)!r} raises to the power "
+                        f"{exponent:g}, far beyond any shape computation"
+                    )
     return None
 
 
