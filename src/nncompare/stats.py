@@ -1160,6 +1160,13 @@ class SpectralMoments:
     exact (Chan et al. 1979, with conjugates). Vector layers (b, d) count as spatial size 1,
     whose only frequency (0) is the spatial mean.
 
+    Each layer's spectra are kept in units of a power of two near the layer's largest
+    magnitude (rescaled exactly when a later batch is larger), so data anywhere in float64's
+    range accumulate without over- or underflow; ``comoment`` and ``mean`` are in those units
+    (``magnitude[name]`` is the largest magnitude seen, see ``conv._units``). Coefficients
+    whose variance is rounding noise (constant channels, fixed spatial patterns) are zeroed
+    by :meth:`pair`.
+
     Parameters
     ----------
     spatial : tuple of int
@@ -1172,6 +1179,8 @@ class SpectralMoments:
         self.blocks: dict[str, _Block] = {}
         self.mean: Array | None = None
         self.comoment: Array | None = None
+        self.magnitude: dict[str, float] = {}
+        self._floor: dict[str, Array] = {}
         self._xp: Any = None
 
     @property
@@ -1181,9 +1190,7 @@ class SpectralMoments:
     def __repr__(self) -> str:
         return f"SpectralMoments(n={self.n}, spatial={self.spatial}, blocks={list(self.blocks)})"
 
-    def _spectrum(self, xp: Any, name: str, a: Array) -> Array:
-        from nncompare.measures.conv import _spectra
-
+    def _as_conv(self, xp: Any, name: str, a: Array) -> Array:
         nsp = len(self.spatial)
         if a.ndim == 2:
             a = xp.reshape(a, (a.shape[0], *([1] * nsp), a.shape[1]))
@@ -1199,11 +1206,15 @@ class SpectralMoments:
                 f"layer {name!r} has spatial size {size}, smaller than the frequency grid "
                 f"{self.spatial} of this accumulator."
             )
-        F = _spectra(xp, a, self.spatial, xp.complex128)  # (*spatial, b, c)
-        return xp.reshape(F, (-1, F.shape[-2], F.shape[-1]))
+        return a
 
     def update(self, batches: Mapping[str, Any]) -> SpectralMoments:
-        """Add a batch: ``name -> (b, *spatial, c)`` channels-last activations (or (b, d))."""
+        """Add a batch: ``name -> (b, *spatial, c)`` channels-last activations (or (b, d)).
+
+        A batch of zero samples is a no-op.
+        """
+        from nncompare.measures.conv import _magnitude, _noise_floor, _spectra, _units
+
         if not isinstance(batches, Mapping) or not batches:
             raise TypeError("update() expects a non-empty mapping {layer_name: activations}.")
         arrays = {str(k): as_array(v, name=str(k)) for k, v in batches.items()}
@@ -1214,20 +1225,30 @@ class SpectralMoments:
         sizes = {k: int(a.shape[0]) for k, a in arrays.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"all batches must hold the same samples; got batch sizes {sizes}.")
+        xp = namespace(*arrays.values())
+        arrays = {k: self._as_conv(xp, k, a) for k, a in arrays.items()}
+        widths = {k: int(a.shape[-1]) for k, a in arrays.items()}
+        if self.blocks and (
+            names != list(self.blocks) or any(widths[k] != self.blocks[k].dim for k in names)
+        ):
+            raise ValueError("batch layout differs from earlier batches.")
+        if sizes[names[0]] == 0:
+            return self
         for k, a in arrays.items():
             check_finite(a, name=f"batch {k!r}")
-        xp = namespace(*arrays.values())
-        specs = [self._spectrum(xp, k, arrays[k]) for k in names]
-        if self.blocks:
-            if names != list(self.blocks) or any(
-                s.shape[-1] != self.blocks[k].dim for k, s in zip(names, specs, strict=True)
-            ):
-                raise ValueError("batch layout differs from earlier batches.")
-        else:
+        if not self.blocks:
             start = 0
-            for k, s in zip(names, specs, strict=True):
-                self.blocks[k] = _Block(k, start, start + int(s.shape[-1]))
-                start += int(s.shape[-1])
+            for k in names:
+                self.blocks[k] = _Block(k, start, start + widths[k])
+                start += widths[k]
+        # one power-of-two unit per layer, never decreasing: the largest magnitude seen
+        mags = {k: _magnitude(xp, a) for k, a in arrays.items()}
+        new_unit = {k: max(self.magnitude.get(k, 0.0), mags[k]) for k in names}
+        specs, floors = [], {}
+        for k in names:
+            F = _spectra(xp, arrays[k], self.spatial, xp.complex128, magnitude=new_unit[k])
+            specs.append(xp.reshape(F, (-1, F.shape[-2], F.shape[-1])))
+            floors[k] = _noise_floor(xp, arrays[k], new_unit[k])
         Z = xp.concat(specs, axis=-1)  # (F, b, D)
         nb = int(Z.shape[-2])
         mu = xp.mean(Z, axis=-2)
@@ -1235,22 +1256,44 @@ class SpectralMoments:
         com = xp.conj(xp.matrix_transpose(Zc)) @ Zc
         if self.n == 0:
             self._xp, self.n, self.mean, self.comoment = xp, nb, mu, com
+            self.magnitude, self._floor = new_unit, floors
             return self
+        # rescale the accumulated sums to the new units (exact: ratios are powers of two)
+        ratio = np.concatenate(
+            [
+                np.full(self.blocks[k].dim, _units(new_unit[k]) / _units(self.magnitude[k]))
+                for k in names
+            ]
+        )
+        if not bool(np.all(ratio == 1.0)):
+            r = xp.asarray(ratio, device=device_of(self.comoment))
+            self.mean = self.mean * r
+            self.comoment = self.comoment * r[:, None] * r[None, :]
+            for k in names:
+                self._floor[k] = self._floor[k] * float(ratio[self.blocks[k].start]) ** 2
         na, n = self.n, self.n + nb
         delta = mu - self.mean
         self.mean = self.mean + delta * (nb / n)
         self.comoment = (
             self.comoment + com + (na * nb / n) * (xp.conj(delta)[:, :, None] * delta[:, None, :])
         )
+        for k in names:
+            self._floor[k] = self._floor[k] + floors[k]
+        self.magnitude = new_unit
         self.n = n
         return self
 
     def pair(self, a: str, b: str) -> tuple[Array, Array, Array]:
-        """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d')."""
+        """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d'), with the
+        coefficients whose variance is rounding noise zeroed (see ``zero_rounding_level``)."""
+        from nncompare.measures.conv import zero_rounding_level
+
         for k in (a, b):
             if k not in self.blocks:
                 raise KeyError(f"no layer {k!r} in this accumulator; it holds {self.names}.")
         ba, bb = self.blocks[a], self.blocks[b]
         sa, sb = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
         C = self.comoment
-        return C[:, sa, sa], C[:, sb, sb], C[:, sa, sb]
+        return zero_rounding_level(
+            self._xp, C[:, sa, sa], C[:, sb, sb], C[:, sa, sb], self._floor[a], self._floor[b]
+        )

@@ -31,7 +31,15 @@ import numpy as np
 
 from nncompare._array import Array, as_array, harmonize, namespace, to_numpy
 from nncompare._validation import check_finite, check_option
-from nncompare.measures._linalg import DEFAULT_RTOL, Side, cca_core, check_not_trivial, whiten
+from nncompare.measures._linalg import (
+    DEFAULT_RTOL,
+    Side,
+    cca_core,
+    check_not_trivial,
+    diag,
+    real,
+    whiten,
+)
 from nncompare.results import DFTCCAResult
 
 __all__ = ["dft_cca", "dft_cca_from_comoments", "reshape_conv", "reshape_pair"]
@@ -106,8 +114,88 @@ def _crop_indices(size: int, target: int) -> np.ndarray:
     return np.asarray([f % size for f in signed], dtype=np.int64)
 
 
-def _spectra(xp: Any, X: Array, target: tuple[int, ...], cdt: Any) -> Array:
-    """Unitary DFT over the spatial axes, cropped to `target`; returns (*target, N, C)."""
+def _is_complex(xp: Any, X: Array) -> bool:
+    return bool(xp.isdtype(X.dtype, "complex floating"))
+
+
+# spectra of data whose largest magnitude lies outside [2^-SAFE, 2^SAFE] are rescaled by a
+# power of two (exact) before any product: the measures are invariant to it
+_SAFE_EXP = 200
+_PRESCALE_EXP = 1000
+
+
+def _magnitude(xp: Any, X: Array) -> float:
+    """The power of two just above max |X| (1.0 for zero arrays), from two reductions."""
+    data = X.detach() if hasattr(X, "detach") else X
+    if _is_complex(xp, data):
+        top = float(to_numpy(xp.max(xp.abs(data))))
+    else:
+        top = max(abs(float(to_numpy(xp.min(data)))), abs(float(to_numpy(xp.max(data)))))
+    if top == 0.0:
+        return 1.0
+    m, e = np.frexp(top)
+    return float(np.ldexp(1.0, int(e) - (1 if m == 0.5 else 0)))
+
+
+def _units(g: float) -> float:
+    """The factor (a power of two) the spectra of data of magnitude g are multiplied by."""
+    e = int(np.frexp(g)[1])
+    return 1.0 if abs(e) <= _SAFE_EXP else float(np.ldexp(1.0, -e))
+
+
+def _noise_floor(xp: Any, X: Array, g: float) -> Array:
+    """Per channel, the centred variance (summed over samples) a spectrum coefficient can
+    show from rounding alone: (κ eps)² Σ_s ‖x_sc‖², κ = 8 (1 + log2 of the spatial size),
+    eps of the input's dtype (at least float64's). In the units of the rescaled spectra."""
+    from nncompare._validation import CONSTANT_ULPS, dtype_eps
+
+    size = int(np.prod(X.shape[1:-1]))
+    eps = max(dtype_eps(X.dtype), float(np.finfo(np.float64).eps))
+    kappa = CONSTANT_ULPS * (1.0 + np.log2(max(size, 1)))
+    u = _units(g)
+    X2 = xp.reshape(X.detach() if hasattr(X, "detach") else X, (-1, X.shape[-1]))
+    if isinstance(X2, np.ndarray) and X2.dtype.kind == "f" and u == 1.0:
+        energy = np.einsum("ij,ij->j", X2, X2, dtype=np.float64)
+    else:
+        Xu = X2 * u if u != 1.0 else X2
+        if _is_complex(xp, Xu):
+            Xu = xp.abs(Xu)
+        Xu = xp.astype(Xu, xp.float64) if Xu.dtype != xp.float64 else Xu
+        energy = xp.sum(Xu * Xu, axis=0)
+    return (kappa * eps) ** 2 * energy
+
+
+def zero_rounding_level(
+    xp: Any, Cxx: Array, Cyy: Array, Cxy: Array, floor_x: Array, floor_y: Array
+) -> tuple[Array, Array, Array]:
+    """Zero the rows and columns of spectrum coefficients whose variance is rounding noise.
+
+    A channel that is constant over the samples (or a fixed spatial pattern) has a spectrum
+    that is constant in exact arithmetic, but the FFT leaves rounding noise in it; whitened,
+    that noise would look like a perfectly informative direction. A coefficient (f, c) whose
+    centred variance is below ``floor_c`` (:func:`_noise_floor`) is treated as constant.
+    """
+    keep_x = xp.astype(real(xp, diag(xp, Cxx)) > floor_x, xp.float64)
+    keep_y = xp.astype(real(xp, diag(xp, Cyy)) > floor_y, xp.float64)
+    if bool(xp.all(keep_x == 1.0)) and bool(xp.all(keep_y == 1.0)):
+        return Cxx, Cyy, Cxy
+    Cxx = Cxx * keep_x[..., :, None] * keep_x[..., None, :]
+    Cyy = Cyy * keep_y[..., :, None] * keep_y[..., None, :]
+    Cxy = Cxy * keep_x[..., :, None] * keep_y[..., None, :]
+    return Cxx, Cyy, Cxy
+
+
+def _spectra(
+    xp: Any, X: Array, target: tuple[int, ...], cdt: Any, *, magnitude: float | None = None
+) -> Array:
+    """Unitary DFT over the spatial axes, cropped to `target`; returns (*target, N, C).
+
+    With ``magnitude`` (see :func:`_magnitude`), data beyond 2^±200 are rescaled by an exact
+    power of two (:func:`_units`): before the FFT when it could overflow, after it otherwise.
+    """
+    u = 1.0 if magnitude is None else _units(magnitude)
+    if u != 1.0 and int(np.frexp(magnitude)[1]) > _PRESCALE_EXP:
+        X, u = X * u, 1.0
     spatial_axes = tuple(range(1, X.ndim - 1))
     # real input goes straight into the FFT (no complex copy); the working precision is
     # float64 -> complex128 (complex64 only if cdt asks for it)
@@ -119,6 +207,8 @@ def _spectra(xp: Any, X: Array, target: tuple[int, ...], cdt: Any) -> Array:
     if X.dtype != want:
         X = xp.astype(X, want)
     F = xp.fft.fftn(X, axes=spatial_axes, norm="ortho")
+    if u != 1.0:
+        F = F * u
     for ax, (size, t) in zip(spatial_axes, zip(X.shape[1:-1], target, strict=True), strict=True):
         if size != t:
             idx = xp.asarray(_crop_indices(size, t), device=_device(F))
@@ -174,13 +264,20 @@ def _conjugate_partners(target: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray
     return np.asarray(reps, dtype=np.int64), np.stack([source, conj.astype(np.int64)])
 
 
-def _block_comoments(xp: Any, F: Array, G: Array) -> tuple[Array, Array, Array]:
+def _block_comoments(
+    xp: Any, F: Array, G: Array, *, real: bool = True
+) -> tuple[Array, Array, Array]:
     """Per-frequency centred co-moments of spectra (*t, N, c); conjugate frequencies of real
-    inputs are computed once and filled in by conjugation (about half the work)."""
+    inputs (``real``) are computed once and filled in by conjugation (about half the work).
+    Spectra of complex inputs have no such symmetry: every frequency is computed."""
     target = tuple(int(v) for v in F.shape[:-2])
     n, c1, c2 = F.shape[-2], F.shape[-1], G.shape[-1]
     size = int(np.prod(target)) if target else 1
-    reps, (source, conj) = _conjugate_partners(target)
+    if real:
+        reps, (source, conj) = _conjugate_partners(target)
+    else:
+        reps = source = np.arange(size, dtype=np.int64)
+        conj = np.zeros(size, dtype=np.int64)
     dev = _device(F)
     Ff = xp.take(xp.reshape(F, (size, n, c1)), xp.asarray(reps, device=dev), axis=0)
     Gf = xp.take(xp.reshape(G, (size, n, c2)), xp.asarray(reps, device=dev), axis=0)
@@ -288,9 +385,14 @@ def dft_cca(
     check_finite(Y, name="Y")
     xp = namespace(X, Y)
     target = tuple(min(a, b) for a, b in zip(X.shape[1:-1], Y.shape[1:-1], strict=True))
-    F = _spectra(xp, X, target, xp.complex128)
-    G = _spectra(xp, Y, target, xp.complex128)
-    Cxx, Cyy, Cxy = _block_comoments(xp, F, G)
+    real = not (_is_complex(xp, X) or _is_complex(xp, Y))
+    gx, gy = _magnitude(xp, X), _magnitude(xp, Y)
+    F = _spectra(xp, X, target, xp.complex128, magnitude=gx)
+    G = _spectra(xp, Y, target, xp.complex128, magnitude=gy)
+    Cxx, Cyy, Cxy = _block_comoments(xp, F, G, real=real)
+    Cxx, Cyy, Cxy = zero_rounding_level(
+        xp, Cxx, Cyy, Cxy, _noise_floor(xp, X, gx), _noise_floor(xp, Y, gy)
+    )
     resized = X.shape[1:-1] != Y.shape[1:-1]
     return dft_cca_from_comoments(
         Cxx,
