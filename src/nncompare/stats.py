@@ -1058,36 +1058,73 @@ class MinibatchCKA:
         check_option("kernel", kernel, ("linear", "rbf"))
         self.kernel = kernel
         self.threshold = float(threshold)
-        self.hsic_xy = 0.0
-        self.hsic_xx = 0.0
-        self.hsic_yy = 0.0
+        # sums of the batch HSICs in units where the data of X and Y have magnitudes gx, gy
+        # (powers of two, the largest seen; linear kernel only): no over/underflow
+        self._sxy: Any = 0.0
+        self._sxx: Any = 0.0
+        self._syy: Any = 0.0
+        self._gx = self._gy = 1.0
         self.n_batches = 0
         self.n = 0
         self._xp: Any = None
 
+    @property
+    def hsic_xy(self) -> Any:
+        """Summed HSIC(K, L) in the data's units (over/underflows only for extreme data)."""
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            return self._sxy * _sq(self._gx) * _sq(self._gy)
+
+    @property
+    def hsic_xx(self) -> Any:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            return self._sxx * _sq(self._gx) * _sq(self._gx)
+
+    @property
+    def hsic_yy(self) -> Any:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            return self._syy * _sq(self._gy) * _sq(self._gy)
+
     def update(self, X: Any, Y: Any) -> MinibatchCKA:
+        """Add a minibatch (at least 4 samples; a batch of 0 samples is a no-op)."""
         from nncompare._validation import check_pair
         from nncompare.measures._kernels import gram, hsic_unbiased
 
-        X, Y = check_pair(X, Y, min_samples=4)
+        X0, Y0 = harmonize(as_array(X, name="X"), as_array(Y, name="Y"))
+        if X0.ndim == 2 and Y0.ndim == 2 and X0.shape[0] == 0 and Y0.shape[0] == 0:
+            return self
+        X, Y = check_pair(X0, Y0, min_samples=4)
         xp = namespace(X, Y)
-        dt = xp.float64
-        X, Y = xp.astype(X, dt), xp.astype(Y, dt)
-        K = gram(xp, X, self.kernel, self.threshold)
-        L = gram(xp, Y, self.kernel, self.threshold)
+        # centred, in units of the batch's largest feature scale, constant features zeroed:
+        # both kernels are invariant to that (RBF's bandwidth is relative to the median)
+        Xt, gx = centred_normalised(xp, X)
+        Yt, gy = centred_normalised(xp, Y)
+        K = gram(xp, Xt, self.kernel, self.threshold)
+        L = gram(xp, Yt, self.kernel, self.threshold)
         hxy = hsic_unbiased(xp, K, L)
         hxx = hsic_unbiased(xp, K, K)
         hyy = hsic_unbiased(xp, L, L)
-        if self.n_batches == 0:
-            self.hsic_xy, self.hsic_xx, self.hsic_yy = hxy, hxx, hyy
-        else:
-            self.hsic_xy = self.hsic_xy + hxy
-            self.hsic_xx = self.hsic_xx + hxx
-            self.hsic_yy = self.hsic_yy + hyy
-        self._xp = xp
+        if self.kernel == "rbf":
+            gx = gy = 1.0
+        self._add(xp, hxy, hxx, hyy, gx, gy)
         self.n_batches += 1
         self.n += int(X.shape[0])
         return self
+
+    def _add(self, xp: Any, hxy: Any, hxx: Any, hyy: Any, gx: float, gy: float) -> None:
+        """Add HSIC sums given in units (gx, gy), converting to the running units."""
+        first = self.n_batches == 0
+        Gx, Gy = (gx, gy) if first else (max(self._gx, gx), max(self._gy, gy))
+        # exact powers of two <= 1 (they may underflow to 0: negligible contributions)
+        ax, ay = _sq(self._gx / Gx), _sq(self._gy / Gy)
+        bx, by = _sq(gx / Gx), _sq(gy / Gy)
+        if first:
+            self._sxy, self._sxx, self._syy = hxy * (bx * by), hxx * (bx * bx), hyy * (by * by)
+        else:
+            self._sxy = self._sxy * (ax * ay) + hxy * (bx * by)
+            self._sxx = self._sxx * (ax * ax) + hxx * (bx * bx)
+            self._syy = self._syy * (ay * ay) + hyy * (by * by)
+        self._gx, self._gy = Gx, Gy
+        self._xp = xp
 
     def merge(self, other: MinibatchCKA) -> MinibatchCKA:
         if not isinstance(other, MinibatchCKA):
@@ -1096,13 +1133,7 @@ class MinibatchCKA:
             raise ValueError("cannot merge MinibatchCKA accumulators with different kernels.")
         if other.n_batches == 0:
             return self
-        if self.n_batches == 0:
-            self.hsic_xy, self.hsic_xx, self.hsic_yy = other.hsic_xy, other.hsic_xx, other.hsic_yy
-            self._xp = other._xp
-        else:
-            self.hsic_xy = self.hsic_xy + other.hsic_xy
-            self.hsic_xx = self.hsic_xx + other.hsic_xx
-            self.hsic_yy = self.hsic_yy + other.hsic_yy
+        self._add(other._xp, other._sxy, other._sxx, other._syy, other._gx, other._gy)
         self.n_batches += other.n_batches
         self.n += other.n
         return self
@@ -1114,19 +1145,16 @@ class MinibatchCKA:
         if self.n_batches == 0:
             raise ValueError("MinibatchCKA is empty: call update(X_batch, Y_batch) first.")
         xp = self._xp
-        denom = (
-            xp.sqrt(self.hsic_xx * self.hsic_yy)
-            if is_torch(self.hsic_xx)
-            else float(np.sqrt(float(self.hsic_xx) * float(self.hsic_yy)))
-        )
-        if float(self.hsic_xx) <= 0 or float(self.hsic_yy) <= 0:
+        sxx, syy = self._sxx, self._syy
+        if float(sxx) <= 0 or float(syy) <= 0:
             raise ValueError(
                 "minibatch CKA is undefined: the summed unbiased HSIC of a representation with "
                 f"itself is not positive (HSIC(K,K)={float(self.hsic_xx):.3g}, "
                 f"HSIC(L,L)={float(self.hsic_yy):.3g}). Use larger batches or check for "
                 "constant activations."
             )
-        value = self.hsic_xy / denom
+        denom = xp.sqrt(sxx * syy) if is_torch(sxx) else float(np.sqrt(float(sxx) * float(syy)))
+        value = self._sxy / denom
         return CKAResult(
             measure="cka_minibatch",
             value=value,
@@ -1141,6 +1169,11 @@ class MinibatchCKA:
             hsic_xx=self.hsic_xx,
             hsic_yy=self.hsic_yy,
         )
+
+
+def _sq(g: float) -> float:
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.float64(g) * np.float64(g))
 
 
 def iter_pairs(names_a: Iterable[str], names_b: Iterable[str]) -> list[tuple[str, str]]:
