@@ -193,7 +193,13 @@ def to_scalar_float(x: Array) -> float:
 def to_numpy(x: Array) -> np.ndarray:
     """A numpy copy (or view) of any array, detached from autograd."""
     if is_torch(x):
-        return x.detach().cpu().numpy()
+        t = x.detach().cpu()
+        try:
+            return t.numpy()
+        except TypeError:  # dtypes numpy lacks (bfloat16, float8): widen, exactly
+            import torch
+
+            return t.to(dtype=torch.float64).numpy()
     return np.asarray(x)
 
 

@@ -985,11 +985,12 @@ def _zcom_torch_buffered(
         for idx, (a, mu) in enumerate(zip(arrays, means, strict=True)):
             zs = Z[:, int(offs[idx]) : int(offs[idx + 1])]
             block = a[s0:s1]
+            zs.copy_(block)  # casts any dtype (bool, integers, half) to float64
             if halves[idx]:
-                torch.mul(block, 0.5, out=zs)
+                zs.mul_(0.5)
                 zs.sub_(mu * 0.5)
             else:
-                torch.sub(block, mu, out=zs)
+                zs.sub_(mu)
             zs.mul_(invs[idx])
             if row_norms is not None:
                 t = tmp[: s1 - s0, : zs.shape[1]]
