@@ -131,6 +131,7 @@ def constant_columns(xp: Any, X: Array) -> Array:
     """
     import numpy as np
 
+    xp = namespace(X)  # the array-API namespace (also when the bare torch module is passed)
     if X.shape[0] == 0:
         return xp.zeros(X.shape[1], dtype=xp.bool)
     data = X
