@@ -211,6 +211,21 @@ def test_item5_dft_and_minibatch_cka_at_extreme_scales(scale):
         assert float(big.compute()) == pytest.approx(float(ref.compute()), rel=1e-9)
 
 
+def test_item5_conv_mean_policy_near_overflow_and_in_half_precision():
+    """conv='mean' summed in the input's dtype: 64 positions of 1.5e307 overflowed into a
+    false non-finite error, and float16 means were rounded to float16."""
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(100, 8, 8, 3))
+    Y = rng.normal(size=(100, 8, 8, 2)) + X[..., :2]
+    want = float(nc.cca(X, Y, conv="mean"))
+    assert float(nc.cca(X * 1.5e307, Y, conv="mean")) == pytest.approx(want, rel=1e-9)
+    half = (X * 1e4).astype(np.float16)
+    assert float(nc.cca(half, Y, conv="mean")) == pytest.approx(
+        float(nc.cca(half.astype(np.float64), Y, conv="mean")), rel=1e-12
+    )
+    assert nc.reshape_conv(half, "mean").dtype == np.float64
+
+
 # ---------------------------------------------------------------------- item 6
 @pytest.mark.parametrize("offset", [1e6, 1e8])
 @pytest.mark.parametrize("lib", ["numpy", "torch"])

@@ -79,9 +79,24 @@ def reshape_conv(X: Any, policy: str) -> Array:
     if policy == "flatten":
         return xp.reshape(X, (n, -1))
     axes = tuple(range(1, X.ndim - 1))
-    if xp.isdtype(X.dtype, "integral"):
-        X = xp.astype(X, xp.float64)
-    return xp.mean(X, axis=axes)
+    out = _mean64(X, axes)
+    if not bool(xp.all(xp.isfinite(out))):  # the sum overflowed (|X| near 1e308): rescale
+        g = _magnitude(xp, X)
+        out = _mean64(X * (1.0 / g), axes) * g
+    return out
+
+
+def _mean64(X: Array, axes: tuple[int, ...]) -> Array:
+    """Mean over ``axes`` accumulated and returned in float64 (no float64 copy of X)."""
+    if isinstance(X, np.ndarray):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return X.mean(axis=axes, dtype=np.float64)
+    if hasattr(X, "detach"):  # torch
+        import torch
+
+        return torch.mean(X, dim=axes, dtype=torch.float64)
+    xp = namespace(X)
+    return xp.mean(xp.astype(X, xp.float64), axis=axes)
 
 
 def reshape_pair(X: Array, Y: Array, policy: str) -> tuple[Array, Array]:
