@@ -14,6 +14,15 @@ import click
 
 from nncompare._version import __version__
 from nncompare.cli._errors import DEBUG_KEY, NncompareGroup
+from nncompare.cli._options import (
+    DEFAULT_MEASURES,
+    DFT_DEFAULT_MEASURES,
+    data_options,
+    first_layer,
+    parse_formats,
+    parse_measures,
+    prepare_inputs,
+)
 
 
 @click.group(cls=NncompareGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,25 +128,6 @@ _PICKLE_HELP = (
 )
 
 
-def _first_layer(net: Any) -> tuple[str, str, int, int] | None:
-    """(name, kind, input ndim, channels or features) of the first weighted layer."""
-    import torch
-
-    kinds = {torch.nn.Conv1d: 3, torch.nn.Conv2d: 4, torch.nn.Conv3d: 5}
-    for name, module in net.named_modules():
-        for cls, ndim in kinds.items():
-            if isinstance(module, cls):
-                return name, cls.__name__, ndim, int(module.in_channels)
-        if isinstance(module, torch.nn.Linear):
-            return name, "Linear", 2, int(module.in_features)
-    for name, param in net.named_parameters():
-        if name.endswith("weight") and param.ndim in (2, 3, 4, 5):
-            kind = {2: "Linear", 3: "Conv1d", 4: "Conv2d", 5: "Conv3d"}[param.ndim]
-            layer = name.removesuffix(".weight")
-            return layer, kind, param.ndim, int(param.shape[1])
-    return None
-
-
 def _expected_text(kind: str, ndim: int, size: int) -> str:
     if kind == "Linear":
         return f"(N, {size})"
@@ -147,7 +137,7 @@ def _expected_text(kind: str, ndim: int, size: int) -> str:
 
 def _input_hint(net: Any, shape: tuple[int, ...], *, option: str) -> str:
     """A 'did you mean …' for an input shape the model cannot take (or '')."""
-    first = _first_layer(net)
+    first = first_layer(net)
     if first is None:
         return ""
     name, kind, ndim, size = first
@@ -167,6 +157,11 @@ def _input_hint(net: Any, shape: tuple[int, ...], *, option: str) -> str:
         return expects[0].upper() + expects[1:]
     if option == "--input-shape":
         return f"did you mean --input-shape {','.join(map(str, guess))}? ({expects})"
+    if channels_last and ndim == 4:
+        return (
+            f"did you mean --channels-last? The inputs look channels-last (N, H, W, C) but "
+            f"{expects}"
+        )
     if channels_last:
         order = ", ".join(str(i) for i in (0, ndim - 1, *range(1, ndim - 1)))
         return (
@@ -243,43 +238,62 @@ def layers(
     click.echo(format_layer_table(list_layers(net, sample)))
 
 
+_MEASURE_HELP = (
+    "Measure, optionally with options: cka, svcca:variance=0.95, "
+    "pwcca:convention=google,epsilon=1e-6 (values are Python literals, else text; see "
+    "`nncompare measures`). Case-insensitive; repeat for several. Default: "
+    f"{', '.join(DEFAULT_MEASURES)} (with --conv dft: {', '.join(DFT_DEFAULT_MEASURES)})."
+)
+
+
+def _layers_help(which: str) -> str:
+    return (
+        f"Comma-separated layer names or globs of {which} (see `nncompare layers`). Default: "
+        "the block outputs (nncompare.capture.default_layers)."
+    )
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
 @cli.command(epilog=_MODEL_HELP)
 @click.argument("model_a")
 @click.argument("model_b")
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Inputs as .npy or .npz (key 'x' or the only array).",
-)
-@click.option("--x-key", default=None, help="Array name of the inputs in an .npz.")
+@data_options
 @click.option("--weights-a", type=click.Path(exists=True, dir_okay=False))
 @click.option("--weights-b", type=click.Path(exists=True, dir_okay=False))
-@click.option("--layers-a", default=None, help="Comma-separated names or globs (default: all).")
-@click.option("--layers-b", default=None, help="Comma-separated names or globs (default: all).")
+@click.option("--layers-a", default=None, help=_layers_help("MODEL_A"))
+@click.option("--layers-b", default=None, help=_layers_help("MODEL_B"))
 @click.option(
-    "--measure",
-    "measure_names",
-    multiple=True,
-    default=("cka", "svcca", "pwcca"),
-    show_default=True,
-    help="Measure name; repeat for several.",
+    "--measure", "measure_specs", multiple=True, metavar="NAME[:K=V,...]", help=_MEASURE_HELP
 )
 @click.option(
     "--conv",
     default="mean",
     show_default=True,
-    type=click.Choice(["mean", "samples", "flatten"]),
-    help="Reshape policy for convolutional activations.",
+    type=click.Choice(["mean", "samples", "flatten", "dft"], case_sensitive=False),
+    help="Reshape policy for convolutional activations: spatial mean, every location a "
+    "sample, one feature per (location, channel), or the DFT of Raghu et al. (CCA family).",
 )
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--max-samples", default=None, type=click.IntRange(1))
 @click.option(
-    "--scale",
+    "--name-a",
     default=None,
-    type=float,
-    help="Multiply inputs by this (e.g. 1/255 for uint8 images).",
+    help="Label of MODEL_A in the report (default: the --weights-a file stem, else MODEL_A).",
+)
+@click.option(
+    "--name-b",
+    default=None,
+    help="Label of MODEL_B in the report (default: the --weights-b file stem, else MODEL_B).",
+)
+@click.option("--title", default=None, help="Report title (default: 'NAME_A vs NAME_B').")
+@click.option(
+    "--formats",
+    default=None,
+    metavar="png,pdf,svg",
+    help="Also write every figure as a file in OUT/figures/ in these formats (PDF and SVG "
+    "are vector graphics).",
 )
 @click.option(
     "--out",
@@ -296,36 +310,51 @@ def compare(
     model_b: str,
     data_path: str,
     x_key: str | None,
+    channels_last: bool | None,
+    scale: str | None,
+    mean: str | None,
+    std: str | None,
+    preset: str | None,
+    batch_size: int,
+    max_samples: int | None,
     weights_a: str | None,
     weights_b: str | None,
     layers_a: str | None,
     layers_b: str | None,
-    measure_names: tuple[str, ...],
+    measure_specs: tuple[str, ...],
     conv: str,
-    batch_size: int,
-    max_samples: int | None,
-    scale: float | None,
+    name_a: str | None,
+    name_b: str | None,
+    title: str | None,
+    formats: str | None,
     out_dir: str,
     allow_pickle: bool,
     trust_modules: tuple[str, ...],
     progress: bool,
 ) -> None:
-    """Compare every layer of MODEL_A with every layer of MODEL_B on the inputs in --data."""
-    import torch
+    """Compare every layer of MODEL_A with every layer of MODEL_B on the inputs in --data.
 
+    \b
+    Example (the pretrained CIFAR-10 ResNets on uint8 NHWC images):
+      nncompare compare 'nncompare.models:cifar_resnet(depth=20)' \\
+          'nncompare.models:cifar_resnet(depth=32)' \\
+          --weights-a resnet20.th --weights-b resnet32.th \\
+          --data cifar10_test.npz --preset cifar --measure cka --measure svcca:variance=0.95
+    """
     from nncompare.analyses.compare import compare_models
+    from nncompare.capture import LayerNotFoundError, resolve_layers
     from nncompare.cli.loading import load_model
-    from nncompare.data import load_array_file
-    from nncompare.measures import get
     from nncompare.report import write_report
 
-    for m in measure_names:
-        try:
-            get(m)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--measure") from None
-    from nncompare.capture import LayerNotFoundError, resolve_layers
-
+    conv = conv.lower()
+    given = bool(measure_specs)
+    measures = parse_measures(
+        measure_specs or (DFT_DEFAULT_MEASURES if conv == "dft" else DEFAULT_MEASURES),
+        conv=conv,
+    )
+    figure_formats = parse_formats(formats)
+    label_a = _label(name_a, "--name-a") or _short(model_a, weights_a)
+    label_b = _label(name_b, "--name-b") or _short(model_b, weights_b)
     net_a = load_model(
         model_a, weights=weights_a, allow_pickle=allow_pickle, trust_modules=trust_modules
     )
@@ -338,12 +367,20 @@ def compare(
                 resolve_layers(net, _split(text))
             except LayerNotFoundError as exc:
                 raise click.BadParameter(str(exc), param_hint=option) from exc
-    ds = load_array_file(data_path, x_key=x_key, as_tensor=True)
-    x = ds.x
-    if not torch.is_floating_point(x):
-        x = x.to(torch.float32)
-    if scale is not None:
-        x = x * scale
+    inputs = prepare_inputs(
+        data_path,
+        x_key=x_key,
+        models=[("MODEL_A", model_a, net_a), ("MODEL_B", model_b, net_b)],
+        channels_last=channels_last,
+        scale=scale,
+        mean=mean,
+        std=std,
+        preset=preset,
+    )
+    _echo_lines(inputs.lines)
+    if not given:
+        click.echo(f"measures: {', '.join(measures)} (the default; choose with --measure)")
+    x = inputs.x
     for label, spec, net in (("MODEL_A", model_a, net_a), ("MODEL_B", model_b, net_b)):
         _check_runs(net, x[:2], what=f"{label} {spec}", option=f"--data {Path(data_path).name}")
     df = compare_models(
@@ -352,17 +389,231 @@ def compare(
         x,
         layers_a=_split(layers_a),
         layers_b=_split(layers_b),
-        measures=list(measure_names),
+        measures=measures,
         conv=conv,
         batch_size=batch_size,
         max_samples=max_samples,
         progress=progress,
-        names=(_short(model_a, weights_a), _short(model_b, weights_b)),
-        provenance={"data": str(Path(data_path).name), "command": " ".join(sys.argv)},
+        names=(label_a, label_b),
+        provenance={
+            "data": str(Path(data_path).name),
+            "preprocessing": inputs.preprocessing,
+            "command": " ".join(sys.argv),
+        },
     )
-    rep = write_report(df, out_dir)
+    if title is not None:
+        df.attrs["title"] = title
+    rep = write_report(df, out_dir, title=title, formats=figure_formats)
     click.echo(f"report:  {Path(rep.html).resolve()}")
     click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
+    for fmt, paths in (getattr(rep, "figures", None) or {}).items():
+        if paths:
+            where = Path(paths[0]).resolve().parent
+            click.echo(f"figures: {len(paths)} {fmt.upper()} files in {where}")
+
+
+@cli.command(epilog=_MODEL_HELP)
+@click.argument("model")
+@data_options
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    help="State-dict checkpoint for a module:factory model.",
+)
+@click.option(
+    "--layers",
+    "layers_text",
+    default=None,
+    help="Comma-separated layer names or globs (see `nncompare layers`). Default: "
+    "nncompare.capture.default_layers(model, granularity=--granularity).",
+)
+@click.option(
+    "--granularity",
+    type=click.Choice(["blocks", "leaves"]),
+    default=None,
+    help="Default layers when --layers is not given: block outputs (the default) or every "
+    "leaf layer.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Cache directory to create (atomically); an existing cache of the same capture is reused.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing cache at --out.")
+@click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
+@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
+@click.option("--progress/--no-progress", default=True)
+def extract(
+    model: str,
+    data_path: str,
+    x_key: str | None,
+    channels_last: bool | None,
+    scale: str | None,
+    mean: str | None,
+    std: str | None,
+    preset: str | None,
+    batch_size: int,
+    max_samples: int | None,
+    weights: str | None,
+    layers_text: str | None,
+    granularity: str | None,
+    out_dir: str,
+    overwrite: bool,
+    allow_pickle: bool,
+    trust_modules: tuple[str, ...],
+    progress: bool,
+) -> None:
+    """Write the activations of MODEL on the inputs in --data to the directory --out.
+
+    \b
+    The directory is nncompare's activation cache (what capture(..., cache_dir=DIR)
+    writes, built under a temporary name and renamed into place when complete):
+      manifest.json    format "nncompare.activations" and format_version, versions,
+                       created_utc, model (class, fingerprint, output probe),
+                       n_samples, options (layers, dtype, max_samples, ...), data
+                       (fingerprint of the inputs), and per layer: name, file,
+                       shape, dtype, checksum (BLAKE2b per 64 MiB chunk);
+      layer_000.npy …  one standard .npy array per layer, float32,
+                       shape (n_samples, ...): exactly what the layer returns,
+                       so conv layers are channels-first (N, C, H, W), as torch
+                       gives them; nncompare.capture.to_channels_last moves
+                       channels last (N, H, W, C).
+    Load it with nncompare.capture.load_cache(DIR) (checksums verified, arrays
+    memory-mapped) or np.load(DIR/layer_000.npy).
+
+    \b
+    Example:
+      nncompare extract 'nncompare.models:cifar_resnet(depth=20)' --weights resnet20.th \\
+          --data cifar10_test.npz --preset cifar --layers layer1.0,layer2.0 --out acts20
+    """
+    from nncompare.capture import (
+        InvalidCacheError,
+        LayerNotFoundError,
+        StaleCacheError,
+        capture,
+        default_layers,
+        list_layers,
+        resolve_layers,
+    )
+    from nncompare.cli.loading import load_model
+
+    if layers_text is not None and granularity is not None:
+        raise click.BadParameter(
+            "--granularity chooses the default layers, so it cannot go with --layers; drop "
+            "one of the two",
+            param_hint="--granularity",
+        )
+    patterns = _split(layers_text)
+    net = load_model(model, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules)
+    if patterns is not None:
+        try:
+            resolve_layers(net, patterns)
+        except LayerNotFoundError as exc:
+            raise click.BadParameter(str(exc), param_hint="--layers") from exc
+    inputs = prepare_inputs(
+        data_path,
+        x_key=x_key,
+        models=[("MODEL", model, net)],
+        channels_last=channels_last,
+        scale=scale,
+        mean=mean,
+        std=std,
+        preset=preset,
+    )
+    _echo_lines(inputs.lines)
+    x = inputs.x
+    _check_runs(net, x[:2], what=f"MODEL {model}", option=f"--data {Path(data_path).name}")
+    if patterns is None:
+        chosen = default_layers(net, granularity=granularity or "blocks")
+        ran = {info.name for info in list_layers(net, x[:2]) if info.output_shapes}
+        layers = [name for name in chosen if name in ran] or chosen
+        click.echo(
+            f"layers: {len(layers)} {granularity or 'blocks'} of the model (the default; "
+            "choose with --layers)"
+        )
+    else:
+        layers = resolve_layers(net, patterns, sample_input=x[:2])
+    out = Path(out_dir)
+    _check_out_dir(out)
+    existed = (out / "manifest.json").is_file() and not overwrite
+    try:
+        acts = capture(
+            net,
+            x,
+            layers,
+            batch_size=batch_size,
+            progress=progress,
+            cache_dir=out,
+            max_samples=max_samples,
+            overwrite=overwrite,
+        )
+    except StaleCacheError as exc:
+        raise click.ClickException(_cli_cache_words(str(exc))) from exc
+    except (InvalidCacheError, FileExistsError) as exc:
+        raise click.ClickException(
+            f"cannot write the activations to --out {out}: {_cli_cache_words(str(exc))}"
+        ) from exc
+    assert acts is not None
+    where = out.resolve()
+    size = f"{len(acts.names)} layers × {acts.n_samples} samples"
+    if existed:
+        click.echo(
+            f"reused the existing cache of {size} (same model, layers, options and data): {where}"
+        )
+    else:
+        click.echo(f"wrote {size}: {where}")
+    width = max(len(n) for n in acts.names)
+    for name in acts.names:
+        arr = acts[name]
+        click.echo(f"  {name:<{width}}  {tuple(arr.shape)}  {arr.dtype}")
+    click.echo(
+        "conv layers are stored as torch returns them, channels first (N, C, H, W); "
+        "nncompare.capture.to_channels_last(a) gives (N, H, W, C)"
+    )
+    click.echo(
+        f"load: import nncompare as nc; acts = nc.capture.load_cache({str(where)!r}); "
+        f"acts[{acts.names[0]!r}]"
+    )
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse an --out that exists and is not an activation cache (never replaced)."""
+    import json
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise click.BadParameter(
+            f"{out} is a file; expected a directory for the activations (a new one, or an "
+            "existing nncompare activation cache)",
+            param_hint="--out",
+        )
+    if next(out.iterdir(), None) is None:
+        return
+    manifest = out / "manifest.json"
+    try:
+        fmt = json.loads(manifest.read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt != "nncompare.activations":
+        raise click.BadParameter(
+            f"{out} exists and is not an nncompare activation cache (no valid "
+            "manifest.json), so nothing is written there, even with --overwrite: choose a "
+            "new directory",
+            param_hint="--out",
+        )
+
+
+def _cli_cache_words(message: str) -> str:
+    """The cache errors' Python wording (cache_dir=, overwrite=True) in command-line terms."""
+    flat = " ".join(message.split())
+    return (
+        flat.replace("pass overwrite=True to replace it", "pass --overwrite to replace it")
+        .replace("capture(..., overwrite=True)", "--overwrite")
+        .replace("choose another cache_dir", "choose another --out")
+    )
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -372,6 +623,14 @@ def _split(text: str | None) -> list[str] | None:
     if not parts:
         raise click.BadParameter("expected at least one layer name or pattern")
     return parts
+
+
+def _label(text: str | None, option: str) -> str | None:
+    if text is None:
+        return None
+    if not text.strip():
+        raise click.BadParameter("expected a non-empty label", param_hint=option)
+    return text.strip()
 
 
 def _short(spec: str, weights: str | None) -> str:
