@@ -112,6 +112,8 @@ def test_model_without_submodules_is_refused():
 def test_analyses_default_layers_forwards_to_capture():
     from nncompare.analyses import default_layers as from_analyses
 
+    assert nc.capture.default_layers is default_layers  # public as nc.capture.default_layers
+
     net = cifar_resnet(20)
     assert from_analyses(net) == ["relu", *_blocks(3, 3), "avgpool", "linear"]
     assert from_analyses(net, "leaves") == default_layers(net, "leaves")
