@@ -534,3 +534,34 @@ def test_figure_formats(runner, small):
         "Error: Invalid value for --formats: expected a comma-separated subset of png, pdf, "
         "svg such as png,pdf; got 'png,jpg' (unknown: jpg)"
     )
+
+
+def test_real_process_data_error_is_one_line_and_debug_shows_the_cause(data):
+    import os
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    env.pop("NNCOMPARE_DEBUG", None)
+    args = [sys.executable, "-m", "nncompare.cli.main"]
+    command = ["compare", SMALL3, SMALL3, "--data", str(data["nhwc_u8"]), "--channels-first"]
+    proc = subprocess.run(
+        [*args, *command], cwd=data["dir"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (
+        "Error: cannot use the inputs in --data nhwc_u8.npz: images of shape (120, 8, 8, 3) "
+        "read as NCHW have 8 channels, but the model expects 3. If they are NHWC, say so "
+        "(--channels-last).\n"
+    )
+    proc = subprocess.run(
+        [*args, "--debug", *command],
+        cwd=data["dir"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
+    assert "in prepare_images" in proc.stderr

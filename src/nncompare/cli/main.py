@@ -441,7 +441,11 @@ def compare(
     type=click.Path(file_okay=False),
     help="Cache directory to create (atomically); an existing cache of the same capture is reused.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing cache at --out.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing activation cache at --out (nothing else is ever replaced).",
+)
 @click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
 @click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
 @click.option("--progress/--no-progress", default=True)
