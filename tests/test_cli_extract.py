@@ -120,7 +120,7 @@ def test_rerun_reuses_and_a_different_capture_needs_overwrite(runner, setup):
     assert runner.invoke(cli, [*args, "--layers", "fc"]).exit_code == 0
     res = runner.invoke(cli, [*args, "--layers", "fc"])
     assert res.exit_code == 0, res.output
-    assert "reused the existing cache of 1 layers × 70 samples (same model, layers, options " in (
+    assert "reused the existing cache of 1 layer × 70 samples (same model, layers, options " in (
         res.output
     )
     line = _error(runner.invoke(cli, [*args, "--layers", "relu1"]))

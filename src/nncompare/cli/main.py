@@ -561,7 +561,8 @@ def extract(
         ) from exc
     assert acts is not None
     where = out.resolve()
-    size = f"{len(acts.names)} layers × {acts.n_samples} samples"
+    n_layers = len(acts.names)
+    size = f"{n_layers} layer{'' if n_layers == 1 else 's'} × {acts.n_samples} samples"
     if existed:
         click.echo(
             f"reused the existing cache of {size} (same model, layers, options and data): {where}"
