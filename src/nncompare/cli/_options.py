@@ -40,7 +40,7 @@ DFT_DEFAULT_MEASURES: tuple[str, ...] = ("cca", "svcca")
 PRESETS: tuple[str, ...] = ("cifar",)
 
 # Arguments of the measure functions that are not measure options on the command line.
-_NOT_OPTIONS = {"X", "Y", "conv"}
+_NOT_OPTIONS = {"X", "Y", "conv", "layout"}  # layout: compare_models knows the captured one
 _FIGURE_FORMATS = ("png", "pdf", "svg")  # nncompare.plot._export.FIGURE_FORMATS (no import)
 
 
