@@ -587,8 +587,12 @@ def test_cache_round_trip(tmp_path):
     assert isinstance(disk, CapturedActivations) and disk.path == path
     assert disk.names == mem.names and disk.shapes == mem.shapes
     for name in mem:
-        assert isinstance(disk[name], np.memmap)
-        np.testing.assert_array_equal(disk[name], mem[name])
+        # memory-mapped: conv layers are a LayoutArray view of the memmap (channels-first tag)
+        arr = disk[name]
+        assert isinstance(arr, np.memmap) or isinstance(arr.base, np.memmap)
+        assert not arr.flags.writeable
+        np.testing.assert_array_equal(arr, mem[name])
+    assert disk["conv"].layout == "NCHW" and not hasattr(disk["fc"], "layout")
     loaded = load_cache(path, model=model)
     np.testing.assert_array_equal(loaded["conv"], mem["conv"])
     manifest = json.loads((path / "manifest.json").read_text())

@@ -232,19 +232,27 @@ def batches(n, seed):  # a generator: the data themselves never sit in memory
 def peak_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-n = int(sys.argv[1])
+n, measures = int(sys.argv[1]), sys.argv[2].split(",")
 torch.manual_seed(0)
 a, b = MLP(64, (256,), 10), MLP(64, (256,), 10)
 kw = dict(layers_a=["relu1", "fc2"], layers_b=["relu1", "fc2"], batch_size=250)
-nc.compare_models(a, b, batches(2000, 0), measures=["cka", "cca"], **kw)  # imports, caches
-nc.compare_models(a, b, batches(n // 5, 1), measures=["cka", "cca"], **kw)  # the reference
-before = peak_kib()
-nc.compare_models(a, b, batches(n, 2), measures=["cka", "cca"], **kw)
-streamed = peak_kib()
-nc.compare_models(a, b, batches(n, 2), measures=["cka_debiased"], **kw)
-kept = peak_kib()
-print(json.dumps({"streaming": streamed - before, "kept": kept - streamed}))
+nc.compare_models(a, b, batches(2000, 0), measures=measures, **kw)  # imports, caches
+df = nc.compare_models(a, b, batches(n, 2), measures=measures, **kw)
+assert df["error"].isna().all(), df["error"].tolist()
+print(json.dumps({"peak_kib": peak_kib()}))
 """
+
+
+def _peak_kib(n: int, measures: str) -> int:
+    """Peak RSS of a fresh process that runs compare_models over n generated samples."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(n), measures],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"])
 
 
 @pytest.mark.slow
@@ -254,16 +262,11 @@ def test_compare_models_memory_does_not_grow_with_n():
     compare_models over 30k samples stays at that of a 6k-sample run: the activations,
     266 float64 features x 2 models = 4.3 kB per sample (100 MiB for the extra 24k), are
     not kept. Control: cka_debiased, which keeps them by design, shows the probe sees them."""
-    out = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, "30000"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    growth_kib = json.loads(out.stdout.strip().splitlines()[-1])
-    assert growth_kib["streaming"] < 24 * 1024, growth_kib
-    assert growth_kib["kept"] > 64 * 1024, growth_kib
+    small, large = _peak_kib(6000, "cka,cca"), _peak_kib(30000, "cka,cca")
+    kept = _peak_kib(30000, "cka_debiased")
+    growth = {"streaming": large - small, "kept": kept - large}
+    assert growth["streaming"] < 24 * 1024, growth
+    assert growth["kept"] > 64 * 1024, growth
 
 
 @pytest.mark.shared

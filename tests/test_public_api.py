@@ -14,6 +14,8 @@ import nncompare as nc
 
 PUBLIC = [
     "JointMoments",
+    "LayoutArray",
+    "LayoutWarning",
     "MinibatchCKA",
     "Moments",
     "SpectralMoments",
@@ -77,7 +79,9 @@ MODULES = {
     "analyses", "capture", "data", "demo", "measures", "models", "plot", "report", "stats",
     "training",
 }  # fmt: skip
-CLASSES = {"JointMoments", "MinibatchCKA", "Moments", "SpectralMoments"}
+CLASSES = {
+    "JointMoments", "LayoutArray", "LayoutWarning", "MinibatchCKA", "Moments", "SpectralMoments",
+}  # fmt: skip
 
 
 def test_every_public_name_is_the_documented_object():
@@ -112,6 +116,9 @@ def test_measure_signatures():
         assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params[:2]), name
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:]), name
         assert all(p.default is not inspect.Parameter.empty for p in params[2:]), name
+        if info.input == "activations":  # every conv= comes with layout= (channels first/last)
+            names = [p.name for p in params]
+            assert "conv" in names and "layout" in names, name
 
 
 def test_registry_pinned_and_functions_exported():

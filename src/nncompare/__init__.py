@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "rdm": "nncompare.measures.rsa",
     "similarity": "nncompare.measures._registry",
     "reshape_conv": "nncompare.measures.conv",
+    "LayoutArray": "nncompare._layout",
+    "LayoutWarning": "nncompare._layout",
     # streaming statistics
     "Moments": "nncompare.stats",
     "JointMoments": "nncompare.stats",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._array import as_array, to_numpy
+from nncompare._layout import resolve_layout, to_channels_last_if
 from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
@@ -107,8 +108,13 @@ def parse_measures(
     return out
 
 
-def _as_matrix(name: str, arr: Any, conv: str | None) -> Any:
+def _as_matrix(name: str, arr: Any, conv: str | None, layout: str | None = None) -> Any:
+    lay = None
+    if getattr(arr, "ndim", 0) > 2:
+        lay = resolve_layout(arr, layout, name=f"layer {name!r}")
     arr = as_array(arr, name=name)
+    if lay is not None:
+        arr = to_channels_last_if(arr, lay)  # from here on every conv layer is channels last
     if arr.ndim > 2:
         if conv is None:
             raise ValueError(
@@ -118,7 +124,7 @@ def _as_matrix(name: str, arr: Any, conv: str | None) -> Any:
         if conv != "dft":
             from nncompare.measures.conv import reshape_conv
 
-            return reshape_conv(arr, conv)
+            return reshape_conv(arr, conv, layout="NHWC")  # channels last by now
     elif arr.ndim == 1:
         arr = arr[:, None]
     return arr
@@ -130,6 +136,7 @@ def pairwise(
     *,
     measures: Sequence[str] | Mapping[str, Mapping[str, Any]] | str = ("cka", "cca"),
     conv: str | None = None,
+    layout: str | None = None,
     keep_results: bool = False,
     errors: str = "record",
 ) -> GridResult:
@@ -148,6 +155,10 @@ def pairwise(
     conv : {None, "samples", "flatten", "mean", "dft"}
         Reshape policy for convolutional activations; with "samples" all layers must share a
         spatial size; "dft" is evaluated pair by pair for the CCA family.
+    layout : {None, "NHWC", "NCHW"}
+        Where the channels of convolutional layers are; None reads each array's tag
+        (:class:`nncompare.LayoutArray`, e.g. from :func:`nncompare.capture`), else channels
+        last (see :func:`nncompare.reshape_conv`).
     keep_results : bool
         Keep every full result object (canonical correlations ...) in ``GridResult.results``.
     errors : {"record", "raise"}
@@ -167,8 +178,12 @@ def pairwise(
     acts_b_ = acts_a if same else acts_b
     if not isinstance(acts_b_, Mapping) or not acts_b_:
         raise TypeError("acts_b must be a non-empty mapping {layer_name: activations}.")
-    mats_a = {str(k): _as_matrix(str(k), v, conv) for k, v in acts_a.items()}
-    mats_b = mats_a if same else {str(k): _as_matrix(str(k), v, conv) for k, v in acts_b_.items()}
+    mats_a = {str(k): _as_matrix(str(k), v, conv, layout) for k, v in acts_a.items()}
+    mats_b = (
+        mats_a
+        if same
+        else {str(k): _as_matrix(str(k), v, conv, layout) for k, v in acts_b_.items()}
+    )
     n_set = {int(v.shape[0]) for v in (*mats_a.values(), *mats_b.values())}
     if len(n_set) != 1:
         sizes = {k: int(v.shape[0]) for k, v in {**mats_a, **mats_b}.items()}

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncompare._layout import LayoutArray, layout_of
 from nncompare._version import __version__
 from nncompare.capture._errors import InvalidCacheError, LayerNotFoundError, StaleCacheError
 
@@ -84,6 +85,10 @@ class CapturedActivations(Mapping[str, np.ndarray]):
         Cache directory the arrays come from, if any.
     manifest : dict or None
         The cache manifest, if any.
+    layout : {"NCHW", "NHWC"}, default "NCHW"
+        Layout of the arrays with spatial axes (torch's channels first after a capture).
+        Those arrays are returned as :class:`nncompare.LayoutArray` tagged with it, so the
+        measures read them correctly without ``layout=``.
 
     Attributes
     ----------
@@ -104,8 +109,17 @@ class CapturedActivations(Mapping[str, np.ndarray]):
         *,
         path: str | os.PathLike[str] | None = None,
         manifest: dict[str, Any] | None = None,
+        layout: str = "NCHW",
     ) -> None:
-        self._arrays = dict(arrays)
+        # Convolutional activations keep torch's channels-first layout and say so: the
+        # measures read the tag (nncompare.LayoutArray), so nc.cka(acts[a], acts[b],
+        # conv="mean") reads them correctly.
+        self._arrays = {
+            k: LayoutArray(v, layout)
+            if isinstance(v, np.ndarray) and v.ndim >= 3 and layout_of(v) is None
+            else v
+            for k, v in dict(arrays).items()
+        }
         if not self._arrays:
             raise ValueError("Expected activations for at least one layer, got none.")
         counts = {}

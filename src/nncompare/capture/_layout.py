@@ -7,6 +7,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from nncompare._layout import LayoutArray, layout_of
+
 __all__ = ["to_channels_last"]
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
@@ -26,7 +28,9 @@ def to_channels_last(a: ArrayT) -> ArrayT:
     -------
     numpy.ndarray or torch.Tensor
         Same type as ``a``, shape ``(n, l, c)`` / ``(n, h, w, c)`` /
-        ``(n, d, h, w, c)``. This is a view, not a copy; call
+        ``(n, d, h, w, c)``; numpy results are :class:`nncompare.LayoutArray` tagged
+        ``"NHWC"`` (an array already tagged ``"NHWC"`` is returned as it is). This is a
+        view, not a copy; call
         ``np.ascontiguousarray`` or ``.contiguous()`` if contiguous memory is needed.
 
     Raises
@@ -42,7 +46,12 @@ def to_channels_last(a: ArrayT) -> ArrayT:
                 f"Expected activations of shape (n, c, ...) with at least 2 dimensions, "
                 f"got shape {a.shape}."
             )
-        return a if a.ndim == 2 else np.moveaxis(a, 1, -1)
+        if a.ndim == 2:
+            return a
+        tag = layout_of(a)
+        if tag == "NHWC":
+            return a  # already channels last
+        return LayoutArray(np.moveaxis(np.asarray(a), 1, -1), "NHWC")
     if isinstance(a, torch.Tensor):
         if a.ndim < 2:
             raise ValueError(

@@ -193,6 +193,7 @@ def cca(
     Y: Any = None,
     *,
     conv: str | None = None,
+    layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
 ) -> CCAResult:
     """Canonical correlation analysis; value = mean canonical correlation.
@@ -209,6 +210,11 @@ def cca(
     conv : {None, "samples", "flatten", "mean", "dft"}
         How convolutional activations (N, H, W, C) are turned into matrices; see
         :func:`nncompare.reshape_conv`. ``"dft"`` runs the exact block-diagonal DFT path.
+    layout : {None, "NHWC", "NCHW"}
+        Where the channels of convolutional activations are. None: the array's own tag
+        (:class:`nncompare.LayoutArray`; :func:`nncompare.capture` tags its output "NCHW"),
+        else channels last, with a :class:`nncompare.LayoutWarning` when the shape looks
+        channels first.
     rtol : float, default 1e-10
         Relative eigenvalue cut-off defining the numerical rank.
 
@@ -237,8 +243,8 @@ def cca(
     if conv == "dft":
         from nncompare.measures.conv import dft_cca
 
-        return dft_cca(X, Y, rtol=rtol)
-    m = to_moments(X, Y, conv=conv, measure="cca")
+        return dft_cca(X, Y, rtol=rtol, layout=layout)
+    m = to_moments(X, Y, conv=conv, layout=layout, measure="cca")
     core = _core(m, rtol, "cca", want_vectors=False)
     xp = m.xp
     k = core.k
@@ -258,7 +264,12 @@ def cca(
 
 
 def cca_r2(
-    X: Any, Y: Any = None, *, conv: str | None = None, rtol: float = DEFAULT_RTOL
+    X: Any,
+    Y: Any = None,
+    *,
+    conv: str | None = None,
+    layout: str | None = None,
+    rtol: float = DEFAULT_RTOL,
 ) -> CCAResult:
     """Mean squared canonical correlation, R²_CCA (Kornblith et al. 2019, Section 4).
 
@@ -270,7 +281,7 @@ def cca_r2(
     by the ranks, which equals it for full-rank inputs and stays meaningful otherwise.
     """
     rtol = _validate_rtol(rtol)
-    base = cca(X, Y, conv=conv, rtol=rtol)
+    base = cca(X, Y, conv=conv, layout=layout, rtol=rtol)
     rho = base.rho if conv != "dft" else None
     if conv == "dft":
         import numpy as np
@@ -367,6 +378,7 @@ def svcca(
     variance: float | None = 0.99,
     dims: int | tuple[int, int] | None = None,
     conv: str | None = None,
+    layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
 ) -> SVCCAResult:
     """Singular Vector CCA (Raghu et al. 2017, Section 2); value = mean canonical correlation.
@@ -416,8 +428,10 @@ def svcca(
     if conv == "dft":
         from nncompare.measures.conv import dft_cca
 
-        return dft_cca(X, Y, rtol=rtol, variance=variance, dims=(dx, dy) if dx else None)
-    m = to_moments(X, Y, conv=conv, measure="svcca")
+        return dft_cca(
+            X, Y, rtol=rtol, variance=variance, dims=(dx, dy) if dx else None, layout=layout
+        )
+    m = to_moments(X, Y, conv=conv, layout=layout, measure="svcca")
     xp = m.xp
     # PCA is invariant to isotropic scaling only: work in units of each side's largest scale
     txx, tyy, txy = m.normalized()
@@ -483,6 +497,7 @@ def pwcca(
     convention: str = "paper",
     symmetric: bool = False,
     conv: str | None = None,
+    layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
     epsilon: float = 0.0,
 ) -> PWCCAResult:
@@ -526,7 +541,7 @@ def pwcca(
             "pwcca does not support conv='dft' (projection weights need the neuron basis, "
             "which the DFT mixes). Use conv='mean', 'samples' or 'flatten'."
         )
-    m = to_moments(X, Y, conv=conv, measure="pwcca")
+    m = to_moments(X, Y, conv=conv, layout=layout, measure="pwcca")
     xp = m.xp
     if convention == "google":
         if symmetric:

@@ -76,7 +76,7 @@ def _positive(name: str, value: Any) -> float:
     return v
 
 
-def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
+def cka(X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = None) -> CKAResult:
     """Linear CKA (Kornblith et al. 2019, eq. 4 with a linear kernel; the RV coefficient).
 
     .. math:: \\mathrm{CKA}(X, Y) = \\frac{\\|X_c^T Y_c\\|_F^2}
@@ -88,6 +88,11 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
     Y : array (n, d2) or None
     conv : {None, "samples", "flatten", "mean"}
         Reshape policy for convolutional activations (:func:`nncompare.reshape_conv`).
+    layout : {None, "NHWC", "NCHW"}
+        Where the channels of convolutional activations are. None: the array's own tag
+        (:class:`nncompare.LayoutArray`; :func:`nncompare.capture` tags its output "NCHW"),
+        else channels last, with a :class:`nncompare.LayoutWarning` when the shape looks
+        channels first.
 
     Returns
     -------
@@ -105,11 +110,11 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
     # features (equal up to rounding) are exactly zero. hsic_* are reported in the data's
     # units (they over/underflow beyond about 1e+-75; the value does not).
     if isinstance(X, Moments):
-        m = to_moments(X, Y, conv=conv, measure="cka", min_samples=3)
+        m = to_moments(X, Y, conv=conv, layout=layout, measure="cka", min_samples=3)
         xp, n, form = m.xp, m.n, "feature space (from moments)"
         hxy, hxx, hyy, gx, gy = _linear_hsics(m)
     else:
-        X, Y = prepare_pair(X, Y, conv=conv, min_samples=3, measure="cka")
+        X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="cka")
         n, d1 = X.shape
         d2 = Y.shape[1]
         xp = namespace(X, Y)
@@ -147,7 +152,9 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
     )
 
 
-def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult:
+def cka_debiased(
+    X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = None
+) -> CKAResult:
     """Linear CKA with the unbiased HSIC estimator (Kornblith et al. 2019, ``debiased=True``).
 
     With K = Xc Xcᵀ, L = Yc Ycᵀ, a_i = K_ii, b_i = L_ii and n samples, each HSIC term is
@@ -166,7 +173,7 @@ def cka_debiased(X: Any, Y: Any = None, *, conv: str | None = None) -> CKAResult
             "cka_debiased needs per-sample squared norms, which Moments do not hold; pass the "
             "arrays, or use nc.MinibatchCKA for streaming (unbiased HSIC averaged over batches)."
         )
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4, measure="cka_debiased")
+    X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=4, measure="cka_debiased")
     xp = namespace(X, Y)
     n = int(X.shape[0])
     d1, d2 = X.shape[1], Y.shape[1]
@@ -243,6 +250,7 @@ def cka_rbf(
     threshold: float = 1.0,
     debiased: bool = False,
     conv: str | None = None,
+    layout: str | None = None,
 ) -> CKAResult:
     """CKA with Gaussian (RBF) kernels, bandwidth relative to the median distance.
 
@@ -272,7 +280,9 @@ def cka_rbf(
         )
     if conv == "dft":
         raise ValueError("cka_rbf does not support conv='dft'.")
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=4 if debiased else 3, measure="cka_rbf")
+    X, Y = prepare_pair(
+        X, Y, conv=conv, layout=layout, min_samples=4 if debiased else 3, measure="cka_rbf"
+    )
     xp = namespace(X, Y)
     n = int(X.shape[0])
     from nncompare.measures import _kernels as kern

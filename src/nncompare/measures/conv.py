@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._array import Array, as_array, harmonize, namespace, to_numpy
+from nncompare._layout import resolve_layout, to_channels_last_if
 from nncompare._validation import check_finite, check_option
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
@@ -52,26 +53,33 @@ def _check_conv(X: Array, name: str) -> None:
         hint = " It is already 2-D: drop conv=." if X.ndim == 2 else ""
         raise ValueError(
             f"{name} must be convolutional activations of shape (N, H, W, C) or (N, L, C), "
-            f"channels last; got shape {tuple(X.shape)}.{hint} Activations captured from "
-            "PyTorch in (N, C, H, W) layout convert with nncompare.capture.to_channels_last."
+            f"or channels first with layout='NCHW'; got shape {tuple(X.shape)}.{hint}"
         )
 
 
-def reshape_conv(X: Any, policy: str) -> Array:
-    """Turn (N, *spatial, C) activations into a (samples, features) matrix.
+def reshape_conv(X: Any, policy: str, *, layout: str | None = None) -> Array:
+    """Turn convolutional activations into a (samples, features) matrix.
 
     Parameters
     ----------
-    X : array, shape (N, H, W, C) or (N, L, C)
+    X : array, shape (N, H, W, C) or (N, L, C); channels first (N, C, H, W) / (N, C, L)
+        with ``layout="NCHW"`` or when tagged so (:class:`nncompare.LayoutArray`, as
+        returned by :func:`nncompare.capture`)
     policy : {"samples", "flatten", "mean"}
+    layout : {None, "NHWC", "NCHW"}
+        Where the channels are; None reads the array's own tag, else channels last (with a
+        :class:`nncompare.LayoutWarning` when the shape looks channels first).
 
     Returns
     -------
     array, shape (N·H·W, C), (N, H·W·C) or (N, C)
     """
     check_option("conv", policy, POLICIES)
+    lay = resolve_layout(X, layout, name="X") if getattr(X, "ndim", 0) > 2 else None
     X = as_array(X)
     _check_conv(X, "X")
+    if lay is not None:
+        X = to_channels_last_if(X, lay)
     xp = namespace(X)
     n, c = X.shape[0], X.shape[-1]
     if policy == "samples":
@@ -99,7 +107,9 @@ def _mean64(X: Array, axes: tuple[int, ...]) -> Array:
     return xp.mean(xp.astype(X, xp.float64), axis=axes)
 
 
-def reshape_pair(X: Array, Y: Array, policy: str) -> tuple[Array, Array]:
+def reshape_pair(
+    X: Array, Y: Array, policy: str, *, layout: str | None = None
+) -> tuple[Array, Array]:
     check_option("conv", policy, (*POLICIES, "dft"))
     if X.ndim == 2 and Y.ndim == 2:
         return X, Y
@@ -109,8 +119,8 @@ def reshape_pair(X: Array, Y: Array, policy: str) -> tuple[Array, Array]:
             f"got {tuple(X.shape[1:-1])} and {tuple(Y.shape[1:-1])}. Use conv='mean', "
             "conv='flatten', or conv='dft' (which crops frequencies to the smaller size)."
         )
-    X2 = reshape_conv(X, policy) if X.ndim > 2 else X
-    Y2 = reshape_conv(Y, policy) if Y.ndim > 2 else Y
+    X2 = reshape_conv(X, policy, layout=layout) if X.ndim > 2 else X
+    Y2 = reshape_conv(Y, policy, layout=layout) if Y.ndim > 2 else Y
     if policy == "samples" and (X.ndim == 2) != (Y.ndim == 2):
         raise ValueError(
             "conv='samples' needs convolutional activations on both sides; got shapes "
@@ -353,6 +363,7 @@ def dft_cca(
     rtol: float = DEFAULT_RTOL,
     variance: float | None = None,
     dims: tuple[int | None, int | None] | None = None,
+    layout: str | None = None,
 ) -> DFTCCAResult:
     """Exact CCA (or SVCCA) of convolutional activations through the DFT (Raghu et al. §3.1).
 
@@ -364,6 +375,8 @@ def dft_cca(
         When given, SVCCA: principal directions are chosen over all frequencies jointly
         (by variance fraction, or the top ``dims``), which for translation-invariant data is
         exactly the SVD step on the flattened representation.
+    layout : {None, "NHWC", "NCHW"}
+        Where the channels are (see :func:`reshape_conv`).
 
     Returns
     -------
@@ -379,9 +392,13 @@ def dft_cca(
     Conjugate frequencies (f and -f) carry identical coefficients for real inputs; both are
     counted, as in the flattened representation.
     """
+    lx = resolve_layout(X, layout, name="X") if getattr(X, "ndim", 0) > 2 else None
+    ly = resolve_layout(Y, layout, name="Y") if getattr(Y, "ndim", 0) > 2 else None
     X = as_array(X, name="X", allow_complex=True)
     Y = as_array(Y, name="Y", allow_complex=True)
     X, Y = harmonize(X, Y)
+    X = to_channels_last_if(X, lx) if lx else X
+    Y = to_channels_last_if(Y, ly) if ly else Y
     _check_conv(X, "X")
     _check_conv(Y, "Y")
     if X.ndim != Y.ndim:

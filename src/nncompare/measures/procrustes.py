@@ -55,7 +55,9 @@ def _norms(xp: Any, m: Any) -> tuple[Array, Array]:
     return tx, ty
 
 
-def procrustes(X: Any, Y: Any = None, *, conv: str | None = None) -> ProcrustesResult:
+def procrustes(
+    X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = None
+) -> ProcrustesResult:
     """Orthogonal Procrustes similarity of centred, norm-scaled data.
 
     .. math:: s(X, Y) = \\frac{\\|X_c^T Y_c\\|_*}{\\|X_c\\|_F\\,\\|Y_c\\|_F}
@@ -72,7 +74,7 @@ def procrustes(X: Any, Y: Any = None, *, conv: str | None = None) -> ProcrustesR
         ``euclidean`` = sqrt(2 - 2 value); ``rotation`` Q (d1, d2) minimising
         ‖X̃ Q - Ỹ‖_F.
     """
-    m = to_moments(X, Y, conv=conv, measure="procrustes", min_samples=3)
+    m = to_moments(X, Y, conv=conv, layout=layout, measure="procrustes", min_samples=3)
     xp = m.xp
     tx, ty = _norms(xp, m)
     U, s, Vh = xp.linalg.svd(m.normalized()[2], full_matrices=False)
@@ -111,6 +113,7 @@ def shape(
     *,
     alpha: float = 1.0,
     conv: str | None = None,
+    layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
 ) -> ShapeResult:
     """Generalised shape metric with partial whitening (Williams et al. 2021, Section 3).
@@ -133,7 +136,7 @@ def shape(
     0 < alpha < 1 results depend on the data's scale; at alpha = 0 and 1 the two agree.
     """
     alpha = check_fraction("alpha", alpha, low_open=False)
-    m = to_moments(X, Y, conv=conv, measure="shape", min_samples=3)
+    m = to_moments(X, Y, conv=conv, layout=layout, measure="shape", min_samples=3)
     xp = m.xp
     _norms(xp, m)
     if alpha == 0.0:

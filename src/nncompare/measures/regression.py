@@ -21,7 +21,12 @@ __all__ = ["lr_r2"]
 
 
 def lr_r2(
-    X: Any, Y: Any = None, *, conv: str | None = None, rtol: float = DEFAULT_RTOL
+    X: Any,
+    Y: Any = None,
+    *,
+    conv: str | None = None,
+    layout: str | None = None,
+    rtol: float = DEFAULT_RTOL,
 ) -> RegressionResult:
     """R² of the least-squares fit of Y from X (with intercept).
 
@@ -30,6 +35,11 @@ def lr_r2(
     X : array (n, d1) — the predictor — or :class:`~nncompare.Moments`
     Y : array (n, d2) — the target
     conv : {None, "samples", "flatten", "mean"}
+    layout : {None, "NHWC", "NCHW"}
+        Where the channels of convolutional activations are. None: the array's own tag
+        (:class:`nncompare.LayoutArray`; :func:`nncompare.capture` tags its output "NCHW"),
+        else channels last, with a :class:`nncompare.LayoutWarning` when the shape looks
+        channels first.
     rtol : float
         Relative eigenvalue cut-off for the numerical rank of X (minimum-norm solution).
 
@@ -44,7 +54,7 @@ def lr_r2(
     -----
     With n ≤ rank(X) + 1 the fit interpolates and R² = 1 whatever the data: this raises.
     """
-    m = to_moments(X, Y, conv=conv, measure="lr_r2")
+    m = to_moments(X, Y, conv=conv, layout=layout, measure="lr_r2")
     xp = m.xp
     # R² is invariant to per-feature scales of X (whiten the rescaled features) and to an
     # isotropic scale of Y; each target's own R² is invariant to its scale.

@@ -133,7 +133,9 @@ def _upper(xp: Any, M: Array) -> Array:
     return M[idx[:, None] < idx[None, :]]
 
 
-def rdm(X: Any, *, metric: str = "correlation", conv: str | None = None) -> Any:
+def rdm(
+    X: Any, *, metric: str = "correlation", conv: str | None = None, layout: str | None = None
+) -> Any:
     """Representational dissimilarity matrix of one layer (the RDM that :func:`rsa` compares).
 
     Parameters
@@ -145,6 +147,11 @@ def rdm(X: Any, *, metric: str = "correlation", conv: str | None = None) -> Any:
         Euclidean distance between them.
     conv : {None, "samples", "flatten", "mean"}
         Reshape policy for convolutional activations (:func:`nncompare.reshape_conv`).
+    layout : {None, "NHWC", "NCHW"}
+        Where the channels of convolutional activations are. None: the array's own tag
+        (:class:`nncompare.LayoutArray`; :func:`nncompare.capture` tags its output "NCHW"),
+        else channels last, with a :class:`nncompare.LayoutWarning` when the shape looks
+        channels first.
 
     Returns
     -------
@@ -170,7 +177,7 @@ def rdm(X: Any, *, metric: str = "correlation", conv: str | None = None) -> Any:
     if conv is not None:
         from nncompare.measures.conv import reshape_conv
 
-        X = reshape_conv(X, conv)
+        X = reshape_conv(X, conv, layout=layout)
     X = check_matrix(X, name="X", min_samples=2)
     xp = namespace(X)
     n = int(X.shape[0])
@@ -275,6 +282,7 @@ def rsa(
     rdm: str = "correlation",
     compare: str = "spearman",
     conv: str | None = None,
+    layout: str | None = None,
 ) -> Result:
     """Correlation of representational dissimilarity matrices (Kriegeskorte et al. 2008).
 
@@ -304,7 +312,7 @@ def rsa(
     """
     check_option("rdm", rdm, ("correlation", "euclidean"))
     check_option("compare", compare, ("spearman", "pearson"))
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=3, measure="rsa")
+    X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="rsa")
     xp = namespace(X, Y)
     n = int(X.shape[0])
     check_memory(
@@ -392,7 +400,13 @@ def _top_k(S: np.ndarray, k: int, tol: float) -> np.ndarray:
 
 
 def mutual_knn(
-    X: Any, Y: Any, *, k: int = 10, metric: str = "cosine", conv: str | None = None
+    X: Any,
+    Y: Any,
+    *,
+    k: int = 10,
+    metric: str = "cosine",
+    conv: str | None = None,
+    layout: str | None = None,
 ) -> Result:
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024).
 
@@ -416,7 +430,7 @@ def mutual_knn(
     """
     check_option("metric", metric, ("cosine", "euclidean"))
     k = check_positive_int("k", k)
-    X, Y = prepare_pair(X, Y, conv=conv, min_samples=3, measure="mutual_knn")
+    X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="mutual_knn")
     n = int(X.shape[0])
     if k >= n:
         raise ValueError(f"k must be smaller than the number of samples ({n}); got k={k}.")
