@@ -432,3 +432,28 @@ def test_live_writer_in_this_process_is_kept_and_marker_not_published(tmp_path):
         writer.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["layer_000.npy", "manifest.json"]
+
+
+def test_overwrite_never_deletes_a_directory_that_is_not_a_cache(tmp_path):
+    """capture(cache_dir=D, overwrite=True) replaced any existing D, e.g. a user's results
+    folder: now only an nncompare cache (or an empty directory) can be replaced."""
+    import torch
+
+    from nncompare.capture import capture
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    x = torch.randn(10, 4)
+    precious = tmp_path / "results"
+    precious.mkdir()
+    (precious / "paper.tex").write_text("do not delete")
+    with pytest.raises(FileExistsError, match=r"is a directory that is not an nncompare activation"):
+        capture(net, x, ["0"], cache_dir=precious, overwrite=True, progress=False)
+    assert (precious / "paper.tex").read_text() == "do not delete"
+    a_file = tmp_path / "file.npy"
+    a_file.write_bytes(b"x")
+    with pytest.raises(FileExistsError, match=r"is a file, not an activation cache"):
+        capture(net, x, ["0"], cache_dir=a_file, overwrite=True, progress=False)
+    cache = tmp_path / "cache"
+    capture(net, x, ["0"], cache_dir=cache, progress=False)
+    again = capture(net, 2 * x, ["0"], cache_dir=cache, overwrite=True, progress=False)
+    np.testing.assert_allclose(np.asarray(again["0"]), net(2 * x).detach().numpy(), rtol=1e-6)

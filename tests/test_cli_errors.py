@@ -271,3 +271,19 @@ def test_real_process_prints_one_line_and_debug_shows_the_traceback(tmp_path):
     proc = _run(["--debug", *args], tmp_path)
     assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
     assert "load_array_file" in proc.stderr
+
+
+def test_usage_errors_are_one_line_without_the_usage_preamble():
+    """click prints 'Usage: ...' and 'Try ... for help.' above a usage error; nncompare prints
+    the error alone, on one line, with click's usage exit code 2."""
+    from nncompare.cli.main import cli
+
+    for args, expected in [
+        (["bogus"], "Error: No such command 'bogus'."),
+        (["compare", "a", "b", "--data", "missing.npz"], "Error: Invalid value for '--data'"),
+        (["measures", "--jsn"], "Error: No such option '--jsn'. Did you mean '--json'?"),
+    ]:
+        res = CliRunner().invoke(cli, args)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2, res.output
+        assert len(lines) == 1 and lines[0].startswith(expected), res.output

@@ -68,6 +68,8 @@ def test_channel_mismatch_names_the_other_layout():
 def test_wrong_number_of_normalisation_values():
     with pytest.raises(ValueError, match=r"expected 1 or 3 mean values \(one per channel\); got 2"):
         prepare_images(_images((2, 8, 8, 3)), mean="0.5,0.5")
+    with pytest.raises(ValueError, match=r"expected 1 mean value \(one per channel\); got 3"):
+        prepare_images(np.zeros((2, 1, 8, 8), np.float32), mean="0.5,0.5,0.5")
     with pytest.raises(ValueError, match="expected positive std values"):
         prepare_images(_images((2, 8, 8, 3)), std="0.5,0,0.5")
     with pytest.raises(ValueError, match=r"comma-separated numbers such as 0\.485"):

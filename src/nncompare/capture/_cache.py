@@ -728,6 +728,34 @@ class _CacheWriter:
 # --------------------------------------------------------------------------- loading
 
 
+def check_replaceable(path: Path) -> None:
+    """Refuse to let ``overwrite=True`` replace anything but an nncompare activation cache.
+
+    An empty directory, or a directory whose ``manifest.json`` names this format (even a
+    damaged cache), may be replaced; a file, or a directory of anything else, never is.
+    """
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(
+            f"{str(path)!r} is a file, not an activation cache; overwrite=True replaces only "
+            "caches. Choose another cache_dir."
+        )
+    if next(path.iterdir(), None) is None:
+        return
+    try:
+        with open(path / MANIFEST, encoding="utf-8") as f:
+            fmt = json.load(f).get("format")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        fmt = None
+    if fmt != FORMAT_NAME:
+        raise FileExistsError(
+            f"{str(path)!r} is a directory that is not an nncompare activation cache (no "
+            f"{MANIFEST} of format {FORMAT_NAME!r}); overwrite=True replaces only caches and "
+            "never deletes other files. Choose another cache_dir, or empty it yourself."
+        )
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(

@@ -18,6 +18,7 @@ from nncompare.capture._cache import (
     _CacheWriter,
     _DataHasher,
     array_fingerprint,
+    check_replaceable,
     load_cache,
     model_fingerprint,
     new_manifest,
@@ -353,6 +354,8 @@ def capture(
             "max_samples": max_samples,
         }
         empty_dir = cache_path.is_dir() and next(cache_path.iterdir(), None) is None
+        if overwrite:
+            check_replaceable(cache_path)  # before any work: never delete what is not ours
         if cache_path.exists() and not empty_dir and not overwrite:
             cached = load_cache(cache_path)  # verifies the checksums
             cached_manifest = cached.manifest or {}

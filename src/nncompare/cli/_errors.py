@@ -43,8 +43,14 @@ class NncompareGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.Abort, click.exceptions.UsageError):
+        except (click.exceptions.Exit, click.Abort):
             raise
+        except click.exceptions.UsageError as exc:
+            # click would print a Usage: preamble and a hint above the error: one line here,
+            # with click's usage exit code (2).
+            err = _OneLineError(one_line(exc.format_message()))
+            err.exit_code = exc.exit_code
+            raise err from None
         except click.ClickException as exc:
             cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
             if _debug(ctx):

@@ -221,9 +221,8 @@ def prepare_images(
             view[caxis] = -1
         for name, v in (("mean", m), ("std", s)):
             if v is not None and v.size not in (1, n_ch):
-                raise ValueError(
-                    f"expected 1 or {n_ch} {name} values (one per channel); got {v.size}."
-                )
+                want = f"1 {name} value" if n_ch == 1 else f"1 or {n_ch} {name} values"
+                raise ValueError(f"expected {want} (one per channel); got {v.size}.")
         if m is not None:
             t = t - torch.as_tensor(m, dtype=torch.float32).reshape(view if m.size > 1 else [])
         if s is not None:

@@ -120,7 +120,7 @@ _REGISTRY: dict[str, MeasureInfo] = {
         MeasureInfo(
             "svcca",
             _CCA,
-            "CCA on the top singular directions (99% variance)",
+            "CCA on the top principal directions (default: those explaining 99% of the variance)",
             True,
             False,
             True,
