@@ -446,7 +446,7 @@ def test_overwrite_never_deletes_a_directory_that_is_not_a_cache(tmp_path):
     precious = tmp_path / "results"
     precious.mkdir()
     (precious / "paper.tex").write_text("do not delete")
-    with pytest.raises(FileExistsError, match=r"is a directory that is not an nncompare activation"):
+    with pytest.raises(FileExistsError, match=r"is a directory that is not an nncompare"):
         capture(net, x, ["0"], cache_dir=precious, overwrite=True, progress=False)
     assert (precious / "paper.tex").read_text() == "do not delete"
     a_file = tmp_path / "file.npy"
