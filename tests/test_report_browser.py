@@ -281,3 +281,86 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path):
         assert any("missing.png" in e for e in errors)
     finally:
         browser.close()
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_newcomer_report_from_the_readme_renders(chromium, shared_dir, tmp_path):
+    """The README's "compare two of your own models" command, literally (on a 256-image
+    subset): the report opens in Chromium with every figure decoded and no console error,
+    the vector figures are written, and the spectra's title and legend do not overlap."""
+    from click.testing import CliRunner
+
+    from nncompare import plot
+    from nncompare.cli.main import cli
+    from nncompare.report import load_results
+
+    data = shared_dir / "data"
+    ckpt = data / "akamaster_resnet_cifar10"
+    if (
+        not (ckpt / "resnet20-12fca82f.th").is_file()
+        or not (ckpt / "resnet32-d509ac18.th").is_file()
+    ):
+        pytest.skip("pretrained ResNets not in shared/")
+    out = tmp_path / "report"
+    args = [
+        "compare",
+        "nncompare.models:cifar_resnet(depth=20)",
+        "nncompare.models:cifar_resnet(depth=32)",
+        "--weights-a", str(ckpt / "resnet20-12fca82f.th"),
+        "--weights-b", str(ckpt / "resnet32-d509ac18.th"),
+        "--data", str(data / "cifar10" / "cifar10_test_exact1017.npz"),
+        "--preset", "cifar",
+        "--measure", "cka", "--measure", "svcca",
+        "--name-a", "ResNet-20", "--name-b", "ResNet-32",
+        "--title", "CIFAR-10 ResNets",
+        "--formats", "png,svg",
+        "--max-samples", "256",
+        "--no-progress",
+        "--out", str(out),
+    ]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "layout: read (1017, 32, 32, 3) as NHWC (inferred)" in res.output
+    svgs = sorted((out / "figures").glob("*.svg"))
+    assert {p.stem for p in svgs} >= {"heatmap_cka", "heatmap_svcca", "spectrum_svcca"}
+
+    df = load_results(out / "results.json")
+    fig = plot.spectrum(df, "svcca")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title, legend = fig._suptitle, fig.legends[0]
+    assert _overlap(title.get_window_extent(renderer), legend.get_window_extent(renderer)) == 0
+    assert _overlap(title.get_window_extent(renderer), fig.axes[0].get_tightbbox(renderer)) == 0
+
+    browser = DevToolsPipe(chromium, str(tmp_path / "profile"))
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        for domain in ("Page", "Runtime", "Log"):
+            browser.send(f"{domain}.enable", session=session)
+        browser.navigate((out / "report.html").resolve().as_uri(), session)
+        assert browser.evaluate("document.title", session) == "CIFAR-10 ResNets"
+        images = browser.evaluate(
+            """Promise.all(Array.from(document.images).map(img =>
+                   img.decode().then(() => true, () => false).then(ok =>
+                       [ok, img.naturalWidth, img.naturalHeight, img.alt])))""",
+            session,
+        )
+        assert len(images) >= 5
+        for ok, width, height, alt in images:
+            assert ok and width > 0 and height > 0, (alt, width, height)
+        text = browser.evaluate("document.body.textContent", session)  # incl. closed details
+        assert "ResNet-20" in text and "ResNet-32" in text and "layer2.0" in text
+        browser.drain(0.3)
+        assert console_errors(browser.events, session) == []
+    finally:
+        browser.close()
