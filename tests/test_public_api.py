@@ -18,6 +18,7 @@ PUBLIC = [
     "LayoutWarning",
     "MinibatchCKA",
     "Moments",
+    "ShapeMetric",
     "SpectralMoments",
     "__version__",
     "analyses",
@@ -47,6 +48,7 @@ PUBLIC = [
     "reshape_conv",
     "rsa",
     "shape",
+    "shape_cv",
     "similarity",
     "stats",
     "svcca",
@@ -80,7 +82,8 @@ MODULES = {
     "training",
 }  # fmt: skip
 CLASSES = {
-    "JointMoments", "LayoutArray", "LayoutWarning", "MinibatchCKA", "Moments", "SpectralMoments",
+    "JointMoments", "LayoutArray", "LayoutWarning", "MinibatchCKA", "Moments", "ShapeMetric",
+    "SpectralMoments",
 }  # fmt: skip
 
 

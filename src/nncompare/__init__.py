@@ -25,6 +25,8 @@ _LAZY: dict[str, str] = {
     "lr_r2": "nncompare.measures.regression",
     "procrustes": "nncompare.measures.procrustes",
     "shape": "nncompare.measures.procrustes",
+    "ShapeMetric": "nncompare.measures.shape_cv",
+    "shape_cv": "nncompare.measures.shape_cv",
     "bures_wasserstein": "nncompare.measures.covariance",
     "covariance_cosine": "nncompare.measures.covariance",
     "rsa": "nncompare.measures.rsa",
