@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._validation import NNCompareWarning, check_option
-from nncompare.analyses.grid import parse_measures
+from nncompare.analyses.grid import RDMCache, parse_measures
 from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
@@ -311,6 +311,7 @@ def _compute_pair(
     measure: str,
     opts: dict[str, Any],
     arrays: Any,
+    rdm_cache: RDMCache | None = None,
 ) -> Any:
     from nncompare.measures._registry import compute
 
@@ -324,7 +325,40 @@ def _compute_pair(
         return _dft_measure(stream, key_a, key_b, measure, opts)
     if info.streaming:
         return compute(stream.groups[ga].pair(key_a, key_b), None, measure, **opts)
+    if measure == "rsa" and rdm_cache is not None:  # each layer's RDM and ranks once
+        from nncompare.measures.rsa import rsa_cached
+
+        return rsa_cached(
+            arrays(key_a), arrays(key_b), keys=(key_a, key_b), cache=rdm_cache, **opts
+        )
     return compute(arrays(key_a), arrays(key_b), measure, **opts)
+
+
+def _dft_options(measure: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`dft_cca_from_comoments` for ``measure``'s options,
+    each value checked as the measure itself checks it (``nc.svcca(..., conv="dft")``).
+
+    Option names were checked by :func:`parse_measures` (every option of cca, cca_r2 and
+    svcca has a meaning on the DFT path).
+    """
+    from nncompare._validation import check_fraction, check_positive_int
+    from nncompare.measures._linalg import DEFAULT_RTOL
+    from nncompare.measures.cca import _validate_rtol
+
+    kw: dict[str, Any] = {"rtol": _validate_rtol(opts.get("rtol", DEFAULT_RTOL))}
+    if measure != "svcca":
+        return kw
+    dims = opts.get("dims")
+    if dims is None:
+        kw["variance"] = check_fraction("variance", opts.get("variance", 0.99))
+    elif isinstance(dims, tuple | list):
+        if len(dims) != 2:
+            raise ValueError(f"dims must be an int or a pair (dims_x, dims_y); got {dims!r}.")
+        kw["dims"] = tuple(check_positive_int("dims", d) for d in dims)
+    else:
+        d = check_positive_int("dims", dims)
+        kw["dims"] = (d, d)
+    return kw
 
 
 def _dft_measure(stream: _Stream, ka: str, kb: str, measure: str, opts: dict[str, Any]) -> Any:
@@ -335,15 +369,9 @@ def _dft_measure(stream: _Stream, ka: str, kb: str, measure: str, opts: dict[str
             f"{measure} is not defined with conv='dft' (only {', '.join(_DFT_MEASURES)}); use "
             "conv='mean', 'samples' or 'flatten' for it."
         )
+    kw = _dft_options(measure, opts)
     t = stream.dft_target[(ka, kb)]
     cxx, cyy, cxy = stream.spectral[t].pair(ka, kb)
-    kw: dict[str, Any] = {"rtol": opts.get("rtol", 1e-10)}
-    if measure == "svcca":
-        dims = opts.get("dims")
-        if dims is not None:
-            kw["dims"] = tuple(dims) if isinstance(dims, list | tuple) else (dims, dims)
-        else:
-            kw["variance"] = opts.get("variance", 0.99)
     res = dft_cca_from_comoments(cxx, cyy, cxy, stream.n_samples, target=t, **kw)
     if measure == "cca_r2":
         r = np.asarray(res.rho)
@@ -403,6 +431,7 @@ def _evaluate_all(
     kept: dict[str, list[int]] = {}
     conventions: dict[str, Any] = {}
     mem_cache: dict[str, np.ndarray] = {}
+    rdm_cache = RDMCache()
 
     def arrays(key: str) -> np.ndarray:
         if key not in mem_cache:
@@ -421,7 +450,9 @@ def _evaluate_all(
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", NNCompareWarning)
-                    res = _compute_pair(stream, info, key_a, key_b, ga, gb, measure, opts, arrays)
+                    res = _compute_pair(
+                        stream, info, key_a, key_b, ga, gb, measure, opts, arrays, rdm_cache
+                    )
                 notes = [str(w.message) for w in caught if issubclass(w.category, NNCompareWarning)]
                 for w in caught:
                     if not issubclass(w.category, NNCompareWarning):
@@ -509,7 +540,10 @@ def compare_models(
         :func:`nncompare.capture.resolve_layers`); ``df.attrs["layer_aliases"]`` lists
         what was merged. Exact names are always kept.
     measures : list of registry names, or {name: {option: value}}
-        e.g. ``["cka", "svcca"]`` or ``{"svcca": {"variance": 0.99}, "pwcca": {}}``.
+        e.g. ``["cka", "svcca"]`` or ``{"svcca": {"variance": 0.99}, "pwcca": {}}``. An
+        option the measure does not take raises ``TypeError`` (naming the ones it does)
+        before any model runs; a bad option value gives the measure's own error in the
+        ``error`` column of its rows, with every ``conv`` policy (``"dft"`` included).
     conv : {"mean", "samples", "flatten", "dft"}
         Reshape policy for convolutional outputs (N, C, H, W): spatial mean (N, C), every
         location a sample (N·H·W, C; only pairs of equal spatial size), one feature per

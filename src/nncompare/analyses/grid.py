@@ -3,21 +3,27 @@
 The linear measures (CCA family, linear CKA, R², Procrustes, shape) need only the joint
 second moments, so the cross-products of *all* pairs come from one joint product of the
 concatenated activations (:class:`nncompare.JointMoments`), and each layer's covariance is
-decomposed once, however many partners it has. Kernel and neighbourhood measures
-(``cka_debiased``, ``cka_rbf``, ``rsa``, ``mutual_knn``) and the DFT path are evaluated pair
-by pair from the arrays.
+decomposed once, however many partners it has. Linear CKA of every pair is read off that
+joint product at once (all cross-block and per-layer Frobenius norms in one vectorised
+pass). ``rsa`` computes each layer's RDM (and its ranks) once and correlates the stored
+vectors pair by pair. The other kernel and neighbourhood measures (``cka_debiased``,
+``cka_rbf``, ``mutual_knn``) and the DFT path are evaluated pair by pair from the arrays.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nncompare._array import as_array, to_numpy
+from nncompare._array import as_array, device_of, is_torch, to_numpy, to_scalar_float
 from nncompare._layout import resolve_layout, to_channels_last_if
+from nncompare._validation import check_option, dtype_eps
 from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
@@ -90,21 +96,80 @@ class GridResult:
         return pd.DataFrame(rows)
 
 
+# options set for the whole comparison, not per measure
+_GRID_ARGUMENTS = {
+    "conv": "the conv= argument of the comparison (pairwise, compare_models, ...)",
+    "layout": "the layout= argument of nc.pairwise (compare_models knows the captured layout)",
+}
+
+
+def measure_options(name: str) -> list[str]:
+    """The options a measure takes in a comparison: its keyword arguments except X, Y,
+    conv and layout (which the comparison sets for every measure)."""
+    fn = get_measure(name).function
+    params = inspect.signature(fn).parameters.values()
+    return [
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in ("X", "Y", *_GRID_ARGUMENTS)
+    ]
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
+    accepted = measure_options(name)
+    for key in options:
+        if key in _GRID_ARGUMENTS:
+            raise TypeError(
+                f"{key!r} is not an option of {name}: set it for the whole comparison with "
+                f"{_GRID_ARGUMENTS[key]}."
+            )
+        if key not in accepted:
+            close = difflib.get_close_matches(str(key), accepted, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            listed = (
+                f"its options are {', '.join(map(repr, accepted))}"
+                if accepted
+                else "it takes no options"
+            )
+            raise TypeError(
+                f"{name} has no option {key!r}{hint}; {listed} (see help(nncompare.{name}))."
+            )
+
+
 def parse_measures(
     measures: Sequence[str] | Mapping[str, Mapping[str, Any]] | str,
 ) -> dict[str, dict[str, Any]]:
+    """``measures`` as ``{name: options}``, every name and option name checked.
+
+    Raises
+    ------
+    ValueError
+        No measure, an unknown name, or a measure of covariance matrices.
+    TypeError
+        Options that are not a mapping, or an option the measure does not take (the error
+        names the ones it does). Option *values* are checked by the measure itself.
+    """
     if isinstance(measures, str):
         measures = [measures]
     if isinstance(measures, Mapping):
-        out = {str(k): dict(v or {}) for k, v in measures.items()}
+        out = {}
+        for k, v in measures.items():
+            if v is not None and not isinstance(v, Mapping):
+                raise TypeError(
+                    f"the options of {k!r} must be a mapping {{option: value}} (or None), e.g. "
+                    f"{{'svcca': {{'variance': 0.99}}}}; got {v!r}."
+                )
+            out[str(k)] = dict(v or {})
     else:
         out = {str(m): {} for m in measures}
     if not out:
         raise ValueError("measures must name at least one measure, e.g. ['cka', 'cca'].")
-    for name in out:
+    for name, opts in out.items():
         info = get_measure(name)
         if info.input != "activations":
             raise ValueError(f"{name!r} compares covariance matrices, not activations.")
+        _check_options(name, opts)
     return out
 
 
@@ -130,6 +195,153 @@ def _as_matrix(name: str, arr: Any, conv: str | None, layout: str | None = None)
     return arr
 
 
+# ---------------------------------------------------------------------- linear CKA grid
+def cka_grid(
+    jm: JointMoments, rows: Sequence[str], cols: Sequence[str], *, upper: bool = False
+) -> np.ndarray:
+    """Linear CKA of every (row, column) pair of layers held by ``jm``; NaN where undefined.
+
+    With W the joint co-moments in units of each layer's largest feature scale (constant
+    features zero), CKA(a, b) = ‖W_ab‖²_F / (‖W_aa‖_F ‖W_bb‖_F): the numbers of
+    ``nc.cka(jm.pair(a, b))``, up to the order of the sums. The per-layer norms are formed
+    once, and every row layer's squared entries are summed over all column layers in one
+    pass and gathered into column blocks by one indicator product (no per-pair work).
+    ``upper=True`` (rows == cols) forms only the blocks on and above the diagonal and
+    mirrors them. NaN marks pairs with a layer whose every feature is constant (see
+    :func:`nncompare.cka` for the message).
+
+    Returns
+    -------
+    ndarray, shape (len(rows), len(cols)), float64
+    """
+    xp = jm.xp
+    Z = jm.zcom
+    if is_torch(Z):
+        Z = Z.detach()
+    dev = device_of(Z)
+    scale = to_numpy(jm.scale)
+    const = jm.constant()
+    names = list(dict.fromkeys([*rows, *cols]))
+    rel = np.zeros(int(Z.shape[0]))
+    slices = {}
+    for nm in names:
+        b = jm.block(nm)
+        s = slice(b.start, b.stop)
+        slices[nm] = s
+        live = scale[s][~const[s]]
+        g = float(live.max()) if live.size else 1.0
+        rel[s] = np.where(const[s], 0.0, scale[s] / g)
+    relx = xp.asarray(rel, device=dev)
+    self_h: dict[str, float] = {}
+    for nm in names:
+        s = slices[nm]
+        W = relx[s][:, None] * Z[s, s] * relx[s][None, :]
+        self_h[nm] = to_scalar_float(xp.sum(W * W))
+    # the columns of every column layer, side by side, and where each layer starts there
+    starts = [slices[c].start for c in cols]
+    stops = [slices[c].stop for c in cols]
+    offs = np.cumsum([0, *(b - a for a, b in zip(starts, stops, strict=True))])
+    contiguous = all(stops[j] == starts[j + 1] for j in range(len(cols) - 1))
+    if contiguous:
+        col_sel: Any = slice(starts[0], stops[-1])
+    else:
+        col_sel = xp.asarray(
+            np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)]),
+            device=dev,
+        )
+    indicator = np.zeros((len(cols), int(offs[-1])))
+    for j in range(len(cols)):
+        indicator[j, offs[j] : offs[j + 1]] = 1.0
+    P = xp.asarray(indicator, device=dev)
+    relc = relx[col_sel] if contiguous else xp.take(relx, col_sel)
+    H = np.zeros((len(rows), len(cols)))
+    for i, r in enumerate(rows):
+        s = slices[r]
+        first = i if upper else 0  # upper: only the column layers from this one on
+        c0 = int(offs[first])
+        block = Z[s, col_sel] if contiguous else xp.take(Z[s, :], col_sel, axis=1)
+        W = relx[s][:, None] * block[:, c0:] * relc[c0:][None, :]
+        colsum = xp.sum(W * W, axis=0)
+        H[i, first:] = to_numpy(P[first:, c0:] @ colsum)
+    if upper:
+        H = np.triu(H) + np.triu(H, 1).T
+    hr = np.array([self_h[r] for r in rows])
+    hc = np.array([self_h[c] for c in cols])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = H / np.sqrt(hr[:, None] * hc[None, :])
+    values[(hr <= 0)[:, None] | (hc <= 0)[None, :]] = np.nan
+    return values
+
+
+# ---------------------------------------------------------------------- RSA per layer
+def _rsa_cache_budget(v: Any) -> int:
+    """Bytes the stored RDM vectors may take: half the memory available beside room for the
+    n × n matrices of one more pair (as :func:`nncompare.rsa` counts them)."""
+    from nncompare.measures._kernels import RSA_N2_ARRAYS, memory_limit
+
+    limit, _ = memory_limit(v)
+    n2 = 2.0 * int(v.shape[0])  # the vector holds n(n - 1)/2 entries
+    return int(max(0.0, (limit - 2.0 * RSA_N2_ARRAYS * 8.0 * n2) / 2.0))
+
+
+class RDMCache:
+    """Per-layer RDM vectors of a grid (for :func:`nncompare.measures.rsa.rsa_cached`).
+
+    The least recently used vectors are dropped when the stored ones would exceed
+    ``budget`` bytes (default: set from the memory available when the first is stored), so a
+    grid of many layers at large n recomputes some RDMs instead of running out of memory.
+    With the grid's loop order (rows outer, columns inner) every RDM is computed once as
+    long as the column layers' vectors fit.
+    """
+
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = budget
+        self.nbytes = 0
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    @staticmethod
+    def _size(v: Any) -> int:
+        return 0 if isinstance(v, tuple) else 8 * int(v.shape[0])
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._items
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key not in self._items:
+            return default
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        size = self._size(value)
+        if self.budget is None and size:
+            self.budget = _rsa_cache_budget(value)
+        if key in self._items:
+            self.nbytes -= self._size(self._items.pop(key))
+        budget = self.budget if self.budget is not None else 0
+        while self._items and size and self.nbytes + size > budget:
+            _, old = self._items.popitem(last=False)
+            self.nbytes -= self._size(old)
+        if size <= budget:
+            self._items[key] = value
+            self.nbytes += size
+
+
+# ---------------------------------------------------------------------- precision
+def _product_dtype(mats: Sequence[Any], precision: str | None) -> str:
+    """Precision of the joint product: the inputs' own (float32 when every layer is float32
+    or narrower), unless ``precision`` says otherwise."""
+    check_option("precision", precision, (None, "float32", "float64"))
+    if precision is not None:
+        return precision
+    eps32 = float(np.finfo(np.float32).eps)
+    narrow = all(dtype_eps(m.dtype) >= eps32 for m in mats)
+    return "float32" if narrow else "float64"
+
+
 def pairwise(
     acts_a: Mapping[str, Any],
     acts_b: Mapping[str, Any] | None = None,
@@ -139,6 +351,7 @@ def pairwise(
     layout: str | None = None,
     keep_results: bool = False,
     errors: str = "record",
+    precision: str | None = None,
 ) -> GridResult:
     """Compare every layer of ``acts_a`` with every layer of ``acts_b`` (or of ``acts_a``).
 
@@ -151,7 +364,9 @@ def pairwise(
         and with ``keep_results``, whose result objects are per orientation).
     measures : list of names, or {name: {option: value}}
         Registry names (see ``nc.measures.available()``) with optional options, e.g.
-        ``{"svcca": {"variance": 0.99}, "cka": {}}``.
+        ``{"svcca": {"variance": 0.99}, "cka": {}}``. An option the measure does not take
+        raises ``TypeError`` naming the ones it does; a bad option value gives the
+        measure's own error for every pair (recorded, or raised with ``errors="raise"``).
     conv : {None, "samples", "flatten", "mean", "dft"}
         Reshape policy for convolutional activations; with "samples" all layers must share a
         spatial size; "dft" is evaluated pair by pair for the CCA family.
@@ -164,10 +379,23 @@ def pairwise(
     errors : {"record", "raise"}
         A pair whose measure is undefined (e.g. CCA with n ≤ rank) gets NaN and its message in
         ``GridResult.errors`` ("record"), or the exception propagates ("raise").
+    precision : {None, "float32", "float64"}
+        Precision of the joint product of the linear measures (the O(n D²) work). None:
+        the inputs' own, i.e. float32 when every layer is float32 (or float16/bfloat16),
+        float64 otherwise; row blocks are centred in float64, their products accumulated in
+        float64 and every decomposition is float64, so float32 products agree with
+        ``precision="float64"`` (the exact path) to about 1e-6 on well-conditioned layers.
 
     Returns
     -------
     GridResult
+
+    Notes
+    -----
+    Linear measures (``nc.measures.get(m).streaming``) come from one joint product of all
+    layers; linear CKA of every pair is evaluated from it at once (:func:`cka_grid`), the
+    others pair by pair from each layer's decomposition, done once. ``rsa`` computes every
+    layer's RDM and ranks once (:class:`RDMCache`).
     """
     if errors not in ("record", "raise"):
         raise ValueError(f"errors must be 'record' or 'raise'; got {errors!r}.")
@@ -197,11 +425,13 @@ def pairwise(
     keys_a = {a: f"a:{a}" for a in names_a}
     keys_b = keys_a if same else {b: f"b:{b}" for b in names_b}
     if streaming:
-        jm = JointMoments()
         batch = {keys_a[a]: mats_a[a] for a in names_a}
         if not same:
             batch.update({keys_b[b]: mats_b[b] for b in names_b})
+        jm = JointMoments(dtype=_product_dtype(list(batch.values()), precision))
         jm.update(batch)
+    else:
+        check_option("precision", precision, (None, "float32", "float64"))
     out = GridResult(
         names_a=names_a,
         names_b=names_b,
@@ -209,11 +439,44 @@ def pairwise(
         n_samples=n_set.pop(),
         options=spec,
     )
+    rdm_cache = RDMCache()
     for measure, opts in spec.items():
         info = get_measure(measure)
         fn = info.function
-        for i, a in enumerate(names_a):
-            for j, b in enumerate(names_b):
+
+        def cell(i: int, j: int, fn: Any = fn, measure: str = measure, opts: Any = opts) -> None:
+            a, b = names_a[i], names_b[j]
+            try:
+                if measure in streaming:
+                    res = fn(jm.pair(keys_a[a], keys_b[b]), **opts)
+                elif measure == "rsa" and conv != "dft":
+                    from nncompare.measures.rsa import rsa_cached
+
+                    res = rsa_cached(
+                        mats_a[a], mats_b[b], keys=(keys_a[a], keys_b[b]), cache=rdm_cache, **opts
+                    )
+                else:
+                    extra = {"conv": conv} if conv == "dft" else {}
+                    res = fn(mats_a[a], mats_b[b], **opts, **extra)
+            except ValueError as exc:
+                if errors == "raise":
+                    raise
+                out.errors[(measure, a, b)] = str(exc)
+                return
+            out.values[measure][i, j] = float(res)
+            if keep_results:
+                out.results[(measure, a, b)] = res
+
+        if measure == "cka" and measure in streaming and not keep_results and jm.n >= 3:
+            vals = cka_grid(
+                jm, [keys_a[a] for a in names_a], [keys_b[b] for b in names_b], upper=same
+            )
+            out.values[measure][...] = vals
+            for i, j in zip(*np.nonzero(np.isnan(vals)), strict=True):
+                cell(int(i), int(j))  # an undefined pair: its own message (or the error)
+            continue
+        for i in range(len(names_a)):
+            for j in range(len(names_b)):
                 # A symmetric measure's value is mirrored from the cell computed above the
                 # diagonal. Not its error (the message names X or Y, i.e. an orientation),
                 # nor kept results (directions, ranks ... are per side): those cells are
@@ -227,20 +490,7 @@ def pairwise(
                 ):
                     out.values[measure][i, j] = out.values[measure][j, i]
                     continue
-                try:
-                    if measure in streaming:
-                        res = fn(jm.pair(keys_a[a], keys_b[b]), **opts)
-                    else:
-                        extra = {"conv": conv} if conv == "dft" else {}
-                        res = fn(mats_a[a], mats_b[b], **opts, **extra)
-                except ValueError as exc:
-                    if errors == "raise":
-                        raise
-                    out.errors[(measure, a, b)] = str(exc)
-                    continue
-                out.values[measure][i, j] = float(res)
-                if keep_results:
-                    out.results[(measure, a, b)] = res
+                cell(i, j)
     return out
 
 
@@ -257,7 +507,8 @@ def grid_from_moments(
     """A grid of streaming measures from accumulated joint moments (no arrays needed).
 
     ``names_a``/``names_b`` are block names in ``jm``; ``labels_*`` rename them in the result.
-    Non-streaming measures raise ``ValueError``.
+    Non-streaming measures raise ``ValueError``. Linear CKA of all pairs is evaluated at
+    once (:func:`cka_grid`).
     """
     spec = parse_measures(measures)
     for m in spec:
@@ -277,14 +528,24 @@ def grid_from_moments(
     )
     for measure, opts in spec.items():
         fn = get_measure(measure).function
-        for i, a in enumerate(names_a):
-            for j, b in enumerate(names_b):
-                try:
-                    res = fn(jm.pair(a, b), **opts)
-                except ValueError as exc:
-                    out.errors[(measure, la[i], lb[j])] = str(exc)
-                    continue
-                out.values[measure][i, j] = float(res)
-                if keep_results:
-                    out.results[(measure, la[i], lb[j])] = res
+
+        def cell(i: int, j: int, fn: Any = fn, measure: str = measure, opts: Any = opts) -> None:
+            try:
+                res = fn(jm.pair(names_a[i], names_b[j]), **opts)
+            except ValueError as exc:
+                out.errors[(measure, la[i], lb[j])] = str(exc)
+                return
+            out.values[measure][i, j] = float(res)
+            if keep_results:
+                out.results[(measure, la[i], lb[j])] = res
+
+        if measure == "cka" and not keep_results and jm.n >= 3:
+            vals = cka_grid(jm, list(names_a), list(names_b))
+            out.values[measure][...] = vals
+            for i, j in zip(*np.nonzero(np.isnan(vals)), strict=True):
+                cell(int(i), int(j))
+            continue
+        for i in range(len(names_a)):
+            for j in range(len(names_b)):
+                cell(i, j)
     return out

@@ -468,3 +468,81 @@ def mutual_knn(
             "note": "similarities within rounding of the k-th are tied; ties broken by index",
         },
     )
+
+
+# ------------------------------------------------------------------ RSA of a layer grid
+def rsa_cached(
+    X: Any,
+    Y: Any,
+    *,
+    keys: tuple[Any, Any],
+    cache: Any,
+    rdm: str = "correlation",
+    compare: str = "spearman",
+) -> Result:
+    """:func:`rsa` of two 2-D layers, each layer's RDM vector computed once and reused.
+
+    For layer grids (:func:`nncompare.pairwise`, :func:`nncompare.compare_models`): the
+    upper-triangle RDM entries of a layer (ranked with the tie rule of :func:`rsa` for
+    ``compare="spearman"``) are stored in the mapping ``cache`` under its key in ``keys``
+    (one per argument; the same key must always mean the same data), and every pair is a
+    correlation of two stored vectors. Value, conventions and errors are exactly those of
+    ``rsa(X, Y, rdm=rdm, compare=compare)``; an undefined RDM is stored as its message.
+    Each vector holds n(n - 1)/2 float64: ``cache`` may evict entries to bound memory.
+    """
+    check_option("rdm", rdm, ("correlation", "euclidean"))
+    check_option("compare", compare, ("spearman", "pearson"))
+    X, Y = prepare_pair(X, Y, conv=None, layout=None, min_samples=3, measure="rsa")
+    xp = namespace(X, Y)
+    n = int(X.shape[0])
+    check_memory(
+        X,
+        measure="rsa",
+        n_bytes=RSA_N2_ARRAYS * 8.0 * n * n,
+        what="two float64 n × n dissimilarity matrices and their ranks",
+        alternative=SUBSAMPLE_HINT.replace("choice(n,", f"choice({n},"),
+    )
+    vecs = []
+    for label, A, key in (("X", X, keys[0]), ("Y", Y, keys[1])):
+        ck = (key, rdm, compare, type(A).__module__, str(A.dtype), n)
+        v = cache.get(ck)
+        if isinstance(v, tuple) and v[0] == label:  # this layer's RDM is undefined
+            raise ValueError(v[1])
+        if v is None or isinstance(v, tuple):
+            try:
+                M, tol, _ = _dissimilarity(xp, A, rdm, label=label, measure="rsa")
+                v = _upper(xp, M)
+                del M
+                vd = v.detach() if is_torch(v) else v
+                if to_scalar_float(xp.max(vd)) - to_scalar_float(xp.min(vd)) <= tol:
+                    raise ValueError(
+                        f"rsa is undefined: the RDM of {label} is constant (all pairwise "
+                        "dissimilarities equal, up to rounding), so it cannot be correlated. "
+                        "Check the layer or use the other rdm= option."
+                    )
+            except ValueError as exc:
+                cache[ck] = (label, str(exc))
+                raise
+            if compare == "spearman":
+                v = _rank(xp, v, tol)
+            elif rdm == "euclidean":
+                v = _safe_sqrt(xp, v)
+            cache[ck] = v
+        vecs.append(v)
+    value = _pearson(xp, vecs[0], vecs[1])
+    if compare == "spearman":
+        value = _refuse_gradient(value, (X, Y), SPEARMAN_NO_GRADIENT)
+    return Result(
+        measure="rsa",
+        value=value,
+        n_samples=n,
+        conventions={
+            "rdm": rdm,
+            "compare": compare,
+            "entries": "upper triangle, i < j",
+            "ties": "average ranks; dissimilarities within rounding (8(d+2) eps relative) tie"
+            if compare == "spearman"
+            else None,
+            "conv": None,
+        },
+    )
