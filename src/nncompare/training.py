@@ -18,7 +18,6 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from nncompare._io import atomic_write
 
 __all__ = ["EpochStats", "TrainResult", "evaluate", "save_state_dict", "train"]
 
@@ -238,20 +239,8 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
     pathlib.Path
         ``path``.
     """
-    path = Path(path)
     plain = {key: value.detach().to("cpu") for key, value in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(plain, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(plain, handle))
 
 
 def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:

@@ -40,6 +40,7 @@ from typing import Any
 
 import click
 
+from nncompare._io import state_dict_from
 from nncompare.cli._archives import (
     TRUST_HINT,
     UnsafeModelFileError,
@@ -348,23 +349,11 @@ def _read_checkpoint(path: Path, *, allow_pickle: bool, role: str) -> Any:
         ) from exc
 
 
-_STATE_KEYS = ("state_dict", "model_state_dict")
-
-
 def _as_state_dict(obj: Any) -> dict[str, Any] | None:
-    import torch
-
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.state_dict()
-    if isinstance(obj, Mapping):
-        for key in _STATE_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping):
-                obj = inner
-                break
-        if all(isinstance(k, str) for k in obj):
-            return {k.removeprefix("module."): v for k, v in obj.items()}
-    return None
+    try:
+        return state_dict_from(obj)
+    except ValueError:
+        return None
 
 
 def load_state(path: str | Path, *, allow_pickle: bool = False) -> dict[str, Any]:

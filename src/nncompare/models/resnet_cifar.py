@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nncompare._io import read_state_dict as _read
+from nncompare._io import state_dict_from
 from nncompare.models._layers import GlobalAvgPool, check_positive_int
 
 __all__ = [
@@ -228,42 +228,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     -------
     dict of str to torch.Tensor
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint file {str(path)!r} does not exist (or is not a file); pass the path "
-            "of a file written with torch.save, e.g. resnet20-12fca82f.th."
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(
-            f"could not read {str(path)!r} with torch.load(weights_only=True): {exc}. "
-            "Expected a file written with torch.save holding a state dict (tensors only); "
-            "re-save it with torch.save(model.state_dict(), path)."
-        ) from exc
-    return _plain_state_dict(obj, source=str(path))
-
-
-def _plain_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise ValueError(
-            f"{source} holds a {type(obj).__name__}, expected a state dict (a mapping of "
-            "parameter names to tensors) or a dict with a 'state_dict' entry. Save with "
-            "torch.save(model.state_dict(), path)."
-        )
-    result: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise ValueError(
-                f"{source} is not a state dict: entry {key!r} is a {type(value).__name__}, "
-                "expected string keys and tensor values. Save with "
-                "torch.save(model.state_dict(), path)."
-            )
-        result[key.removeprefix("module.")] = value
-    return result
+    return _read(path, what="checkpoint file")
 
 
 def _guess_depth(state_dict: Mapping[str, torch.Tensor]) -> int | None:
@@ -313,7 +278,7 @@ def cifar_resnet(
     if weights is None:
         return model
     if isinstance(weights, Mapping):
-        state = _plain_state_dict(weights, source="the weights mapping")
+        state = state_dict_from(weights, source="the weights mapping")
         source = "the weights mapping"
     else:
         state = read_state_dict(weights)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nncompare._io import atomic_write
 from nncompare.plot._data import check_frame
 from nncompare.report._json import dumps_strict, frame_to_json_dict, from_json_dict
 
@@ -41,26 +40,6 @@ class ReportFiles:
     directory: Path
     #: figure files by format ({"pdf": [...], "svg": [...]}), empty unless ``formats`` given
     figures: dict[str, list[Path]] = field(default_factory=dict)
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``:
-    readers see the old file or the complete new one, never a partial one."""
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def results_json(df: Any, *, indent: int | None = 1) -> str:
