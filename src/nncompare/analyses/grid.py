@@ -322,12 +322,13 @@ class RDMCache:
         if key in self._items:
             self.nbytes -= self._size(self._items.pop(key))
         budget = self.budget if self.budget is not None else 0
-        while self._items and size and self.nbytes + size > budget:
+        if size > budget:  # would not fit even alone: not kept
+            return
+        while self._items and self.nbytes + size > budget:
             _, old = self._items.popitem(last=False)
             self.nbytes -= self._size(old)
-        if size <= budget:
-            self._items[key] = value
-            self.nbytes += size
+        self._items[key] = value
+        self.nbytes += size
 
 
 # ---------------------------------------------------------------------- precision
