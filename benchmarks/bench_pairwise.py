@@ -4,18 +4,24 @@
   (:class:`nncompare.JointMoments`), each layer decomposed once;
 * a naive loop calling ``nc.<m>(acts[a], acts[b])`` for the same pairs (a symmetric
   measure: the 55 pairs a ≤ b, as pairwise computes; an asymmetric one: all 100);
-* ckatorch ``cka_base`` per pair for linear CKA (55 pairs).
+* ckatorch ``cka_base`` per pair for linear CKA (55 pairs);
+* the linear-CKA grid against its product bound (:func:`grid_bound`), in float32 and
+  float64: ``nc.pairwise(acts, measures=["cka"])``, the one joint product
+  ``Zᵀ Z`` of all layers side by side (Z: 5000 × 2560, the input's dtype, BLAS syrk) and the
+  per-pair loop, timed round-robin in one run so that a changing load hits all alike.
 
-Run alone: ``python benchmarks/bench_pairwise.py [--quick]``.
+Run alone: ``python benchmarks/bench_pairwise.py [--quick] [--grid]`` (``--grid``: only the
+grid-against-bound section).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import numpy as np
-from _util import bench, fmt_s, fmt_x, table
+from _util import bench, bench_interleaved, fmt_s, fmt_x, table
 
 import nncompare as nc
 
@@ -145,6 +151,89 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         )
     )
     out["rows"] = rows
+    out["cka_grid_bound"] = grid_bound(cfg)
+    return out
+
+
+def grid_bound(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Linear-CKA grid vs the time of its one joint product, and vs a per-pair loop.
+
+    For each dtype: ``nc.pairwise(acts, measures=["cka"])`` (default precision: the
+    input's), the bound ``Z.T @ Z`` with Z all layers side by side in that dtype, and
+    ``nc.cka`` over the 55 pairs a <= b, interleaved ``repeats`` times after one warm-up.
+    Ratios come from the same run; the load average is recorded at both ends.
+    """
+    acts64 = make_layers(cfg["n_layers"], cfg["n"], cfg["d"])
+    names = list(acts64)
+    pairs = _pairs(names, True)
+    out: dict[str, Any] = {"load_start": list(os.getloadavg()), "dtypes": {}}
+    rows = []
+    exact32 = None
+    for dtype in ("float32", "float64"):
+        acts = {k: v.astype(dtype) for k, v in acts64.items()}
+        Z = np.ascontiguousarray(np.concatenate(list(acts.values()), axis=1))
+
+        def loop(acts: dict[str, np.ndarray] = acts) -> dict[tuple[str, str], float]:
+            return {(a, b): float(nc.cka(acts[a], acts[b])) for a, b in pairs}
+
+        t = bench_interleaved(
+            {
+                "grid": lambda acts=acts: nc.pairwise(acts, measures=["cka"]),
+                "bound": lambda Z=Z: Z.T @ Z,
+                "loop": loop,
+            },
+            repeats=cfg["repeats"],
+        )
+        grid = t["grid"].last["cka"]
+        naive = t["loop"].last
+        diff = max(abs(v - grid[names.index(a), names.index(b)]) for (a, b), v in naive.items())
+        if dtype == "float32":
+            exact32 = nc.pairwise(acts, measures=["cka"], precision="float64")["cka"]
+            diff_exact = float(np.max(np.abs(grid - exact32)))
+        else:
+            diff_exact = 0.0
+        g, b, lp = t["grid"].median, t["bound"].median, t["loop"].median
+        out["dtypes"][dtype] = {
+            "grid": t["grid"].as_dict(),
+            "bound_joint_product": t["bound"].as_dict(),
+            "per_pair_loop": t["loop"].as_dict(),
+            "grid_over_bound": g / b,
+            "loop_over_grid": lp / g,
+            "max_abs_diff_grid_vs_loop": diff,
+            "max_abs_diff_vs_float64_products": diff_exact,
+        }
+        rows.append(
+            [
+                dtype,
+                fmt_s(g),
+                fmt_s(b),
+                fmt_s(lp),
+                fmt_x(g / b),
+                fmt_x(lp / g),
+                f"{diff:.1e}",
+                f"{diff_exact:.1e}" if dtype == "float32" else "-",
+            ]
+        )
+        print(f"  {dtype}: grid {fmt_s(g)}, bound {fmt_s(b)}, loop {fmt_s(lp)}", flush=True)
+    out["load_end"] = list(os.getloadavg())
+    print(
+        table(
+            rows,
+            [
+                "dtype",
+                "nc.pairwise cka",
+                "bound ZᵀZ",
+                "per-pair loop",
+                "grid / bound",
+                "loop / grid",
+                "max Δ vs loop",
+                "max Δ vs float64 products",
+            ],
+        )
+    )
+    la, lb = out["load_start"], out["load_end"]
+    print(f"load average (1, 5, 15 min): start {la}, end {lb}; target grid / bound <= 1.5")
+    out["rows"] = rows
     return out
 
 
@@ -160,5 +249,9 @@ if __name__ == "__main__":
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--grid", action="store_true", help="only the CKA grid against its bound")
     a = p.parse_args()
-    run(quick_cfg(a.quick))
+    if a.grid:
+        grid_bound(quick_cfg(a.quick))
+    else:
+        run(quick_cfg(a.quick))
