@@ -279,7 +279,9 @@ def test_float32_layers_use_float32_products_by_default():
         for j, b in enumerate(names):
             v = float(nc.cka(acts64[a], acts64[b]))
             assert exact["cka"][i, j] == pytest.approx(v, abs=1e-12)
-    with pytest.raises(ValueError, match=r"precision must be one of None, 'float32', 'float64'"):
+    with pytest.raises(
+        ValueError, match=r"precision must be one of 'auto', 'float32', 'float64'; got 'float16'"
+    ):
         nc.pairwise(acts, measures=["cka"], precision="float16")
 
 

@@ -332,11 +332,14 @@ class RDMCache:
 
 
 # ---------------------------------------------------------------------- precision
-def _product_dtype(mats: Sequence[Any], precision: str | None) -> str:
-    """Precision of the joint product: the inputs' own (float32 when every layer is float32
-    or narrower), unless ``precision`` says otherwise."""
-    check_option("precision", precision, (None, "float32", "float64"))
-    if precision is not None:
+_PRECISIONS = ("auto", "float32", "float64")
+
+
+def _product_dtype(mats: Sequence[Any], precision: str) -> str:
+    """Precision of the joint product: with ``"auto"`` the inputs' own (float32 when every
+    layer is a float of at most 32 bits), else ``precision`` itself."""
+    check_option("precision", precision, _PRECISIONS)
+    if precision != "auto":
         return precision
     eps32 = float(np.finfo(np.float32).eps)
     narrow = all(dtype_eps(m.dtype) >= eps32 for m in mats)
@@ -352,7 +355,7 @@ def pairwise(
     layout: str | None = None,
     keep_results: bool = False,
     errors: str = "record",
-    precision: str | None = None,
+    precision: str = "auto",
 ) -> GridResult:
     """Compare every layer of ``acts_a`` with every layer of ``acts_b`` (or of ``acts_a``).
 
@@ -380,12 +383,13 @@ def pairwise(
     errors : {"record", "raise"}
         A pair whose measure is undefined (e.g. CCA with n ≤ rank) gets NaN and its message in
         ``GridResult.errors`` ("record"), or the exception propagates ("raise").
-    precision : {None, "float32", "float64"}
-        Precision of the joint product of the linear measures (the O(n D²) work). None:
-        the inputs' own, i.e. float32 when every layer is float32 (or float16/bfloat16),
-        float64 otherwise; row blocks are centred in float64, their products accumulated in
-        float64 and every decomposition is float64, so float32 products agree with
-        ``precision="float64"`` (the exact path) to about 1e-6 on well-conditioned layers.
+    precision : {"auto", "float32", "float64"}, default "auto"
+        Precision of the joint product of the linear measures (the O(n D²) work), as in
+        :class:`nncompare.JointMoments`: ``"auto"`` forms it in the inputs' own precision,
+        i.e. float32 when every layer is float32 (or float16/bfloat16), float64 otherwise;
+        the products are summed in float64 and every decomposition is float64, so float32
+        products agree with ``precision="float64"`` (the exact path) to about 1e-6 or
+        better (4.5e-9 for CKA on the 10 × 5000 × 256 benchmark grid).
 
     Returns
     -------
@@ -432,7 +436,7 @@ def pairwise(
         jm = JointMoments(dtype=_product_dtype(list(batch.values()), precision))
         jm.update(batch)
     else:
-        check_option("precision", precision, (None, "float32", "float64"))
+        check_option("precision", precision, _PRECISIONS)
     out = GridResult(
         names_a=names_a,
         names_b=names_b,
