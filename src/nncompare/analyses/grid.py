@@ -253,15 +253,17 @@ def cka_grid(
     for j in range(len(cols)):
         indicator[j, offs[j] : offs[j + 1]] = 1.0
     P = xp.asarray(indicator, device=dev)
-    relc = relx[col_sel] if contiguous else xp.take(relx, col_sel)
+    # the relative scales are powers of two: (r_i z_ij r_j)² = r_i² z_ij² r_j² exactly
+    rel2 = relx * relx
+    relc2 = rel2[col_sel] if contiguous else xp.take(rel2, col_sel)
     H = np.zeros((len(rows), len(cols)))
     for i, r in enumerate(rows):
         s = slices[r]
         first = i if upper else 0  # upper: only the column layers from this one on
         c0 = int(offs[first])
         block = Z[s, col_sel] if contiguous else xp.take(Z[s, :], col_sel, axis=1)
-        W = relx[s][:, None] * block[:, c0:] * relc[c0:][None, :]
-        colsum = xp.sum(W * W, axis=0)
+        block = block[:, c0:]
+        colsum = (rel2[s] @ (block * block)) * relc2[c0:]
         H[i, first:] = to_numpy(P[first:, c0:] @ colsum)
     if upper:
         H = np.triu(H) + np.triu(H, 1).T
