@@ -101,3 +101,23 @@ def test_not_a_state_dict_and_missing_files(tmp_path):
     junk.write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match=r"cannot read checkpoint '.*junk.pt' as a torch"):
         read_state_dict(junk)
+
+
+def test_compare_checkpoints_reads_wrapped_and_data_parallel_checkpoints(tmp_path):
+    """compare_checkpoints used torch.load directly: a DataParallel ('module.') checkpoint
+    failed to load. It now reads through the one state-dict reader."""
+    import nncompare as nc
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    first = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    p0, p1 = tmp_path / "e0.pt", tmp_path / "e1.pt"
+    torch.save({f"module.{k}": v for k, v in first.items()}, p0)
+    torch.save({"state_dict": net.state_dict(), "epoch": 1}, p1)
+    df = nc.compare_checkpoints(net, [p0, p1], torch.randn(64, 4), layers=["0", "2"],
+                                measures=["cka"])  # fmt: skip
+    assert set(df["checkpoint"]) == {"e0", "e1"}
+    assert df["value"].notna().all()

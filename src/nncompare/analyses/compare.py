@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from nncompare._io import read_state_dict, state_dict_from
 from nncompare._validation import NNCompareWarning, check_option
 from nncompare.analyses.grid import RDMCache, parse_measures
 from nncompare.measures._registry import distance as measure_distance
@@ -730,7 +731,6 @@ def compare_checkpoints(
         attrs as :func:`compare_models`.
     """
     import pandas as pd
-    import torch
 
     if len(checkpoints) < 1:
         raise ValueError("checkpoints must hold at least one state dict or path.")
@@ -744,11 +744,10 @@ def compare_checkpoints(
     models: dict[str, tuple[Any, list[str]]] = {}
     for lab, ck in zip(labels, checkpoints, strict=True):
         m = copy.deepcopy(model)
-        state = ck
-        if not isinstance(ck, Mapping):
-            state = torch.load(ck, map_location="cpu", weights_only=True)
-            if isinstance(state, Mapping) and "state_dict" in state:
-                state = state["state_dict"]
+        if isinstance(ck, Mapping):
+            state = state_dict_from(ck, source=f"checkpoint {lab!r}")
+        else:
+            state = read_state_dict(ck, what=f"checkpoint {lab!r}")
         m.load_state_dict(state)
         models[lab] = (m, layer_list)
     keep_arrays = any(not get_measure(x).streaming for x in spec)
