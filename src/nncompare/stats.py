@@ -1189,10 +1189,15 @@ class SpectralMoments:
     DFT over the spatial axes and cropped to the common frequency grid ``spatial`` (the
     frequencies -h/2 ≤ f < h/2 of each axis, see :func:`nncompare.measures.conv.dft_cca`);
     the accumulator keeps, for every kept frequency f, the complex means and centred
-    co-moments of all layers jointly: ``comoment[f] = Σ_s (z_sf - z̄_f)ᴴ (z_sf - z̄_f)``,
-    shape (F, D, D). Memory is O(F·D²), independent of the number of samples; merging is
-    exact (Chan et al. 1979, with conjugates). Vector layers (b, d) count as spatial size 1,
-    whose only frequency (0) is the spatial mean.
+    co-moments of all layers jointly: ``comoment[f] = Σ_s (z_sf - z̄_f)ᴴ (z_sf - z̄_f)``.
+    The inputs are real, so the moments at -f are the conjugates of those at f: only one
+    frequency of each such pair is kept (``frequencies``, shape (R, n_spatial), signed;
+    ``comoment`` (R, D, D), ``mean`` (R, D)), and :meth:`pair` fills in the grid. Each
+    batch costs one real FFT per layer and, per kept frequency, one real symmetric product
+    of the centred spectra (see :func:`nncompare.measures.conv.dft_cca`). Memory is
+    O(R·D²), independent of the number of samples; merging is exact (Chan et al. 1979,
+    with conjugates). Vector layers (b, d) count as spatial size 1, whose only frequency
+    (0) is the spatial mean.
 
     Each layer's spectra are kept in units of a power of two near the layer's largest
     magnitude (rescaled exactly when a later batch is larger), so data anywhere in float64's
@@ -1216,10 +1221,20 @@ class SpectralMoments:
         self.magnitude: dict[str, float] = {}
         self._floor: dict[str, Array] = {}
         self._xp: Any = None
+        from nncompare.measures.conv import _frequency_plan
+
+        # pairs {f, -f} only where -f is itself a kept frequency (no wrap-around at -t/2):
+        # valid whatever spatial sizes (>= the grid) later batches bring
+        self._plan = _frequency_plan(self.spatial, conjugate=True)
 
     @property
     def names(self) -> list[str]:
         return list(self.blocks)
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        """The signed frequencies (R, n_spatial) whose moments are kept (one per pair ±f)."""
+        return self._plan.reps
 
     def __repr__(self) -> str:
         return f"SpectralMoments(n={self.n}, spatial={self.spatial}, blocks={list(self.blocks)})"
@@ -1247,7 +1262,14 @@ class SpectralMoments:
 
         A batch of zero samples is a no-op.
         """
-        from nncompare.measures.conv import _magnitude, _noise_floor, _spectra, _units
+        from nncompare.measures.conv import (
+            _PRESCALE_EXP,
+            _joint_comoments,
+            _magnitude,
+            _noise_floor,
+            _Source,
+            _units,
+        )
 
         if not isinstance(batches, Mapping) or not batches:
             raise TypeError("update() expects a non-empty mapping {layer_name: activations}.")
@@ -1278,16 +1300,14 @@ class SpectralMoments:
         # one power-of-two unit per layer, never decreasing: the largest magnitude seen
         mags = {k: _magnitude(xp, a) for k, a in arrays.items()}
         new_unit = {k: max(self.magnitude.get(k, 0.0), mags[k]) for k in names}
-        specs, floors = [], {}
+        floors = {k: _noise_floor(xp, arrays[k], new_unit[k]) for k in names}
+        sources = []
         for k in names:
-            F = _spectra(xp, arrays[k], self.spatial, xp.complex128, magnitude=new_unit[k])
-            specs.append(xp.reshape(F, (-1, F.shape[-2], F.shape[-1])))
-            floors[k] = _noise_floor(xp, arrays[k], new_unit[k])
-        Z = xp.concat(specs, axis=-1)  # (F, b, D)
-        nb = int(Z.shape[-2])
-        mu = xp.mean(Z, axis=-2)
-        Zc = Z - mu[:, None, :]
-        com = xp.conj(xp.matrix_transpose(Zc)) @ Zc
+            u = _units(new_unit[k])
+            big = u != 1.0 and int(np.frexp(new_unit[k])[1]) > _PRESCALE_EXP
+            sources.append(_Source(arrays[k], u, big))
+        mu, com = _joint_comoments(xp, sources, self._plan, half=True)  # (R, D), (R, D, D)
+        nb = sizes[names[0]]
         if self.n == 0:
             self._xp, self.n, self.mean, self.comoment = xp, nb, mu, com
             self.magnitude, self._floor = new_unit, floors
@@ -1318,16 +1338,33 @@ class SpectralMoments:
         return self
 
     def pair(self, a: str, b: str) -> tuple[Array, Array, Array]:
-        """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d'), with the
-        coefficients whose variance is rounding noise zeroed (see ``zero_rounding_level``)."""
+        """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d') over the
+        whole grid (F = prod(spatial); the partner -f of a kept frequency f gets the
+        conjugates of its moments, bit for bit), with the coefficients whose variance is
+        rounding noise zeroed (see ``zero_rounding_level``)."""
         from nncompare.measures.conv import zero_rounding_level
 
         for k in (a, b):
             if k not in self.blocks:
                 raise KeyError(f"no layer {k!r} in this accumulator; it holds {self.names}.")
+        xp = self._xp
         ba, bb = self.blocks[a], self.blocks[b]
         sa, sb = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
         C = self.comoment
+        dev = device_of(C)
+        src = xp.asarray(self._plan.source, device=dev)
+        flip = xp.asarray(self._plan.conj, device=dev)[:, None, None]
+        any_flip = bool(self._plan.conj.any())
+
+        def grid(block: Array) -> Array:
+            full = xp.take(block, src, axis=0)
+            return xp.where(flip, xp.conj(full), full) if any_flip else full
+
         return zero_rounding_level(
-            self._xp, C[:, sa, sa], C[:, sb, sb], C[:, sa, sb], self._floor[a], self._floor[b]
+            xp,
+            grid(C[:, sa, sa]),
+            grid(C[:, sb, sb]),
+            grid(C[:, sa, sb]),
+            self._floor[a],
+            self._floor[b],
         )

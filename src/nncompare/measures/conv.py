@@ -25,6 +25,7 @@ both are cropped in frequency to the smaller size (keeping the frequencies
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -210,123 +211,401 @@ def zero_rounding_level(
     return Cxx, Cyy, Cxy
 
 
-def _spectra(
-    xp: Any, X: Array, target: tuple[int, ...], cdt: Any, *, magnitude: float | None = None
-) -> Array:
-    """Unitary DFT over the spatial axes, cropped to `target`; returns (*target, N, C).
-
-    With ``magnitude`` (see :func:`_magnitude`), data beyond 2^±200 are rescaled by an exact
-    power of two (:func:`_units`): before the FFT when it could overflow, after it otherwise.
-    """
-    u = 1.0 if magnitude is None else _units(magnitude)
-    if u != 1.0 and int(np.frexp(magnitude)[1]) > _PRESCALE_EXP:
-        X, u = X * u, 1.0
-    spatial_axes = tuple(range(1, X.ndim - 1))
-    # real input goes straight into the FFT (no complex copy); the working precision is
-    # float64 -> complex128 (complex64 only if cdt asks for it)
-    want = (
-        cdt
-        if xp.isdtype(X.dtype, "complex floating")
-        else (xp.float64 if cdt == xp.complex128 else xp.float32)
-    )
-    if X.dtype != want:
-        X = xp.astype(X, want)
-    F = xp.fft.fftn(X, axes=spatial_axes, norm="ortho")
-    if u != 1.0:
-        F = F * u
-    for ax, (size, t) in zip(spatial_axes, zip(X.shape[1:-1], target, strict=True), strict=True):
-        if size != t:
-            idx = xp.asarray(_crop_indices(size, t), device=_device(F))
-            F = xp.take(F, idx, axis=ax)
-    # (N, *spatial, C) -> (*spatial, N, C)
-    perm = (*spatial_axes, 0, X.ndim - 1)
-    return xp.permute_dims(F, perm)
-
-
 def _device(a: Array) -> Any:
     import array_api_compat
 
     return array_api_compat.device(a)
 
 
-def _conjugate_partners(target: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Representative frequencies of the grid and, for every grid point, its source.
+def _floor_coefficient(X: Array) -> float:
+    """(κ eps)² of :func:`_noise_floor`: κ = 8 (1 + log2 of the spatial size), eps of the
+    input's dtype (at least float64's)."""
+    from nncompare._validation import CONSTANT_ULPS, dtype_eps
 
-    For real inputs the spectrum at -f is the conjugate of the spectrum at f, so the
-    co-moments at -f are the conjugates of those at f. On the cropped grid (signed
-    frequencies -t//2 .. t - t//2 - 1 per axis) a point's partner -f lies inside the grid
-    unless some axis sits at -t/2 (even t). Returns the flat indices to compute (``reps``)
-    and, per grid point, (index into ``reps``, whether to conjugate).
+    size = int(np.prod(X.shape[1:-1]))
+    eps = max(dtype_eps(X.dtype), float(np.finfo(np.float64).eps))
+    kappa = CONSTANT_ULPS * (1.0 + np.log2(max(size, 1)))
+    return float((kappa * eps) ** 2)
+
+
+# data whose squares sum to within 2^±2·_FAST_EXP need no rescaling (see _scan)
+_FAST_EXP = 190
+
+
+def _scan(xp: Any, X: Array, name: str) -> tuple[float, float, Array]:
+    """Validate X and find its spectrum units and noise floor, in one pass when possible.
+
+    Returns ``(magnitude, units, floor)``: the power of two above max |X| (or a bound for
+    it, see below), the factor the spectra are multiplied by (:func:`_units`) and the
+    per-channel noise floor (:func:`_noise_floor`). For real float numpy data, the
+    per-channel energies Σ x² decide everything: they are finite only when every value is
+    (NaN and ±inf propagate), and max |x|² lies between max energy / (samples · locations)
+    and max energy, so when both bounds are well inside float64's range the units are 1
+    and the floor is the energy times (κ eps)². Otherwise (integers, complex, torch,
+    extreme magnitudes) the exact checks run: :func:`check_finite`, :func:`_magnitude`.
     """
-    signed = [np.array([j if j < t - t // 2 else j - t for j in range(t)]) for t in target]
-    grids = np.meshgrid(*signed, indexing="ij")
-    flat = np.ravel_multi_index(
-        tuple(np.mod(g, t) for g, t in zip(grids, target, strict=True)), target
-    ).ravel()
-    size = int(np.prod(target))
-    partner = np.full(size, -1, dtype=np.int64)
-    neg = [-g for g in grids]
-    inside = np.ones(grids[0].shape, dtype=bool)
-    for g, t in zip(neg, target, strict=True):
-        inside &= (g >= -(t // 2)) & (g <= t - t // 2 - 1)
-    pidx = np.ravel_multi_index(
-        tuple(np.mod(g, t) for g, t in zip(neg, target, strict=True)), target
-    ).ravel()
-    partner[flat[inside.ravel()]] = pidx[inside.ravel()]
-    source = np.empty(size, dtype=np.int64)
-    conj = np.zeros(size, dtype=bool)
-    reps: list[int] = []
-    rep_pos: dict[int, int] = {}
-    for i in range(size):
-        p_ = int(partner[i])
-        if p_ >= 0 and p_ < i:  # partner already computed: reuse its conjugate
-            source[i] = rep_pos[p_]
-            conj[i] = p_ != i
-        else:
-            rep_pos[i] = len(reps)
-            source[i] = len(reps)
-            reps.append(i)
-    return np.asarray(reps, dtype=np.int64), np.stack([source, conj.astype(np.int64)])
+    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.size:
+        ax = "abcdefgh"[: X.ndim]
+        energy = np.einsum(f"{ax},{ax}->{ax[-1]}", X, X, dtype=np.float64)
+        top = float(energy.max())
+        if np.isfinite(top) and top > 0.0:
+            hi = np.sqrt(top)
+            lo = np.sqrt(top / (X.size // X.shape[-1]))
+            if lo >= 2.0**-_FAST_EXP and hi <= 2.0**_FAST_EXP:
+                return 1.0, 1.0, _floor_coefficient(X) * energy
+    check_finite(X, name=name)
+    g = _magnitude(xp, X)
+    return g, _units(g), _noise_floor(xp, X, g)
 
 
-def _block_comoments(
-    xp: Any, F: Array, G: Array, *, real: bool = True
-) -> tuple[Array, Array, Array]:
-    """Per-frequency centred co-moments of spectra (*t, N, c); conjugate frequencies of real
-    inputs (``real``) are computed once and filled in by conjugation (about half the work).
-    Spectra of complex inputs have no such symmetry: every frequency is computed."""
-    target = tuple(int(v) for v in F.shape[:-2])
-    n, c1, c2 = F.shape[-2], F.shape[-1], G.shape[-1]
-    size = int(np.prod(target)) if target else 1
-    if real:
-        reps, (source, conj) = _conjugate_partners(target)
-    else:
-        reps = source = np.arange(size, dtype=np.int64)
-        conj = np.zeros(size, dtype=np.int64)
-    dev = _device(F)
-    Ff = xp.take(xp.reshape(F, (size, n, c1)), xp.asarray(reps, device=dev), axis=0)
-    Gf = xp.take(xp.reshape(G, (size, n, c2)), xp.asarray(reps, device=dev), axis=0)
-    Fc = Ff - xp.mean(Ff, axis=-2, keepdims=True)
-    Gc = Gf - xp.mean(Gf, axis=-2, keepdims=True)
-    FcH = xp.conj(xp.matrix_transpose(Fc))
-    out = []
-    for C in (FcH @ Fc, xp.conj(xp.matrix_transpose(Gc)) @ Gc, FcH @ Gc):
-        full = xp.take(C, xp.asarray(source, device=dev), axis=0)
-        flip = xp.asarray(conj.astype(bool), device=dev)[:, None, None]
-        full = xp.where(flip, xp.conj(full), full)
-        out.append(xp.reshape(full, (*target, C.shape[-2], C.shape[-1])))
-    return out[0], out[1], out[2]
+def _fft_workers() -> int:
+    """Threads for scipy.fft: as many as BLAS is told to use, else the usable CPUs."""
+    import os
+
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        val = os.environ.get(key, "")
+        if val.isdigit() and int(val) > 0:
+            return int(val)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------------- frequency plan
+@dataclass(frozen=True)
+class _Plan:
+    """Which frequencies of the grid ``target`` are computed, and how the others follow.
+
+    The grid lists the signed frequencies -t/2 ≤ f < t/2 of every axis in natural FFT
+    order (0, 1, …, -1), flattened in C order. For real inputs the blocks at -f are the
+    complex conjugates of those at f, so only one of each pair (a *representative*) is
+    computed; its canonical correlations serve both.
+    """
+
+    target: tuple[int, ...]
+    reps: np.ndarray  # (R, nsp) signed frequencies whose blocks are computed
+    rep_flat: np.ndarray  # (R,) their flat grid indices
+    source: np.ndarray  # (S,) index into reps of every grid point
+    conj: np.ndarray  # (S,) bool: the point's blocks are the conjugates of its rep's
+
+    @property
+    def multiplicity(self) -> np.ndarray:
+        """Grid points each representative stands for (1 or 2)."""
+        return np.bincount(self.source, minlength=len(self.reps))
+
+    @property
+    def is_identity(self) -> bool:
+        return len(self.reps) == len(self.source)
+
+
+def _signed_axis(t: int) -> np.ndarray:
+    j = np.arange(t)
+    return np.where(j < t - t // 2, j, j - t)
+
+
+def _grid(target: tuple[int, ...]) -> np.ndarray:
+    """(S, nsp) signed frequencies of the grid, natural FFT order, C order."""
+    mesh = np.meshgrid(*(_signed_axis(t) for t in target), indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1).astype(np.int64)
+
+
+def _plan_from_reps(target: tuple[int, ...], G: np.ndarray, rep_flat: np.ndarray) -> _Plan:
+    reps_idx, source = np.unique(rep_flat, return_inverse=True)
+    conj = rep_flat != np.arange(len(rep_flat))
+    return _Plan(target, G[reps_idx], reps_idx, source.astype(np.int64).ravel(), conj)
+
+
+def _partners(target: tuple[int, ...], G: np.ndarray, periodic: tuple[bool, ...]) -> np.ndarray:
+    """Flat grid index of every point's conjugate partner -f (-1 when outside the grid).
+
+    On a ``periodic`` axis every input has exactly the grid's size t, so -f is taken
+    modulo t (-t/2 and t/2 are the same frequency); elsewhere -f must itself be a kept
+    frequency (a cropped input's -t/2 has its partner t/2 outside the grid).
+    """
+    t = np.asarray(target, dtype=np.int64)
+    P = -G
+    per = np.asarray(periodic, dtype=bool)
+    if per.any():
+        wrapped = np.mod(P, t)
+        wrapped = np.where(wrapped < t - t // 2, wrapped, wrapped - t)
+        P = np.where(per[None, :], wrapped, P)
+    inside = np.all((P >= -(t // 2)) & (P <= t - t // 2 - 1), axis=1)
+    flat = np.ravel_multi_index(tuple(np.mod(P, t).T), target)
+    return np.where(inside, flat, -1)
+
+
+def _frequency_plan(
+    target: tuple[int, ...], *, conjugate: bool, periodic: tuple[bool, ...] | None = None
+) -> _Plan:
+    """The representatives of the grid: every point (``conjugate=False``, complex inputs),
+    or one of each conjugate pair {f, -f} (real inputs), chosen with the larger last
+    coordinate (then the previous axes), so that it lies in the half plane an rfft keeps."""
+    G = _grid(target)
+    S = len(G)
+    if not conjugate:
+        return _plan_from_reps(target, G, np.arange(S))
+    partner = _partners(target, G, periodic or (False,) * len(target))
+    P = G[np.where(partner >= 0, partner, np.arange(S))]
+    g_wins = np.ones(S, dtype=bool)
+    decided = np.zeros(S, dtype=bool)
+    for a in reversed(range(len(target))):
+        g_wins = np.where(~decided & (G[:, a] < P[:, a]), False, g_wins)
+        decided |= G[:, a] != P[:, a]
+    rep_flat = np.where((partner >= 0) & ~g_wins, partner, np.arange(S))
+    return _plan_from_reps(target, G, rep_flat)
+
+
+def _slots(plan: _Plan, size: tuple[int, ...], *, half: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Where each representative's spectrum sits in the DFT of an input of spatial ``size``.
+
+    Returns flat indices into the (half-plane when ``half``) DFT grid and whether to take
+    the conjugate: a real input's rfft keeps last coordinates 0..s/2 only, and the
+    spectrum at f outside that half is the conjugate of the one at -f.
+    """
+    s = np.asarray(size, dtype=np.int64)
+    idx = np.mod(plan.reps, s)
+    if not half:
+        return np.ravel_multi_index(tuple(idx.T), size), np.zeros(len(idx), dtype=bool)
+    direct = idx[:, -1] <= s[-1] // 2
+    idx = np.where(direct[:, None], idx, np.mod(-plan.reps, s))
+    rshape = (*size[:-1], size[-1] // 2 + 1)
+    return np.ravel_multi_index(tuple(idx.T), rshape), ~direct
+
+
+# ---------------------------------------------------------------------- spectra, moments
+@dataclass
+class _Source:
+    """One input's share of a joint per-frequency co-moment computation."""
+
+    X: Array  # (N, *spatial, C), channels last
+    units: float  # power of two the spectra are multiplied by
+    prescale: bool  # multiply X itself (its FFT would overflow)
+
+
+def _dft(xp: Any, X: Array, *, half: bool) -> Array:
+    """Unitary DFT over the spatial axes of (N, *spatial, C) in complex128.
+
+    numpy: frequency major (S', N, C) through scipy.fft (threaded); other libraries:
+    sample major (N, S', C). S' is the half plane of the last axis for ``half``.
+    """
+    nsp = X.ndim - 2
+    n, c = int(X.shape[0]), int(X.shape[-1])
+    if isinstance(X, np.ndarray):
+        import scipy.fft
+
+        want = np.complex128 if X.dtype.kind == "c" else np.float64
+        if X.dtype != want:
+            X = X.astype(want)
+        fn = scipy.fft.rfftn if half else scipy.fft.fftn
+        F = fn(np.moveaxis(X, 0, -2), axes=tuple(range(nsp)), norm="ortho", workers=_fft_workers())
+        return np.reshape(F, (-1, n, c))
+    want = xp.complex128 if _is_complex(xp, X) else xp.float64
+    if X.dtype != want:
+        X = xp.astype(X, want)
+    axes = tuple(range(1, nsp + 1))
+    F = (
+        xp.fft.rfftn(X, axes=axes, norm="ortho")
+        if half
+        else xp.fft.fftn(X, axes=axes, norm="ortho")
+    )
+    return xp.reshape(F, (n, -1, c))
+
+
+def _joint_comoments(
+    xp: Any, sources: list[_Source], plan: _Plan, *, half: bool
+) -> tuple[Array, Array]:
+    """Per-representative means (R, D) and centred co-moments (R, D, D) of the inputs'
+    spectra side by side (D = Σ C), in complex128: ``Σ_s (z_s - z̄)ᴴ (z_s - z̄)``.
+
+    numpy: the co-moment of every frequency is one real symmetric product (BLAS syrk) of
+    the centred spectra viewed as real (N, 2D) matrices (real and imaginary parts
+    interleaved), read straight out of scipy.fft's frequency-major output. Other
+    libraries: one batched complex matrix product over all frequencies.
+    """
+    R = len(plan.reps)
+    widths = [int(s.X.shape[-1]) for s in sources]
+    D = sum(widths)
+    starts = np.cumsum([0, *widths])
+    spectra, mean_images = [], []
+    for s in sources:
+        X = s.X * s.units if s.prescale else s.X
+        size = tuple(int(v) for v in X.shape[1:-1])
+        slots, conj = _slots(plan, size, half=half)
+        spectra.append((_dft(xp, X, half=half), slots, conj, 1.0 if s.prescale else s.units))
+        if isinstance(X, np.ndarray):
+            dt = np.complex128 if X.dtype.kind == "c" else np.float64
+            mean_images.append(X.mean(axis=0, dtype=dt)[None])
+    if isinstance(sources[0].X, np.ndarray):
+        n = int(sources[0].X.shape[0])
+        mean = np.empty((R, D), dtype=np.complex128)
+        com = np.empty((R, D, D), dtype=np.complex128)
+        buf = np.empty((n, 2 * D))
+        cbuf = buf.view(np.complex128)  # (n, D)
+        prod = np.empty((2 * D, 2 * D))
+        # the mean spectrum is the spectrum of the mean image (linearity): (S', C) each
+        means = [_dft(xp, mean_image, half=half)[:, 0, :] for mean_image in mean_images]
+        for r in range(R):
+            for k, (F, slots, conj, u) in enumerate(spectra):
+                m = means[k][slots[r]]
+                part = cbuf[:, starts[k] : starts[k + 1]]
+                np.subtract(F[slots[r]], m, out=part)
+                if conj[r]:
+                    np.conjugate(part, out=part)
+                    m = np.conj(m)
+                if u != 1.0:
+                    part *= u
+                    m = m * u
+                mean[r, starts[k] : starts[k + 1]] = m
+            np.matmul(buf.T, buf, out=prod)
+            com[r].real = prod[0::2, 0::2] + prod[1::2, 1::2]
+            com[r].imag = prod[0::2, 1::2] - prod[1::2, 0::2]
+        return mean, com
+    dev = _device(sources[0].X)
+    parts = []
+    for F, slots, conj, u in spectra:
+        Fr = xp.take(F, xp.asarray(slots, device=dev), axis=1)  # (N, R, C)
+        if bool(conj.any()):
+            flip = xp.asarray(conj, device=dev)[None, :, None]
+            Fr = xp.where(flip, xp.conj(Fr), Fr)
+        if u != 1.0:
+            Fr = Fr * u
+        parts.append(Fr)
+    Z = xp.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
+    Z = xp.permute_dims(Z, (1, 0, 2))  # (R, N, D)
+    mean = xp.mean(Z, axis=-2)
+    Zc = Z - mean[:, None, :]
+    com = xp.conj(xp.matrix_transpose(Zc)) @ Zc
+    return mean, com
+
+
+# ---------------------------------------------------------------------- decompositions
+# Cholesky whitening of a correlation block is used when ‖L⁻¹‖_F² (≥ 1/λ_min) certifies
+# λ_min ≥ 1/_CHOL_MAX_INV: then the block has full rank under any rtol the eigh path would
+# apply (see _whiten_blocks) and both whitenings give canonical correlations that agree to
+# ~d · _CHOL_MAX_INV · eps ≈ 1e-10.
+_CHOL_MAX_INV = 1e4
+
+
+def _cholesky_blocks(xp: Any, R: Array) -> tuple[Array, np.ndarray]:
+    """Lower Cholesky factors of a stack of Hermitian blocks and which succeeded."""
+    m = int(R.shape[0])
+    if isinstance(R, np.ndarray):
+        try:
+            return np.linalg.cholesky(R), np.ones(m, dtype=bool)
+        except np.linalg.LinAlgError:
+            L = np.zeros_like(R)
+            ok = np.zeros(m, dtype=bool)
+            for i in range(m):
+                try:
+                    L[i] = np.linalg.cholesky(R[i])
+                    ok[i] = True
+                except np.linalg.LinAlgError:
+                    pass
+            return L, ok
+    if hasattr(R, "detach"):  # torch
+        import torch
+
+        L, info = torch.linalg.cholesky_ex(R)
+        return L, to_numpy(info) == 0
+    try:
+        return xp.linalg.cholesky(R), np.ones(m, dtype=bool)
+    except Exception:  # other libraries: all or nothing
+        return R, np.zeros(m, dtype=bool)
+
+
+def _tri_inv_blocks(xp: Any, L: Array) -> Array:
+    """Inverses of a stack of lower-triangular blocks."""
+    if isinstance(L, np.ndarray):
+        from scipy.linalg.lapack import get_lapack_funcs
+
+        (trtri,) = get_lapack_funcs(("trtri",), (L,))
+        out = np.empty_like(L)
+        for i in range(L.shape[0]):
+            out[i], _ = trtri(L[i], lower=1)
+        return out
+    if hasattr(L, "detach"):  # torch
+        import torch
+
+        eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
+        return torch.linalg.solve_triangular(L, eye.expand(L.shape), upper=False)
+    return xp.linalg.inv(L)
+
+
+def _whiten_blocks(xp: Any, C: Array, *, rtol: float) -> Side:
+    """Scale-normalised whitening of a stack of Hermitian co-moment blocks (R, d, d).
+
+    A block whose correlation matrix R = S C S has a Cholesky factor with
+    ‖L⁻¹‖_F² ≤ min(_CHOL_MAX_INV, 1 / (2 rtol d)) is whitened by W = S L⁻ᴴ: its smallest
+    eigenvalue (at least 1/‖L⁻¹‖_F²) exceeds rtol times its largest (at most d), so the
+    eigen-decomposition would keep every direction too. The others (constant or nearly
+    dependent features) go through :func:`whiten`'s eigen-decomposition with its rank
+    cut-off. Either way Wᴴ C W = diag(kept), and the canonical correlations agree.
+    """
+    m, d = int(C.shape[0]), int(C.shape[-1])
+    dev = _device(C)
+    var = real(xp, diag(xp, C))
+    usable = np.nonzero(to_numpy(xp.all(var > 0, axis=-1)))[0] if m else np.zeros(0, int)
+    accept = np.zeros(m, dtype=bool)
+    W_chol = None
+    if usable.size:
+        sub = usable.size < m
+        Cu = xp.take(C, xp.asarray(usable, device=dev), axis=0) if sub else C
+        vu = xp.take(var, xp.asarray(usable, device=dev), axis=0) if sub else var
+        s_c = xp.astype(1.0 / xp.sqrt(vu), C.dtype)
+        L, ok = _cholesky_blocks(xp, s_c[..., :, None] * Cu * s_c[..., None, :])
+        if ok.any():
+            Linv = _tri_inv_blocks(xp, L)
+            plain = Linv.detach() if hasattr(Linv, "detach") else Linv
+            fro = to_numpy(xp.sum(xp.abs(plain) ** 2, axis=(-2, -1)))
+            bound = _CHOL_MAX_INV if rtol <= 0 else min(_CHOL_MAX_INV, 0.5 / (rtol * d))
+            good = ok & np.isfinite(fro) & (fro <= bound)
+            if good.any():
+                accept[usable[good]] = True
+                W_chol = s_c[..., :, None] * xp.conj(xp.matrix_transpose(Linv))
+                if not good.all():
+                    W_chol = xp.take(W_chol, xp.asarray(np.nonzero(good)[0], device=dev), axis=0)
+    if W_chol is None:
+        return whiten(xp, C, rtol=rtol)
+    rest = np.nonzero(~accept)[0]
+    ranks = np.full(m, d, dtype=np.int64)
+    W = W_chol
+    if rest.size:
+        side = whiten(xp, xp.take(C, xp.asarray(rest, device=dev), axis=0), rtol=rtol)
+        ranks[rest] = to_numpy(side.rank)
+        order = np.concatenate([np.nonzero(accept)[0], rest])
+        W_all = xp.concat([W_chol, xp.astype(side.W, W_chol.dtype)], axis=0)
+        W = xp.take(W_all, xp.asarray(np.argsort(order), device=dev), axis=0)
+    return Side(
+        W=W,
+        evals=None,
+        evecs=None,
+        mask=None,
+        rank=xp.asarray(ranks, device=dev),
+        scale=xp.ones_like(var),
+        n_constant=0,
+    )
 
 
 def _pca_blocks(
-    xp: Any, C: Array, *, variance: float | None, dims: int | None, rtol: float
+    xp: Any,
+    C: Array,
+    multiplicity: np.ndarray,
+    *,
+    variance: float | None,
+    dims: int | None,
+    rtol: float,
 ) -> tuple[Side, int]:
-    """Principal directions selected globally over all frequency blocks, then whitened."""
+    """Principal directions selected globally over all frequency blocks, then whitened.
+
+    ``multiplicity`` counts the grid points each block stands for (a representative and
+    its conjugate partner have identical eigenvalues).
+    """
     evals, evecs = xp.linalg.eigh(C)
     evals = xp.flip(evals, axis=-1)
     evecs = xp.flip(evecs, axis=-1)
     ev = to_numpy(evals)
-    flat = np.sort(np.clip(ev.ravel(), 0, None))[::-1]
+    flat = np.sort(np.clip(np.repeat(ev, multiplicity, axis=0).ravel(), 0, None))[::-1]
     total = flat.sum()
     if total <= 0:
         raise ValueError("svcca is undefined: an input has zero variance.")
@@ -353,7 +632,85 @@ def _pca_blocks(
         scale=xp.ones_like(evals),
         n_constant=0,
     )
-    return side, int(keep.sum())
+    return side, int((keep.sum(axis=-1) * multiplicity).sum())
+
+
+def _evaluate(
+    xp: Any,
+    Cxx: Array,
+    Cyy: Array,
+    Cxy: Array,
+    n: int,
+    plan: _Plan,
+    *,
+    rtol: float,
+    variance: float | None,
+    dims: tuple[int | None, int | None] | None,
+    resized: bool,
+) -> DFTCCAResult:
+    """DFT CCA/SVCCA from the co-moments of the representatives (R, c, c') of ``plan``."""
+    shape = plan.target
+    mult = plan.multiplicity
+    svd_mode = variance is not None or dims is not None
+    if svd_mode:
+        dx, dy = dims if dims is not None else (None, None)
+        sx, kx = _pca_blocks(xp, Cxx, mult, variance=variance, dims=dx, rtol=rtol)
+        sy, ky = _pca_blocks(xp, Cyy, mult, variance=variance, dims=dy, rtol=rtol)
+    else:
+        sx = _whiten_blocks(xp, Cxx, rtol=rtol)
+        sy = _whiten_blocks(xp, Cyy, rtol=rtol)
+        kx = ky = None
+        if int(xp.max(sx.rank)) == 0 or int(xp.max(sy.rank)) == 0:
+            raise ValueError("dft CCA is undefined: an input is constant at every frequency.")
+    rank_x, rank_y = to_numpy(sx.rank), to_numpy(sy.rank)
+    check_not_trivial(n, rank_x, rank_y, what="dft CCA")
+    core = cca_core(xp, sx, sy, Cxy, want_vectors=False)
+    k_np = np.minimum(rank_x, rank_y)
+    kmax = int(k_np.max())
+    dev = _device(core.rho)
+    rho = core.rho[..., :kmax]
+    valid = xp.asarray(np.arange(kmax)[None, :] < k_np[:, None], device=dev)
+    rho = xp.where(valid, rho, xp.zeros_like(rho))
+    # The flattened representation has min(total rank_x, total rank_y) canonical
+    # correlations; frequencies where one side keeps more directions than the other
+    # contribute exact zeros (the cross-covariance is block diagonal), so the mean divides
+    # by the flattened count, not by the sum of per-frequency minima.
+    n_coef = min(int((rank_x * mult).sum()), int((rank_y * mult).sum()))
+    if n_coef == 0:
+        raise ValueError("dft CCA is undefined: no direction is kept on one side at any frequency.")
+    weights = xp.asarray(mult.astype(np.float64), device=dev)
+    value = xp.sum(xp.sum(rho, axis=-1) * xp.astype(weights, rho.dtype)) / n_coef
+    src = xp.asarray(plan.source, device=dev)
+    rho_grid = xp.reshape(xp.take(rho, src, axis=0), (*shape, kmax))
+    k_grid = xp.reshape(xp.asarray(k_np[plan.source], device=dev), shape)
+    k_f = xp.astype(k_grid, rho.dtype)
+    mean_pf = xp.sum(rho_grid, axis=-1) / xp.where(k_f > 0, k_f, xp.ones_like(k_f))
+    return DFTCCAResult(
+        measure="svcca" if svd_mode else "cca",
+        value=value,
+        n_samples=n,
+        conventions={
+            "conv": "dft",
+            "transform": "unitary DFT over spatial axes (complex128)",
+            "resize": "frequency cropping to the smaller size" if resized else "none",
+            "average": "mean of all coefficients over all frequencies",
+            "rank_rtol": rtol,
+            "selection": None
+            if not svd_mode
+            else (
+                f"top {dims} directions over all frequencies"
+                if dims is not None
+                else f"cumulative variance fraction > {variance} over all frequencies"
+            ),
+        },
+        rho_per_frequency=rho_grid,
+        k_per_frequency=k_grid,
+        mean_per_frequency=mean_pf,
+        spatial_shape=shape,
+        n_coefficients=n_coef,
+        kept_dims_x=kx,
+        kept_dims_y=ky,
+    )
 
 
 def dft_cca(
@@ -390,7 +747,14 @@ def dft_cca(
     google/svcca's ``fourier_ccas`` casts to complex64 and defines no aggregate; we work in
     complex128 and report the mean over all coefficients (its ``mean_of_all_coefs``).
     Conjugate frequencies (f and -f) carry identical coefficients for real inputs; both are
-    counted, as in the flattened representation.
+    counted, as in the flattened representation, and each pair is computed once.
+
+    Cost: one real FFT of each input (threaded through scipy.fft for numpy), then per
+    kept frequency pair one symmetric product of the centred spectra (the joint real
+    (N, 2(C1 + C2)) matrix of real and imaginary parts), then batched decompositions:
+    Cholesky whitening where the block is well conditioned (certified, see
+    :func:`_whiten_blocks`), an eigen-decomposition with the rank cut-off elsewhere, and
+    singular values only.
     """
     lx = resolve_layout(X, layout, name="X") if getattr(X, "ndim", 0) > 2 else None
     ly = resolve_layout(Y, layout, name="Y") if getattr(Y, "ndim", 0) > 2 else None
@@ -413,30 +777,65 @@ def dft_cca(
     n = int(X.shape[0])
     if n < 2:
         raise ValueError(f"dft CCA needs at least 2 images; got {n}.")
-    check_finite(X, name="X")
-    check_finite(Y, name="Y")
     xp = namespace(X, Y)
-    target = tuple(min(a, b) for a, b in zip(X.shape[1:-1], Y.shape[1:-1], strict=True))
-    real = not (_is_complex(xp, X) or _is_complex(xp, Y))
-    gx, gy = _magnitude(xp, X), _magnitude(xp, Y)
-    F = _spectra(xp, X, target, xp.complex128, magnitude=gx)
-    G = _spectra(xp, Y, target, xp.complex128, magnitude=gy)
-    Cxx, Cyy, Cxy = _block_comoments(xp, F, G, real=real)
+    gx, ux, floor_x = _scan(xp, X, "X")
+    gy, uy, floor_y = _scan(xp, Y, "Y")
+    sx = tuple(int(v) for v in X.shape[1:-1])
+    sy = tuple(int(v) for v in Y.shape[1:-1])
+    target = tuple(min(a, b) for a, b in zip(sx, sy, strict=True))
+    real_input = not (_is_complex(xp, X) or _is_complex(xp, Y))
+    periodic = tuple(a == b == t for a, b, t in zip(sx, sy, target, strict=True))
+    plan = _frequency_plan(target, conjugate=real_input, periodic=periodic)
+    sources = [
+        _Source(X, ux, int(np.frexp(gx)[1]) > _PRESCALE_EXP and ux != 1.0),
+        _Source(Y, uy, int(np.frexp(gy)[1]) > _PRESCALE_EXP and uy != 1.0),
+    ]
+    _, com = _joint_comoments(xp, sources, plan, half=real_input)
+    c1 = int(X.shape[-1])
     Cxx, Cyy, Cxy = zero_rounding_level(
-        xp, Cxx, Cyy, Cxy, _noise_floor(xp, X, gx), _noise_floor(xp, Y, gy)
+        xp, com[:, :c1, :c1], com[:, c1:, c1:], com[:, :c1, c1:], floor_x, floor_y
     )
-    resized = X.shape[1:-1] != Y.shape[1:-1]
-    return dft_cca_from_comoments(
+    return _evaluate(
+        xp,
         Cxx,
         Cyy,
         Cxy,
         n,
-        target=target,
+        plan,
         rtol=rtol,
         variance=variance,
         dims=dims,
-        resized=resized,
+        resized=sx != sy,
     )
+
+
+def _detected_plan(xp: Any, blocks: tuple[Array, ...], target: tuple[int, ...]) -> _Plan:
+    """The conjugate pairs {f, -f} of the grid whose blocks are exact complex conjugates.
+
+    Co-moments of real inputs (e.g. from :class:`nncompare.stats.SpectralMoments`, which
+    fills -f by conjugating f) have this symmetry bit for bit; such a pair is decomposed
+    once. Any other block, or any input that carries gradients, is computed on its own.
+    """
+    G = _grid(target)
+    S = len(G)
+    identity = _plan_from_reps(target, G, np.arange(S))
+    if any(bool(getattr(b, "requires_grad", False)) for b in blocks):
+        return identity
+    full = _frequency_plan(target, conjugate=True, periodic=(True,) * len(target))
+    if full.is_identity:
+        return identity
+    rep_flat = full.rep_flat[full.source]
+    pts = np.nonzero(full.conj)[0]
+    dev = _device(blocks[0])
+    a = xp.asarray(pts, device=dev)
+    b = xp.asarray(rep_flat[pts], device=dev)
+    same = np.ones(len(pts), dtype=bool)
+    for B in blocks:
+        eq = xp.take(B, a, axis=0) == xp.conj(xp.take(B, b, axis=0))
+        same &= to_numpy(xp.all(xp.all(eq, axis=-1), axis=-1))
+    merged = np.arange(S)
+    merged[pts[same]] = rep_flat[pts[same]]
+    return _plan_from_reps(target, G, merged)
 
 
 def dft_cca_from_comoments(
@@ -454,64 +853,28 @@ def dft_cca_from_comoments(
     """DFT CCA/SVCCA from per-frequency complex co-moments (*target, c1, c1) etc. or (F, ...).
 
     Used by :func:`dft_cca` and by streaming comparisons (:class:`nncompare.stats.SpectralMoments`).
+    Conjugate frequency pairs whose blocks are exact conjugates (co-moments of real
+    inputs filled by symmetry) are decomposed once.
     """
     xp = namespace(Cxx, Cyy, Cxy)
     shape = tuple(int(t) for t in target)
-    Cxx = xp.reshape(Cxx, (*shape, Cxx.shape[-2], Cxx.shape[-1]))
-    Cyy = xp.reshape(Cyy, (*shape, Cyy.shape[-2], Cyy.shape[-1]))
-    Cxy = xp.reshape(Cxy, (*shape, Cxy.shape[-2], Cxy.shape[-1]))
-    svd_mode = variance is not None or dims is not None
-    if svd_mode:
-        dx, dy = dims if dims is not None else (None, None)
-        sx, kx = _pca_blocks(xp, Cxx, variance=variance, dims=dx, rtol=rtol)
-        sy, ky = _pca_blocks(xp, Cyy, variance=variance, dims=dy, rtol=rtol)
-    else:
-        sx = whiten(xp, Cxx, rtol=rtol)
-        sy = whiten(xp, Cyy, rtol=rtol)
-        kx = ky = None
-        if int(xp.max(sx.rank)) == 0 or int(xp.max(sy.rank)) == 0:
-            raise ValueError("dft CCA is undefined: an input is constant at every frequency.")
-    check_not_trivial(n, to_numpy(sx.rank), to_numpy(sy.rank), what="dft CCA")
-    core = cca_core(xp, sx, sy, Cxy, want_vectors=False)
-    k = xp.minimum(sx.rank, sy.rank)
-    kmax = int(xp.max(k))
-    rho = core.rho[..., :kmax]
-    valid = xp.arange(kmax, device=_device(rho))[None] < xp.reshape(k, (-1, 1))
-    valid = xp.reshape(valid, rho.shape)
-    rho = xp.where(valid, rho, xp.zeros_like(rho))
-    k_f = xp.astype(k, rho.dtype)
-    # The flattened representation has min(total rank_x, total rank_y) canonical
-    # correlations; frequencies where one side keeps more directions than the other
-    # contribute exact zeros (the cross-covariance is block diagonal), so the mean divides
-    # by the flattened count, not by the sum of per-frequency minima.
-    n_coef = min(int(xp.sum(sx.rank)), int(xp.sum(sy.rank)))
-    if n_coef == 0:
-        raise ValueError("dft CCA is undefined: no direction is kept on one side at any frequency.")
-    value = xp.sum(rho) / n_coef
-    mean_pf = xp.sum(rho, axis=-1) / xp.where(k_f > 0, k_f, xp.ones_like(k_f))
-    return DFTCCAResult(
-        measure="svcca" if svd_mode else "cca",
-        value=value,
-        n_samples=n,
-        conventions={
-            "conv": "dft",
-            "transform": "unitary DFT over spatial axes (complex128)",
-            "resize": "frequency cropping to the smaller size" if resized else "none",
-            "average": "mean of all coefficients over all frequencies",
-            "rank_rtol": rtol,
-            "selection": None
-            if not svd_mode
-            else (
-                f"top {dims} directions over all frequencies"
-                if dims is not None
-                else f"cumulative variance fraction > {variance} over all frequencies"
-            ),
-        },
-        rho_per_frequency=rho,
-        k_per_frequency=k,
-        mean_per_frequency=mean_pf,
-        spatial_shape=shape,
-        n_coefficients=n_coef,
-        kept_dims_x=kx,
-        kept_dims_y=ky,
+    size = int(np.prod(shape))
+    Cxx = xp.reshape(Cxx, (size, Cxx.shape[-2], Cxx.shape[-1]))
+    Cyy = xp.reshape(Cyy, (size, Cyy.shape[-2], Cyy.shape[-1]))
+    Cxy = xp.reshape(Cxy, (size, Cxy.shape[-2], Cxy.shape[-1]))
+    plan = _detected_plan(xp, (Cxx, Cyy, Cxy), shape)
+    if not plan.is_identity:
+        idx = xp.asarray(plan.rep_flat, device=_device(Cxx))
+        Cxx, Cyy, Cxy = (xp.take(C, idx, axis=0) for C in (Cxx, Cyy, Cxy))
+    return _evaluate(
+        xp,
+        Cxx,
+        Cyy,
+        Cxy,
+        n,
+        plan,
+        rtol=rtol,
+        variance=variance,
+        dims=dims,
+        resized=resized,
     )
