@@ -209,14 +209,16 @@ def test_only_one_cka_measure_keeps_its_range():
 
 def test_family_comes_from_the_registry_not_from_names(monkeypatch):
     # a new measure registered in the CKA module, on [-3, 2], joins the CKA family scale
-    fake = dataclasses.replace(_registry.get("cka"), name="cka_new", value_range=(-3.0, 2.0))
+    fake = dataclasses.replace(
+        _registry.get("cka"), name="cka_new", label="New CKA", value_range=(-3.0, 2.0)
+    )
     monkeypatch.setitem(_registry._REGISTRY, "cka_new", fake)
     frame = depth_frame(RESNET20, RESNET32, measures=("cka", "cka_new"))
     _, _, mat = measure_matrix(frame, "cka")
     scale = color_scale(frame, "cka", mat)
     assert (scale.vmin, scale.vmax) == (-3.0, 2.0)
     assert scale.family == "CKA" and scale.shared_with == ("cka_new",)
-    assert scale.note == "colour scale [−3, 2] shared with cka_new (CKA family)"
+    assert scale.note == "colour scale [−3, 2] shared with New CKA (CKA family)"
     # a lower-is-better measure of the same module is not on the same scale
     dist = dataclasses.replace(fake, name="cka_dist", higher_is_better=False)
     monkeypatch.setitem(_registry._REGISTRY, "cka_dist", dist)

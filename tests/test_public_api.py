@@ -128,13 +128,34 @@ def test_registry_pinned_and_functions_exported():
     assert sorted(nc.measures.available()) == MEASURES
     for name, info in nc.measures.available().items():
         assert getattr(nc, name) is info.function
-        assert info.reference and info.description
+        assert getattr(nc.measures, name) is info.function
+        assert info.reference and info.description and info.label and info.family
+
+
+def test_measure_names_derive_from_the_registry():
+    """Every registry entry is a public name of nncompare and nncompare.measures, without a
+    hand-written line for it; dir() agrees with __all__."""
+    names = set(nc.measures.available())
+    assert names <= set(nc.__all__) and names <= set(nc.measures.__all__)
+    assert dir(nc) == nc.__all__ == sorted(nc.__all__)
+    assert set(nc.__all__) - names == set(PUBLIC) - set(MEASURES)
 
 
 def test_import_is_lazy():
     code = (
         "import sys, nncompare\n"
         "print([k for k in ('torch', 'scipy', 'pandas', 'matplotlib') if k in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_import_does_not_load_the_measures():
+    """The measure names come from the registry on first use, not at ``import nncompare``."""
+    code = (
+        "import sys, nncompare\n"
+        "nncompare.__version__\n"
+        "print([k for k in ('nncompare.measures', 'numpy') if k in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

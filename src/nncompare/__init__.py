@@ -14,23 +14,10 @@ from nncompare._version import __version__ as __version__
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    # representation measures
-    "cca": "nncompare.measures.cca",
-    "cca_r2": "nncompare.measures.cca",
-    "svcca": "nncompare.measures.cca",
-    "pwcca": "nncompare.measures.cca",
-    "cka": "nncompare.measures.cka",
-    "cka_debiased": "nncompare.measures.cka",
-    "cka_rbf": "nncompare.measures.cka",
-    "lr_r2": "nncompare.measures.regression",
-    "procrustes": "nncompare.measures.procrustes",
-    "shape": "nncompare.measures.procrustes",
+    # representation measures: every entry of the measure registry is also a name here
+    # (nncompare.measures._registry, resolved in __getattr__); the names below are not measures
     "ShapeMetric": "nncompare.measures.shape_cv",
     "shape_cv": "nncompare.measures.shape_cv",
-    "bures_wasserstein": "nncompare.measures.covariance",
-    "covariance_cosine": "nncompare.measures.covariance",
-    "rsa": "nncompare.measures.rsa",
-    "mutual_knn": "nncompare.measures.rsa",
     "rdm": "nncompare.measures.rsa",
     "similarity": "nncompare.measures._registry",
     "reshape_conv": "nncompare.measures.conv",
@@ -62,10 +49,23 @@ _SUBMODULES = {
     "demo",
 }
 
-__all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
+
+def _measures() -> dict[str, Any]:
+    """The measure registry, ``name -> MeasureInfo`` (imports nncompare.measures)."""
+    from nncompare.measures._registry import available
+
+    return available()
+
+
+def _public_names() -> list[str]:
+    return sorted({*_LAZY, *_measures(), *_SUBMODULES, "__version__"})
 
 
 def __getattr__(name: str) -> Any:
+    # ``__all__`` and the measure names come from the registry, on first use, so that
+    # ``import nncompare`` does not import the measures (numpy) until they are needed
+    if name == "__all__":
+        return _public_names()
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
         value = getattr(module, name)
@@ -75,11 +75,20 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f"nncompare.{name}")
         globals()[name] = module
         return module
+    if not name.startswith("__"):
+        from nncompare.measures._registry import _BUILTIN_NAMES
+
+        info = _measures().get(name)
+        if info is not None:
+            value = info.function
+            if name in _BUILTIN_NAMES:  # measures added with register() can be removed again
+                globals()[name] = value
+            return value
     raise AttributeError(f"module 'nncompare' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return _public_names()
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

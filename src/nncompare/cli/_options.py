@@ -189,7 +189,7 @@ def parse_measures(texts: Sequence[str], *, conv: str) -> dict[str, dict[str, An
     click.BadParameter
         One line, with the option hint ``--measure`` (or ``--conv``).
     """
-    from nncompare.measures import available, get
+    from nncompare.measures import available, get, supporting
 
     registry = available()
     by_lower = {k.lower(): k for k in registry}
@@ -215,7 +215,7 @@ def parse_measures(texts: Sequence[str], *, conv: str) -> dict[str, dict[str, An
                 param_hint="--measure",
             )
         if conv not in info.conv_policies:
-            dft = ", ".join(k for k, v in registry.items() if "dft" in v.conv_policies)
+            dft = ", ".join(supporting("dft"))
             raise click.BadParameter(
                 f"{name} is not defined with --conv {conv} (it takes --conv "
                 f"{', '.join(info.conv_policies)}); with --conv {conv} use {dft}",

@@ -96,7 +96,7 @@ def measures(as_json: bool) -> None:
             f"{name:<18} {_yn(info.higher_is_better):<7} {_yn(info.is_metric):<7} "
             f"{_yn(info.symmetric):<5} {_yn(info.streaming):<7} {inv}"
         )
-        click.echo(f"{'':<18} {info.description} [{info.reference}]")
+        click.echo(f"{'':<18} {info.label}: {info.description} [{info.reference}]")
 
 
 def _yn(b: bool) -> str:

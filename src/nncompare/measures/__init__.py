@@ -1,37 +1,50 @@
 """Representation-similarity measures on (n_samples, n_features) activation matrices.
 
-Pure functions; each module holds one family. ``available()`` lists them with metadata.
+Pure functions; each module holds one family. The measure registry
+(``nncompare.measures._registry``) declares every measure once; the measure functions
+below are bound from it, and ``available()`` lists them with their metadata.
 """
 
-from nncompare.measures._registry import MeasureInfo, available, compute, get, similarity
-from nncompare.measures.cca import cca, cca_r2, pwcca, svcca
-from nncompare.measures.cka import cka, cka_debiased, cka_rbf
+from typing import Any
+
+from nncompare.measures._registry import (
+    MeasureInfo,
+    available,
+    compute,
+    get,
+    register,
+    registered,
+    similarity,
+    supporting,
+    unregister,
+    with_spectrum,
+)
 from nncompare.measures.conv import dft_cca, reshape_conv
-from nncompare.measures.covariance import bures_wasserstein, covariance_cosine
-from nncompare.measures.procrustes import procrustes, shape
-from nncompare.measures.regression import lr_r2
-from nncompare.measures.rsa import mutual_knn, rsa
+
+# every measure of the registry by name (nncompare.measures.cka is the function, as before)
+_MEASURES = {name: info.function for name, info in available().items()}
+globals().update(_MEASURES)
 
 __all__ = [
     "MeasureInfo",
     "available",
-    "bures_wasserstein",
-    "cca",
-    "cca_r2",
-    "cka",
-    "cka_debiased",
-    "cka_rbf",
     "compute",
-    "covariance_cosine",
     "dft_cca",
     "get",
-    "lr_r2",
-    "mutual_knn",
-    "procrustes",
-    "pwcca",
+    "register",
+    "registered",
     "reshape_conv",
-    "rsa",
-    "shape",
     "similarity",
-    "svcca",
+    "supporting",
+    "unregister",
+    "with_spectrum",
 ]
+__all__ += sorted(_MEASURES)
+
+
+def __getattr__(name: str) -> Any:
+    # measures added with nncompare.measures.register() after this module was imported
+    info = available().get(name) if not name.startswith("__") else None
+    if info is None:
+        raise AttributeError(f"module 'nncompare.measures' has no attribute {name!r}")
+    return info.function

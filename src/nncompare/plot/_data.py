@@ -39,27 +39,14 @@ __all__ = [
 
 REQUIRED_COLUMNS = ("layer_a", "layer_b", "measure", "value")
 
-_PRETTY = {
-    "cca": "Mean CCA",
-    "cca_r2": "R²_CCA",
-    "svcca": "SVCCA",
-    "pwcca": "PWCCA",
-    "cka": "Linear CKA",
-    "cka_debiased": "Debiased CKA",
-    "cka_rbf": "RBF CKA",
-    "lr_r2": "Linear regression R²",
-    "procrustes": "Procrustes similarity",
-    "shape": "Shape similarity",
-    "rsa": "RSA",
-    "mutual_knn": "Mutual k-NN",
-    "bures_wasserstein": "Bures–Wasserstein",
-    "covariance_cosine": "Covariance cosine",
-}
-
 
 def pretty_measure(measure: Any) -> str:
-    """Display name of a measure ("cka" -> "Linear CKA"); unknown names pass through."""
-    return _PRETTY.get(str(measure), str(measure))
+    """Display name of a measure, its registry label ("cka" -> "Linear CKA"); unknown names
+    pass through."""
+    from nncompare.measures._registry import available
+
+    info = available().get(str(measure))
+    return info.label if info is not None else str(measure)
 
 
 def check_frame(df: Any) -> None:
@@ -216,7 +203,7 @@ class ColorScale:
     ----------
     vmin, vmax : float
     family : str
-        The measures' family (their module in the measure registry: "CKA", "CCA", ...);
+        The measures' family (``MeasureInfo.family`` in the registry: "CKA", "CCA", ...);
         empty when the scale is the measure's own.
     shared_with : tuple of str
         The other measures of the frame on the same scale (registry names).
@@ -244,11 +231,6 @@ def _num(x: float) -> str:
     return text.replace("-", "−")
 
 
-def _family_name(module: str) -> str:
-    last = module.rsplit(".", 1)[-1]
-    return last.upper() if len(last) <= 4 else last.capitalize()
-
-
 def color_scale(
     df: Any,
     measure: Any,
@@ -259,7 +241,7 @@ def color_scale(
 ) -> ColorScale:
     """Colour limits for one measure's heatmap, shared across its family.
 
-    Measures of the frame from the same registry module (the CKA variants; CCA, SVCCA,
+    Measures of the frame from the same registry family (the CKA variants; CCA, SVCCA,
     PWCCA; ...) with the same direction and finite ranges share one scale: the union of
     their ranges, from the registry (``nc.measures.available()``). So linear CKA on
     [0, 1] next to debiased CKA on [−1, 1] is drawn on [−1, 1], and equal values have equal
@@ -286,7 +268,7 @@ def color_scale(
         if (
             other is None
             or str(m) == str(measure)
-            or other.module != info.module
+            or other.family != info.family
             or other.higher_is_better != info.higher_is_better
         ):
             continue
@@ -301,7 +283,7 @@ def color_scale(
     hi = hi if vmax is not None else r_hi
     if not hi > lo:
         hi = lo + 1.0
-    return ColorScale(lo, hi, _family_name(info.module), tuple(members))
+    return ColorScale(lo, hi, info.family, tuple(members))
 
 
 def color_scale_note(df: Any, measure: Any) -> str:

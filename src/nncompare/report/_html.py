@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from nncompare.measures._registry import with_spectrum
 from nncompare.plot._data import (
     best_matches,
     check_frame,
@@ -46,7 +47,6 @@ __all__ = ["render_html"]
 
 MAX_TABLE_ROWS = 2000
 LABEL_LEN = 20
-SPECTRUM_MEASURES = ("cca", "svcca", "pwcca", "cca_r2")
 POLICY_NOTES = {
     "none": "2-D layer, used as is",
     "mean": "spatial mean per channel: (N, C)",
@@ -588,8 +588,9 @@ def render_html(
         spectra_measures = [
             m for m in (attrs.get("spectra") or {}) if m in measures and spectra_of(df, str(m))
         ]
+        spectrum_order = with_spectrum()  # registry order of the measures with spectra
         spectra_measures.sort(
-            key=lambda m: SPECTRUM_MEASURES.index(m) if m in SPECTRUM_MEASURES else 99
+            key=lambda m: spectrum_order.index(m) if m in spectrum_order else len(spectrum_order)
         )
         if spectra_measures:
             parts.append('<h2 id="spectra">Canonical correlation spectra</h2>')
