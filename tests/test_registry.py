@@ -223,8 +223,9 @@ def test_register_refuses_clashes_and_broken_functions():
         register({"name": "toy_norms"})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="measure 'cka' is already registered"):
         register(declaration(name="cka"))
-    with pytest.raises(ValueError, match="'pairwise' is taken by another public name"):
-        register(declaration(name="pairwise"))
+    for taken in ("pairwise", "supporting", "covariance"):  # nc.*, nc.measures.*, a module
+        with pytest.raises(ValueError, match=f"{taken!r} is taken by another public name"):
+            register(declaration(name=taken))
     with pytest.raises(ValueError, match="label 'Linear CKA' is already the label of 'cka'"):
         register(declaration(label="Linear CKA"))
     with pytest.raises(ValueError, match=r"expected a function toy_missing\(\) in"):

@@ -539,10 +539,20 @@ def with_spectrum() -> tuple[str, ...]:
 
 
 def _reserved_names() -> set[str]:
-    """Public names of ``nncompare`` that are not measures (a measure may not shadow them)."""
-    import nncompare
+    """Names of ``nncompare`` and ``nncompare.measures`` that are not measures (their other
+    public names and the family modules): a measure may not shadow them."""
+    import pkgutil
 
-    return {*nncompare._LAZY, *nncompare._SUBMODULES, "measures", "__version__"}
+    import nncompare
+    import nncompare.measures as measures
+
+    return {
+        *nncompare._LAZY,
+        *nncompare._SUBMODULES,
+        "__version__",
+        *(n for n in measures.__all__ if n not in _BUILTIN_NAMES),
+        *(m.name for m in pkgutil.iter_modules(measures.__path__)),
+    }
 
 
 def _check_function(info: MeasureInfo) -> None:
@@ -614,8 +624,9 @@ def register(info: MeasureInfo) -> MeasureInfo:
         )
     if info.name in _reserved_names():
         raise ValueError(
-            f"measure name {info.name!r} is taken by another public name of nncompare "
-            f"(nncompare.{info.name}); choose another name."
+            f"measure name {info.name!r} is taken by another public name of nncompare or "
+            "nncompare.measures (a function, class or module of the same name); choose "
+            "another name."
         )
     same_label = [k for k, v in _REGISTRY.items() if v.label == info.label]
     if same_label:
