@@ -17,6 +17,7 @@ from nncompare.cli._options import parse_measures
 from nncompare.cli.main import cli
 from nncompare.measures import MeasureInfo, available, get, register, registered, unregister
 from nncompare.plot._data import color_scale, measure_meta, pretty_measure
+from nncompare.results import Result
 
 
 def toy_norms(X, Y, *, conv="samples", layout="auto"):
@@ -24,7 +25,8 @@ def toy_norms(X, Y, *, conv="samples", layout="auto"):
     a = np.linalg.norm(np.asarray(X, dtype=float), axis=1)
     b = np.linalg.norm(np.asarray(Y, dtype=float), axis=1)
     a, b = a - a.mean(), b - b.mean()
-    return float(abs(a @ b) / math.sqrt((a @ a) * (b @ b)))
+    value = float(abs(a @ b) / math.sqrt((a @ a) * (b @ b)))
+    return Result(measure="toy_norms", value=value, n_samples=len(a))
 
 
 def toy_wrong_signature(A, B, conv="samples"):
@@ -80,7 +82,7 @@ def test_one_declaration_reaches_every_consumer(data):
         # the registry and the library's entry points
         assert available()["toy_norms"] is info and get("toy_norms") is info
         assert nc.similarity(X, Y, "toy_norms") == pytest.approx(expected, rel=1e-12)
-        assert nc.measures.compute(X, Y, "toy_norms") == pytest.approx(expected, rel=1e-12)
+        assert float(nc.measures.compute(X, Y, "toy_norms")) == pytest.approx(expected, rel=1e-12)
         grid = nc.pairwise({"x": X}, {"y": Y}, measures=["toy_norms", "cka"])
         assert grid["toy_norms"][0, 0] == pytest.approx(expected, rel=1e-12)
         # the lazy top-level and measures names

@@ -600,7 +600,8 @@ def register(info: MeasureInfo) -> MeasureInfo:
     info : MeasureInfo
         The declaration; ``info.module`` must define the function ``info.name`` with the
         signature ``(X, Y, *, conv=..., layout=..., ...)`` (``(C1, C2, *, ...)`` for
-        covariances).
+        covariances) that returns a :class:`nncompare.results.Result` (its ``value``,
+        ``n_samples`` and ``conventions``), as the measures of nncompare do.
 
     Returns
     -------
