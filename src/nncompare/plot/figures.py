@@ -294,7 +294,8 @@ def spectrum(
         The frame of :func:`nncompare.compare_models` (spectra in ``attrs["spectra"]``), a
         mapping ``{measure: {"a|b": rho}}`` or ``{"a|b": rho}``.
     measure : str
-        A CCA-type measure ("cca", "svcca", "pwcca", "cca_r2").
+        A measure with a canonical-correlation spectrum (``nc.measures.with_spectrum()``:
+        "cca", "cca_r2", "svcca", "pwcca").
     pairs : list of "a|b" keys or (a, b) tuples, optional
         Default: the reference pairs ("the diagonal"): same-named layers when both models have
         the same layer names, else layers at the same relative depth (within stages such as
