@@ -87,14 +87,16 @@ def measures(as_json: bool) -> None:
 
         click.echo(json.dumps({k: v.as_dict() for k, v in infos.items()}, indent=2))
         return
-    header = f"{'name':<18} {'higher':<7} {'metric':<7} {'sym':<5} {'stream':<7} invariances"
+    header = (
+        f"{'name':<18} {'higher':<7} {'metric':<7} {'sym':<5} {'stream':<7} {'dft':<4} invariances"
+    )
     click.echo(header)
     click.echo("-" * len(header + "-" * 30))
     for name, info in infos.items():
         inv = ", ".join(sorted(info.invariances)) or "-"
         click.echo(
             f"{name:<18} {_yn(info.higher_is_better):<7} {_yn(info.is_metric):<7} "
-            f"{_yn(info.symmetric):<5} {_yn(info.streaming):<7} {inv}"
+            f"{_yn(info.symmetric):<5} {_yn(info.streaming):<7} {_yn(info.supports_dft):<4} {inv}"
         )
         click.echo(f"{'':<18} {info.label}: {info.description} [{info.reference}]")
 
