@@ -13,6 +13,7 @@ import types
 import nncompare as nc
 
 PUBLIC = [
+    "ComparisonResult",
     "JointMoments",
     "LayoutArray",
     "LayoutWarning",
@@ -34,6 +35,7 @@ PUBLIC = [
     "covariance_cosine",
     "data",
     "demo",
+    "errors",
     "list_layers",
     "lr_r2",
     "measures",
@@ -78,12 +80,12 @@ def test_public_names_pinned():
 
 
 MODULES = {
-    "analyses", "capture", "data", "demo", "measures", "models", "plot", "report", "stats",
-    "training",
+    "analyses", "capture", "data", "demo", "errors", "measures", "models", "plot", "report",
+    "stats", "training",
 }  # fmt: skip
 CLASSES = {
-    "JointMoments", "LayoutArray", "LayoutWarning", "MinibatchCKA", "Moments", "ShapeMetric",
-    "SpectralMoments",
+    "ComparisonResult", "JointMoments", "LayoutArray", "LayoutWarning", "MinibatchCKA",
+    "Moments", "ShapeMetric", "SpectralMoments",
 }  # fmt: skip
 
 

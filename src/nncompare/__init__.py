@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "list_layers": "nncompare.capture",
     "compare_models": "nncompare.analyses.compare",
     "compare_checkpoints": "nncompare.analyses.compare",
+    "ComparisonResult": "nncompare.results",
 }
 
 _SUBMODULES = {
@@ -47,6 +48,7 @@ _SUBMODULES = {
     "report",
     "training",
     "demo",
+    "errors",
 }
 
 

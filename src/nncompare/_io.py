@@ -20,12 +20,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from nncompare.errors import NNCompareError
+
 __all__ = ["UnsafeCheckpointError", "atomic_write", "read_state_dict", "state_dict_from"]
 
 STATE_KEYS = ("state_dict", "model_state_dict")
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(NNCompareError, ValueError):
     """A checkpoint that is not plain tensors: loading it would run its pickled code."""
 
 

@@ -6,22 +6,11 @@ import warnings
 from typing import Any
 
 from nncompare._array import Array, as_array, harmonize, is_torch, namespace, to_numpy
-
-
-class NNCompareWarning(UserWarning):
-    """Base class of the warnings nncompare emits."""
-
-
-class RankDeficiencyWarning(NNCompareWarning):
-    """An input has fewer linearly independent features than columns.
-
-    CCA-type measures are then computed in the column space (the numerical rank is
-    reported in the result); constant features are ignored.
-    """
-
-
-class ConstantFeatureWarning(NNCompareWarning):
-    """Some features never change over the samples and carry no information."""
+from nncompare.errors import (  # noqa: F401  (re-exported: their historical home)
+    ConstantFeatureWarning,
+    NNCompareWarning,
+    RankDeficiencyWarning,
+)
 
 
 def check_matrix(X: Any, *, name: str = "X", min_samples: int = 2) -> Array:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from nncompare.errors import NNCompareError
+
 __all__ = ["InvalidCacheError", "LayerNotFoundError", "StaleCacheError"]
 
 _HOW_TO_LIST = (
@@ -13,7 +15,7 @@ _HOW_TO_LIST = (
 )
 
 
-class LayerNotFoundError(KeyError):
+class LayerNotFoundError(NNCompareError, KeyError):
     """A requested layer name or pattern matches no module of the model.
 
     Subclass of :class:`KeyError`, so ``except KeyError`` also catches it. Unlike a
@@ -54,7 +56,7 @@ class LayerNotFoundError(KeyError):
         return cls(f"{head}{hint} {how_to_list}")
 
 
-class InvalidCacheError(ValueError):
+class InvalidCacheError(NNCompareError, ValueError):
     """A path is not a complete, readable nncompare activation cache."""
 
 

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from nncompare._array import Array, is_torch, to_scalar_float
+from nncompare.errors import NNCompareError
 
 CONSTANT_ULPS = 8.0
 MEMORY_ENV = "NNCOMPARE_MAX_MEMORY"
@@ -32,7 +33,7 @@ RSA_N2_ARRAYS = 5.5
 RDM_N2_ARRAYS = 4.5
 
 
-class InsufficientMemoryError(MemoryError):
+class InsufficientMemoryError(NNCompareError, MemoryError):
     """An O(n²) measure would need more memory than is available (checked before allocating).
 
     The limit is the available memory (free RAM, or free GPU memory for CUDA tensors), or

@@ -63,13 +63,14 @@ import numpy as np
 
 from nncompare._array import Array, as_array, harmonize, is_torch, namespace, to_scalar_float
 from nncompare._validation import check_fraction, check_matrix, constant_columns
+from nncompare.errors import NNCompareError
 from nncompare.measures._linalg import DEFAULT_RTOL, diag
 from nncompare.results import Result
 
 __all__ = ["NotFittedError", "ShapeCVResult", "ShapeMetric", "ShapeScoreResult", "shape_cv"]
 
 
-class NotFittedError(ValueError, AttributeError):
+class NotFittedError(NNCompareError, ValueError, AttributeError):
     """A :class:`ShapeMetric` was used before :meth:`ShapeMetric.fit`."""
 
 
