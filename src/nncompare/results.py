@@ -18,15 +18,48 @@ from nncompare._array import Array, to_numpy, to_scalar_float
 __all__ = [
     "CCAResult",
     "CKAResult",
+    "ComparisonResult",
     "CovarianceResult",
     "DFTCCAResult",
+    "MeasureRecord",
     "PWCCAResult",
     "ProcrustesResult",
     "RegressionResult",
     "Result",
     "SVCCAResult",
     "ShapeResult",
+    "as_frame",
 ]
+
+
+class Pending:
+    """A result attribute computed on first access (``compute()``, run once): for details
+    the value itself does not need, e.g. a Procrustes rotation (an SVD with vectors)."""
+
+    def __init__(self, compute: Any) -> None:
+        self.compute = compute
+
+    def __repr__(self) -> str:
+        return "<computed on first access>"
+
+
+class _Deferred:
+    """Descriptor of a result field that may hold a :class:`Pending`; resolved on access."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return None  # the dataclass default
+        v = obj.__dict__.get(self.name)
+        if isinstance(v, Pending):
+            v = v.compute()
+            obj.__dict__[self.name] = v
+        return v
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -55,7 +88,7 @@ class Result:
         for f in fields(self):
             if f.name in ("measure", "value"):
                 continue
-            v = getattr(self, f.name)
+            v = self.__dict__.get(f.name)  # as stored: a Pending detail is not computed
             if isinstance(v, int | float | str | bool) or v is None:
                 out[f.name] = v
             elif isinstance(v, dict):
@@ -69,7 +102,7 @@ class Result:
         for f in fields(self):
             if f.name in ("measure", "value", "conventions"):
                 continue
-            v = getattr(self, f.name)
+            v = self.__dict__.get(f.name)  # as stored: a Pending detail is not computed
             if hasattr(v, "shape") and len(v.shape) > 0:
                 extras.append(f"{f.name}=<array {tuple(v.shape)}>")
             elif isinstance(v, float):
@@ -269,12 +302,13 @@ class ProcrustesResult(Result):
 
     * ``angular`` θ = arccos(value) ∈ [0, π/2], the Procrustes shape metric (Williams et al. 2021),
     * ``euclidean`` = min_Q ||Xc Q/||Xc|| - Yc/||Yc|| ||_F = sqrt(2 - 2 value) (Ding et al. 2021),
-    * ``rotation`` Q (d1, d2), the optimal (semi-)orthogonal map from X's space to Y's.
+    * ``rotation`` Q (d1, d2), the optimal (semi-)orthogonal map from X's space to Y's
+      (computed on first access: the value needs only singular values).
     """
 
     angular: float = math.nan
     euclidean: float = math.nan
-    rotation: Array | None = None
+    rotation: Array | None = _Deferred()  # type: ignore[assignment]
 
     @property
     def distance(self) -> float:
@@ -290,7 +324,7 @@ class ShapeResult(Result):
 
     alpha: float = 1.0
     angular: float = math.nan
-    rotation: Array | None = None
+    rotation: Array | None = _Deferred()  # type: ignore[assignment]  # computed on access
 
     @property
     def distance(self) -> float:
@@ -309,3 +343,176 @@ class CovarianceResult(Result):
     def distance(self) -> float:
         """The Bures–Wasserstein distance itself, or 1 - cosine for ``covariance_cosine``."""
         return float(self) if self.measure == "bures_wasserstein" else 1.0 - float(self)
+
+
+# ---------------------------------------------------------------------- comparisons
+@dataclass
+class MeasureRecord:
+    """What a comparison says about one measure: the options it ran with, the conventions
+    of its values, and the registry's direction, reference and description."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    conventions: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: bool | None = None
+    reference: str | None = None
+    description: str | None = None
+    streaming: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in out.items() if v is not None or k != "streaming"}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> MeasureRecord:
+        d = dict(d or {})
+        return cls(
+            options=dict(d.get("options") or {}),
+            conventions=dict(d.get("conventions") or {}),
+            higher_is_better=d.get("higher_is_better"),
+            reference=d.get("reference"),
+            description=d.get("description"),
+            streaming=d.get("streaming"),
+        )
+
+
+def _pair_key(k: Any) -> tuple[str, str]:
+    """A legacy ``"a|b"`` attrs key as a tuple (tuples pass through)."""
+    if isinstance(k, tuple):
+        return (str(k[0]), str(k[1]))
+    a, _, b = str(k).partition("|")
+    return (a, b)
+
+
+@dataclass
+class ComparisonResult:
+    """A comparison's tidy table and its typed metadata.
+
+    The front doors (:func:`nncompare.compare_models`, :func:`nncompare.compare_checkpoints`)
+    build one of these and return ``result.to_frame()``, the pandas DataFrame with the
+    metadata in ``DataFrame.attrs`` (``provenance``, ``measures``, ``spectra``,
+    ``kept_dims``, ``layer_aliases``, ``title``), so ``df.query(...)`` and
+    ``nc.report.write_report(df, ...)`` work as always. Readers get the typed view back
+    with :meth:`from_frame`; the report and the plots accept either. Columns and item
+    access (``result["value"]``, ``len(result)``, ``result.query(...)``) are the frame's.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per (pair, measure); see :func:`nncompare.compare_models`.
+    kind : {"models", "checkpoints"}
+        Which front door made it (the checkpoint frame has ``checkpoint``, ``reference``
+        and ``layer`` columns instead of ``model_a/b`` and ``layer_a/b``).
+    names : tuple of str
+        The model labels, or the checkpoint labels.
+    layers_a, layers_b : list of str
+        The layers compared on either side (resolved: globs expanded, aliases merged).
+    measures : dict of str -> MeasureRecord
+    provenance : dict
+        Versions, platform, time, command, data description, conv policy ...
+    spectra : dict of measure -> {(layer_a, layer_b): canonical correlations}
+    kept_dims : dict of (layer_a, layer_b) -> (kept_x, kept_y)
+        SVCCA's kept dimensions per pair.
+    layer_aliases : dict of model label -> {merged name: kept name}
+    n_samples : int
+    title : str or None
+    """
+
+    frame: Any
+    kind: str = "models"
+    names: tuple[str, ...] = ()
+    layers_a: list[str] = field(default_factory=list)
+    layers_b: list[str] = field(default_factory=list)
+    measures: dict[str, MeasureRecord] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    spectra: dict[str, dict[tuple[str, str], list[float]]] = field(default_factory=dict)
+    kept_dims: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    layer_aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    n_samples: int = 0
+    title: str | None = None
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The metadata as the JSON-friendly ``DataFrame.attrs`` dict of old readers."""
+        out: dict[str, Any] = {
+            "provenance": dict(self.provenance),
+            "measures": {m: info.as_dict() for m, info in self.measures.items()},
+        }
+        if self.kind == "models":
+            out["spectra"] = {
+                m: {f"{a}|{b}": list(rho) for (a, b), rho in per.items()}
+                for m, per in self.spectra.items()
+            }
+            out["kept_dims"] = {f"{a}|{b}": list(v) for (a, b), v in self.kept_dims.items()}
+            out["layer_aliases"] = {k: dict(v) for k, v in self.layer_aliases.items()}
+        if self.title is not None:
+            out["title"] = self.title
+        return out
+
+    def to_frame(self) -> Any:
+        """The tidy DataFrame with :meth:`attrs` attached (the frame itself, not a copy)."""
+        self.frame.attrs = self.attrs
+        return self.frame
+
+    @classmethod
+    def from_frame(cls, df: Any) -> ComparisonResult:
+        """The typed view of a comparison frame (its ``attrs`` read once; missing ones are
+        empty). A :class:`ComparisonResult` is returned as it is."""
+        if isinstance(df, ComparisonResult):
+            return df
+        attrs = dict(getattr(df, "attrs", {}) or {})
+        cols = set(getattr(df, "columns", ()))
+        kind = "checkpoints" if "checkpoint" in cols else "models"
+
+        def uniq(col: str) -> list[str]:
+            return [str(v) for v in dict.fromkeys(df[col])] if col in cols else []
+
+        if kind == "models":
+            names = tuple(dict.fromkeys([*uniq("model_a"), *uniq("model_b")]))
+            la, lb = uniq("layer_a"), uniq("layer_b")
+        else:
+            names = tuple(uniq("checkpoint"))
+            la = lb = uniq("layer")
+        prov = dict(attrs.get("provenance") or {})
+        n = prov.get("n_samples")
+        if n is None and "n_samples" in cols and len(df):
+            n = df["n_samples"].iloc[0]
+        return cls(
+            frame=df,
+            kind=kind,
+            names=names,
+            layers_a=la,
+            layers_b=lb,
+            measures={
+                str(m): MeasureRecord.from_dict(v) for m, v in (attrs.get("measures") or {}).items()
+            },
+            provenance=prov,
+            spectra={
+                str(m): {_pair_key(k): list(v) for k, v in (per or {}).items()}
+                for m, per in (attrs.get("spectra") or {}).items()
+            },
+            kept_dims={
+                _pair_key(k): (int(v[0]), int(v[1]))
+                for k, v in (attrs.get("kept_dims") or {}).items()
+            },
+            layer_aliases={str(k): dict(v) for k, v in (attrs.get("layer_aliases") or {}).items()},
+            n_samples=int(n) if n is not None else 0,
+            title=attrs.get("title"),
+        )
+
+    # the frame's own interface, for code written against the DataFrame
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.to_frame()[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "frame":
+            raise AttributeError(name)
+        return getattr(self.to_frame(), name)
+
+
+def as_frame(obj: Any) -> Any:
+    """A comparison frame with its attrs: ``obj.to_frame()`` for a
+    :class:`ComparisonResult`, ``obj`` itself otherwise."""
+    return obj.to_frame() if isinstance(obj, ComparisonResult) else obj

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 from nncompare._array import as_array, device_of, is_torch, to_numpy, to_scalar_float
 from nncompare._layout import resolve_layout, to_channels_last_if
 from nncompare._validation import check_option, dtype_eps
+from nncompare.analyses.engine import array_sources, evaluate, moment_sources
 from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
@@ -100,12 +102,13 @@ class GridResult:
 _GRID_ARGUMENTS = {
     "conv": "the conv= argument of the comparison (pairwise, compare_models, ...)",
     "layout": "the layout= argument of nc.pairwise (compare_models knows the captured layout)",
+    "precision": "the precision= argument of nc.pairwise (the precision of the joint product)",
 }
 
 
 def measure_options(name: str) -> list[str]:
     """The options a measure takes in a comparison: its keyword arguments except X, Y,
-    conv and layout (which the comparison sets for every measure)."""
+    conv, layout and precision (which the comparison sets for every measure)."""
     fn = get_measure(name).function
     params = inspect.signature(fn).parameters.values()
     return [
@@ -300,6 +303,7 @@ class RDMCache:
         self.budget = budget
         self.nbytes = 0
         self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()  # pair tasks may run on several threads
 
     @staticmethod
     def _size(v: Any) -> int:
@@ -312,12 +316,17 @@ class RDMCache:
         return key in self._items
 
     def get(self, key: Any, default: Any = None) -> Any:
-        if key not in self._items:
-            return default
-        self._items.move_to_end(key)
-        return self._items[key]
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._store(key, value)
+
+    def _store(self, key: Any, value: Any) -> None:
         size = self._size(value)
         if self.budget is None and size:
             self.budget = _rsa_cache_budget(value)
@@ -358,6 +367,7 @@ def pairwise(
     keep_results: bool = False,
     errors: str = "record",
     precision: str = "auto",
+    executor: Any = None,
 ) -> GridResult:
     """Compare every layer of ``acts_a`` with every layer of ``acts_b`` (or of ``acts_a``).
 
@@ -392,6 +402,9 @@ def pairwise(
         the products are summed in float64 and every decomposition is float64, so float32
         products agree with ``precision="float64"`` (the exact path) to about 1e-6 or
         better (4.5e-9 for CKA on the 10 × 5000 × 256 benchmark grid).
+    executor : object with ``map(fn, items)``, optional
+        Evaluates the (measure, pair) tasks (:class:`nncompare.analyses.SerialExecutor` by
+        default; see :mod:`nncompare.analyses.engine`).
 
     Returns
     -------
@@ -427,77 +440,59 @@ def pairwise(
             "conv='samples' every layer needs the same spatial size."
         )
     names_a, names_b = list(mats_a), list(mats_b)
-    streaming = {m for m in spec if get_measure(m).streaming and conv != "dft"}
-    jm = None
-    keys_a = {a: f"a:{a}" for a in names_a}
-    keys_b = keys_a if same else {b: f"b:{b}" for b in names_b}
+    streaming = any(get_measure(m).streaming for m in spec) and conv != "dft"
+    keys_a = [("a", a) for a in names_a]
+    keys_b = keys_a if same else [("b", b) for b in names_b]
+    mats = dict(zip(keys_a, mats_a.values(), strict=True))
+    if not same:
+        mats.update(zip(keys_b, mats_b.values(), strict=True))
     if streaming:
-        batch = {keys_a[a]: mats_a[a] for a in names_a}
-        if not same:
-            batch.update({keys_b[b]: mats_b[b] for b in names_b})
-        jm = JointMoments(dtype=_product_dtype(list(batch.values()), precision))
-        jm.update(batch)
+        dtype = _product_dtype(list(mats.values()), precision)
     else:
         check_option("precision", precision, _PRECISIONS)
+        dtype = None
+    acc = array_sources(mats, streaming=streaming, product_dtype=dtype, dft=conv == "dft")
+    pairs = [(ka, kb) for ka in keys_a for kb in keys_b]
+    outcomes = evaluate(
+        acc,
+        pairs,
+        spec,
+        executor=executor,
+        errors=errors,
+        keep_results=keep_results,
+        mirror=same,
+        cka_at_once=True,
+        record_notes=False,
+    )
+    return _grid(names_a, names_b, acc.n_samples, spec, outcomes)
+
+
+def _grid(
+    names_a: Sequence[str],
+    names_b: Sequence[str],
+    n_samples: int,
+    spec: dict[str, dict[str, Any]],
+    outcomes: Mapping[str, Sequence[Any]],
+) -> GridResult:
+    """The engine's outcomes (pairs in row-major order) as a :class:`GridResult`."""
     out = GridResult(
-        names_a=names_a,
-        names_b=names_b,
+        names_a=list(names_a),
+        names_b=list(names_b),
         values={m: np.full((len(names_a), len(names_b)), np.nan) for m in spec},
-        n_samples=n_set.pop(),
+        n_samples=n_samples,
         options=spec,
     )
-    rdm_cache = RDMCache()
-    for measure, opts in spec.items():
-        info = get_measure(measure)
-        fn = info.function
-
-        def cell(i: int, j: int, fn: Any = fn, measure: str = measure, opts: Any = opts) -> None:
-            a, b = names_a[i], names_b[j]
-            try:
-                if measure in streaming:
-                    res = fn(jm.pair(keys_a[a], keys_b[b]), **opts)
-                elif measure == "rsa" and conv != "dft":
-                    from nncompare.measures.rsa import rsa_cached
-
-                    res = rsa_cached(
-                        mats_a[a], mats_b[b], keys=(keys_a[a], keys_b[b]), cache=rdm_cache, **opts
-                    )
-                else:
-                    extra = {"conv": conv} if conv == "dft" else {}
-                    res = fn(mats_a[a], mats_b[b], **opts, **extra)
-            except ValueError as exc:
-                if errors == "raise":
-                    raise
-                out.errors[(measure, a, b)] = str(exc)
-                return
-            out.values[measure][i, j] = float(res)
-            if keep_results:
-                out.results[(measure, a, b)] = res
-
-        if measure == "cka" and measure in streaming and not keep_results and jm.n >= 3:
-            vals = cka_grid(
-                jm, [keys_a[a] for a in names_a], [keys_b[b] for b in names_b], upper=same
-            )
-            out.values[measure][...] = vals
-            for i, j in zip(*np.nonzero(np.isnan(vals)), strict=True):
-                cell(int(i), int(j))  # an undefined pair: its own message (or the error)
-            continue
-        for i in range(len(names_a)):
-            for j in range(len(names_b)):
-                # A symmetric measure's value is mirrored from the cell computed above the
-                # diagonal. Not its error (the message names X or Y, i.e. an orientation),
-                # nor kept results (directions, ranks ... are per side): those cells are
-                # computed in their own orientation.
-                if (
-                    same
-                    and info.symmetric
-                    and j < i
-                    and not keep_results
-                    and (measure, names_a[j], names_b[i]) not in out.errors
-                ):
-                    out.values[measure][i, j] = out.values[measure][j, i]
-                    continue
-                cell(i, j)
+    nb = len(names_b)
+    for measure, outs in outcomes.items():
+        for o in outs:
+            i, j = divmod(o.index, nb)
+            key = (measure, names_a[i], names_b[j])
+            if o.error is not None:
+                out.errors[key] = o.error
+                continue
+            out.values[measure][i, j] = o.value
+            if o.result is not None:
+                out.results[key] = o.result
     return out
 
 
@@ -526,33 +521,13 @@ def grid_from_moments(
             )
     la = list(labels_a) if labels_a is not None else list(names_a)
     lb = list(labels_b) if labels_b is not None else list(names_b)
-    out = GridResult(
-        names_a=la,
-        names_b=lb,
-        values={m: np.full((len(la), len(lb)), np.nan) for m in spec},
-        n_samples=jm.n,
-        options=spec,
+    keys_a = [("a", str(a)) for a in names_a]
+    keys_b = [("b", str(b)) for b in names_b]
+    blocks = {**dict(zip(keys_a, map(str, names_a), strict=True))}
+    blocks.update(zip(keys_b, map(str, names_b), strict=True))
+    acc = moment_sources(jm, blocks)
+    pairs = [(ka, kb) for ka in keys_a for kb in keys_b]
+    outcomes = evaluate(
+        acc, pairs, spec, keep_results=keep_results, cka_at_once=True, record_notes=False
     )
-    for measure, opts in spec.items():
-        fn = get_measure(measure).function
-
-        def cell(i: int, j: int, fn: Any = fn, measure: str = measure, opts: Any = opts) -> None:
-            try:
-                res = fn(jm.pair(names_a[i], names_b[j]), **opts)
-            except ValueError as exc:
-                out.errors[(measure, la[i], lb[j])] = str(exc)
-                return
-            out.values[measure][i, j] = float(res)
-            if keep_results:
-                out.results[(measure, la[i], lb[j])] = res
-
-        if measure == "cka" and not keep_results and jm.n >= 3:
-            vals = cka_grid(jm, list(names_a), list(names_b))
-            out.values[measure][...] = vals
-            for i, j in zip(*np.nonzero(np.isnan(vals)), strict=True):
-                cell(int(i), int(j))
-            continue
-        for i in range(len(names_a)):
-            for j in range(len(names_b)):
-                cell(i, j)
-    return out
+    return _grid(la, lb, jm.n, spec, outcomes)

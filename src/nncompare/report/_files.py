@@ -127,7 +127,7 @@ def write_report(
 
     Parameters
     ----------
-    df : pandas.DataFrame
+    df : pandas.DataFrame or nncompare.ComparisonResult
         The tidy frame of :func:`nncompare.compare_models` (at least ``layer_a``, ``layer_b``,
         ``measure`` and ``value``; every other column and attr is optional).
     out_dir : path
@@ -162,7 +162,9 @@ def write_report(
     escapes (``\\u202e``).
     """
     from nncompare.report._html import render_html
+    from nncompare.results import as_frame
 
+    df = as_frame(df)  # a ComparisonResult: its frame with the metadata in attrs
     check_frame(df)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,777 @@
+"""The comparison engine: named activation sources -> moments -> pairs -> tidy rows.
+
+Every comparison (:func:`nncompare.pairwise`, :func:`nncompare.compare_models`,
+:func:`nncompare.compare_checkpoints`) runs the same four steps here:
+
+1. **Sources.** Activations are named by tuple keys ``(source, layer)``: models × layers
+   captured with forward hooks in one pass over the data (:func:`capture_sources`;
+   checkpoints are models with other weights), or arrays already in memory
+   (:func:`array_sources`).
+2. **Accumulation.** Every batch flows into streaming joint moments
+   (:class:`nncompare.JointMoments`, one per spatial group) or per-frequency moments
+   (:class:`nncompare.SpectralMoments`, ``conv="dft"``); the kernel and neighbourhood
+   measures keep the arrays (:class:`Accumulated`).
+3. **Pairs.** Each (measure, pair) is one task; an *executor* maps the tasks
+   (:class:`SerialExecutor` in process by default, :class:`ThreadExecutor`, or any object
+   with ``map(fn, items)``, e.g. a Dask client wrapper). Each layer's decomposition is
+   done once by the moments (cached per block); ``rsa`` keeps each layer's RDM
+   (:class:`nncompare.analyses.grid.RDMCache`); linear CKA of a whole grid can be read
+   off the joint product at once (:func:`nncompare.analyses.grid.cka_grid`).
+4. **Tidy rows.** :func:`tidy_rows` turns the outcomes into the one schema the front
+   doors, the report and the plots share; :class:`nncompare.ComparisonResult` holds
+   the frame with its typed metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import platform
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from nncompare._validation import NNCompareWarning, check_option
+from nncompare.measures._registry import distance as measure_distance
+from nncompare.measures._registry import get as get_measure
+from nncompare.stats import JointMoments
+
+__all__ = [
+    "Accumulated",
+    "Executor",
+    "Outcome",
+    "SerialExecutor",
+    "ThreadExecutor",
+    "array_sources",
+    "capture_sources",
+    "evaluate",
+    "measure_metadata",
+    "provenance",
+    "tidy_rows",
+]
+
+Key = tuple[str, str]  # (source, layer): a model label, a checkpoint label, "a"/"b" ...
+Pair = tuple[Key, Key]
+
+POLICIES = ("mean", "samples", "flatten", "dft")
+DFT_MEASURES = ("cca", "cca_r2", "svcca")
+SPECTRUM_MEASURES = ("cca", "svcca", "pwcca", "cca_r2")
+_DETAILS = ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y")
+
+
+# ---------------------------------------------------------------------- executors
+class Executor(Protocol):
+    """What the engine needs of an executor: ``map(fn, items)`` -> results in order."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterable[Any]: ...
+
+
+class SerialExecutor:
+    """Evaluate the pair tasks one after the other in this process (the default)."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        return [fn(item) for item in items]
+
+
+class ThreadExecutor:
+    """Evaluate the pair tasks on a pool of threads (:mod:`concurrent.futures`).
+
+    Useful where the measures spend their time in BLAS/LAPACK or on a GPU (which release
+    the GIL); the results equal the serial ones. ``max_workers`` as in
+    :class:`concurrent.futures.ThreadPoolExecutor`.
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            return list(pool.map(fn, items))
+
+
+def check_executor(executor: Any) -> Any:
+    """``executor`` itself, :class:`SerialExecutor` for None; TypeError without ``map``."""
+    if executor is None:
+        return SerialExecutor()
+    if not callable(getattr(executor, "map", None)):
+        raise TypeError(
+            "executor must have a map(fn, items) method returning the results in order (e.g. "
+            f"nc.analyses.SerialExecutor() or nc.analyses.ThreadExecutor()); got {executor!r}."
+        )
+    return executor
+
+
+# ---------------------------------------------------------------------- progress
+class Progress:
+    """One progress display over a whole run: a tqdm bar per phase, on stderr.
+
+    Phases are numbered ("[1/2] capture", "[2/2] measures"). Without tqdm one line per
+    phase is written to stderr when it ends. Disabled, every method does nothing.
+    """
+
+    def __init__(self, enabled: bool, n_phases: int = 2) -> None:
+        self.enabled = bool(enabled)
+        self.n_phases = n_phases
+        self._index = 0
+        self._bar: Any = None
+        self._plain: list[Any] = []
+        self._lock = threading.Lock()
+
+    def start(self, what: str, total: int | None, unit: str) -> None:
+        self.close()
+        if not self.enabled:
+            return
+        self._index += 1
+        desc = f"nncompare [{self._index}/{self.n_phases}] {what}"
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm comes with the torch extra
+            self._plain = [desc, total, unit, 0]
+            return
+        self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        with self._lock:
+            if self._bar is not None:
+                self._bar.update(n)
+            elif self._plain:
+                self._plain[3] += n
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self._plain:
+            desc, total, unit, done = self._plain
+            of = f"/{total}" if total is not None else ""
+            print(f"{desc}: {done}{of} {unit}s", file=sys.stderr)
+            self._plain = []
+
+
+# ---------------------------------------------------------------------- accumulation
+@dataclass
+class Accumulated:
+    """Everything accumulated from the sources, keyed by ``(source, layer)`` tuples.
+
+    ``groups`` holds one :class:`JointMoments` per spatial group (``()`` for vectors and
+    every policy but ``conv="samples"``); ``names`` the block name of each key in them
+    (display only: keys are never parsed back from it). ``arrays`` keeps the batches of
+    the layers the kernel measures need. ``conv="dft"`` fills ``spectral`` (per cropped
+    frequency grid) from a capture, or keeps the channels-last arrays from memory
+    (``dft_in_memory``).
+    """
+
+    groups: dict[tuple[int, ...], JointMoments] = field(default_factory=dict)
+    group_of: dict[Key, tuple[int, ...]] = field(default_factory=dict)
+    policy_of: dict[Key, str] = field(default_factory=dict)
+    width_of: dict[Key, int] = field(default_factory=dict)
+    names: dict[Key, str] = field(default_factory=dict)
+    arrays: dict[Key, list[Any]] = field(default_factory=dict)
+    n_samples: int = 0
+    spectral: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    spectral_members: dict[tuple[int, ...], list[Key]] = field(default_factory=dict)
+    dft_target: dict[Pair, tuple[int, ...]] = field(default_factory=dict)
+    dft_in_memory: bool = False
+    layers: dict[str, list[str]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    pairs: list[Any] = field(default_factory=list)
+    _joined: dict[Key, Any] = field(default_factory=dict, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False)
+
+    def name(self, key: Key) -> str:
+        if key not in self.names:
+            self.names[key] = f"{key[0]}:{key[1]}"
+        return self.names[key]
+
+    def array(self, key: Key) -> Any:
+        """The kept activations of ``key``, all batches joined (once)."""
+        with self._lock:
+            if key not in self._joined:
+                parts = self.arrays[key]
+                self._joined[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, 0)
+            return self._joined[key]
+
+
+def _to_matrix(t: Any, policy: str) -> tuple[Any, tuple[int, ...], str]:
+    """Torch activation (N, C, *spatial) or (N, d) -> 2-D matrix, spatial group, policy used."""
+    if t.ndim == 2:
+        return t, (), "none"
+    if t.ndim == 1:
+        return t[:, None], (), "none"
+    n, c = t.shape[0], t.shape[1]
+    spatial = tuple(int(s) for s in t.shape[2:])
+    if policy == "mean":
+        return t.mean(dim=tuple(range(2, t.ndim))), (), "mean"
+    cl = t.movedim(1, -1)  # (N, *spatial, C)
+    if policy == "flatten":
+        return cl.reshape(n, -1), (), "flatten"
+    return cl.reshape(-1, c), spatial, "samples"
+
+
+def _channels_last(t: Any) -> Any:
+    """(N, C, *spatial) -> (N, *spatial, C); vectors (N, d) unchanged."""
+    if t.ndim <= 2:
+        return t if t.ndim == 2 else t[:, None]
+    return t.movedim(1, -1)
+
+
+def _update_spectral(acc: Accumulated, acts: Mapping[Key, Any], pairs: list[Pair]) -> None:
+    """Feed one batch into per-frequency-grid spectral accumulators (exact DFT path)."""
+    from nncompare.stats import SpectralMoments
+
+    if not acc.spectral_members:
+        nsp = max((a.ndim - 2 for a in acts.values()), default=0)
+        if nsp == 0:
+            raise ValueError(
+                "conv='dft' needs convolutional layers; all chosen layers are vectors."
+            )
+        sizes: dict[Key, tuple[int, ...]] = {}
+        for key, a in acts.items():
+            if a.ndim == 2:
+                sizes[key] = (1,) * nsp
+            elif a.ndim - 2 != nsp:
+                raise ValueError(
+                    "conv='dft' needs layers with the same number of spatial axes; got "
+                    f"{a.ndim - 2} for {acc.name(key)!r} and {nsp} elsewhere."
+                )
+            else:
+                sizes[key] = tuple(int(v) for v in a.shape[1:-1])
+        for ka, kb in pairs:
+            t = tuple(min(p, q) for p, q in zip(sizes[ka], sizes[kb], strict=True))
+            acc.dft_target[(ka, kb)] = t
+            members = acc.spectral_members.setdefault(t, [])
+            for k in (ka, kb):
+                if k not in members:
+                    members.append(k)
+        for t in acc.spectral_members:
+            acc.spectral[t] = SpectralMoments(t)
+    for t, members in acc.spectral_members.items():
+        acc.spectral[t].update({acc.name(k): acts[k] for k in members})
+
+
+def capture_sources(
+    models: Mapping[str, tuple[Any, list[str]]],
+    data: Any,
+    *,
+    conv: str,
+    batch_size: int,
+    device: Any,
+    progress: bool | Progress,
+    max_samples: int | None,
+    keep_arrays: bool,
+    pairs: list[Pair] | Callable[[dict[str, list[str]]], list[Any]] | None = None,
+    defaulted: Sequence[str] = (),
+) -> Accumulated:
+    """One pass over ``data`` through every model, accumulating moments (and arrays).
+
+    ``models`` maps a source label to ``(module, layer names or globs)``. Glob patterns are
+    resolved against the first batch, so that matches returning the very same tensor (a
+    stage and its last block) are kept once (:func:`nncompare.capture.resolve_layers`);
+    labels in ``defaulted`` (layer lists chosen by default) lose the modules that do not
+    run. ``pairs`` may be a function of the final ``{label: layers}`` that returns the
+    pairs to evaluate (tuples starting with ``(key_a, key_b)``); they are kept in
+    ``Accumulated.pairs``. Distinct module objects run once each, whatever their labels.
+    """
+    import torch
+
+    from nncompare.capture import ActivationRecorder, iter_batches
+    from nncompare.capture._data import _n_samples_exact
+    from nncompare.capture._layers import _output_groups, _resolve
+
+    check_option("conv", conv, POLICIES)
+    first_model = next(iter(models.values()))[0]
+    if device is None:
+        try:
+            device = next(first_model.parameters()).device
+        except StopIteration:
+            device = torch.device("cpu")
+    for lab, (m, layers) in models.items():
+        modules = dict(m.named_modules())
+        for layer in _resolve(m, layers)[0]:
+            if isinstance(modules.get(layer), torch.jit.ScriptModule):
+                raise ValueError(
+                    f"layer {layer!r} of {lab} is a TorchScript module, and TorchScript does not "
+                    "support forward hooks, so its activations cannot be recorded. Record the "
+                    "model's 'output' instead, or export the model with torch.export (dynamic "
+                    "batch dimension), whose layers keep their names and can be hooked."
+                )
+    bar = progress if isinstance(progress, Progress) else Progress(progress, n_phases=1)
+    batches = iter_batches(data, batch_size=batch_size, device=device, max_samples=max_samples)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("the data yielded no samples; pass at least a few hundred inputs.")
+    batches = itertools.chain([first], batches)
+    probe = first[: min(2, len(first))]
+    acc = Accumulated()
+    resolved: dict[str, tuple[Any, list[str]]] = {}
+    for lab, (m, layers) in models.items():
+        names, aliases = _resolve(m, layers, sample_input=probe)
+        if lab in defaulted:
+            not_run = set(_output_groups(m, names, probe)[1])
+            names = [n for n in names if n not in not_run] or names
+        resolved[lab] = (m, names)
+        if aliases:
+            acc.aliases[lab] = aliases
+    acc.layers = {lab: names for lab, (_, names) in resolved.items()}
+    if callable(pairs):
+        acc.pairs = list(pairs(acc.layers))
+        pairs = [(p[0], p[1]) for p in acc.pairs]
+    by_model: dict[int, tuple[Any, list[str], list[str]]] = {}
+    for lab, (m, layers) in resolved.items():
+        entry = by_model.setdefault(id(m), (m, [], []))
+        entry[1].append(lab)
+        for layer in layers:
+            if layer not in entry[2]:
+                entry[2].append(layer)
+    total = _n_samples_exact(data)
+    if total is not None and max_samples is not None:
+        total = min(total, max_samples)
+    bar.start("capture", total, "sample")
+    recorders = [
+        (m, labels, ActivationRecorder(m, layers, reuse="first"))
+        for m, labels, layers in by_model.values()
+    ]
+    try:
+        for rec in (r for _, _, r in recorders):
+            rec.__enter__()
+        for x in batches:
+            per_group: dict[tuple[int, ...], dict[str, Any]] = {}
+            nb = int(x.shape[0])
+            dft_acts: dict[Key, Any] = {}
+            for _m, labels, rec in recorders:
+                out = rec.run(x)
+                for lab in labels:
+                    for layer in resolved[lab][1]:
+                        key = (lab, layer)
+                        if conv == "dft":
+                            dft_acts[key] = _channels_last(out[layer]).to(torch.float64)
+                            acc.policy_of[key] = "dft"
+                            acc.group_of[key] = ()
+                            continue
+                        mat, group, used = _to_matrix(out[layer], conv)
+                        mat = mat.to(torch.float64)
+                        prev = acc.group_of.setdefault(key, group)
+                        if prev != group:
+                            raise ValueError(
+                                f"layer {layer!r} of {lab} changed its spatial size between "
+                                f"batches ({prev} -> {group})."
+                            )
+                        acc.policy_of[key] = used
+                        acc.width_of[key] = int(mat.shape[1])
+                        per_group.setdefault(group, {})[acc.name(key)] = mat
+                        if keep_arrays:
+                            acc.arrays.setdefault(key, []).append(mat.cpu().numpy())
+            for group, batch in per_group.items():
+                acc.groups.setdefault(group, JointMoments()).update(batch)
+            if conv == "dft":
+                _update_spectral(acc, dft_acts, pairs or [])
+            acc.n_samples += nb
+            bar.update(nb)
+    finally:
+        for _, _, rec in recorders:
+            rec.__exit__(None, None, None)
+        bar.close()
+    if acc.n_samples == 0:
+        raise ValueError("the data yielded no samples; pass at least a few hundred inputs.")
+    return acc
+
+
+def array_sources(
+    mats: Mapping[Key, Any],
+    *,
+    streaming: bool,
+    product_dtype: str | None = None,
+    dft: bool = False,
+) -> Accumulated:
+    """Arrays already in memory (2-D, or channels-last conv arrays with ``dft``), all over
+    the same samples: one joint product of all of them where ``streaming`` measures are
+    asked for (in ``product_dtype``), and the arrays kept for the others."""
+    acc = Accumulated(dft_in_memory=dft)
+    for key, m in mats.items():
+        acc.arrays[key] = [m]
+        acc.group_of[key] = ()
+        acc.policy_of[key] = "dft" if dft else "none"
+        acc.n_samples = int(m.shape[0])
+    if streaming:
+        jm = JointMoments(dtype=product_dtype) if product_dtype else JointMoments()
+        jm.update({acc.name(k): m for k, m in mats.items()})
+        acc.groups[()] = jm
+    return acc
+
+
+def moment_sources(jm: JointMoments, blocks: Mapping[Key, str]) -> Accumulated:
+    """Joint moments accumulated elsewhere; ``blocks`` names each key's block in ``jm``."""
+    acc = Accumulated(groups={(): jm}, names=dict(blocks), n_samples=jm.n)
+    for key in blocks:
+        acc.group_of[key] = ()
+        acc.policy_of[key] = "none"
+    return acc
+
+
+# ---------------------------------------------------------------------- one pair
+def _dft_options(measure: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`dft_cca_from_comoments` for ``measure``'s options,
+    each value checked as the measure itself checks it (``nc.svcca(..., conv="dft")``)."""
+    from nncompare._validation import check_fraction, check_positive_int
+    from nncompare.measures._linalg import DEFAULT_RTOL
+    from nncompare.measures.cca import _validate_rtol
+
+    kw: dict[str, Any] = {"rtol": _validate_rtol(opts.get("rtol", DEFAULT_RTOL))}
+    if measure != "svcca":
+        return kw
+    dims = opts.get("dims")
+    if dims is None:
+        kw["variance"] = check_fraction("variance", opts.get("variance", 0.99))
+    elif isinstance(dims, tuple | list):
+        if len(dims) != 2:
+            raise ValueError(f"dims must be an int or a pair (dims_x, dims_y); got {dims!r}.")
+        kw["dims"] = tuple(check_positive_int("dims", d) for d in dims)
+    else:
+        d = check_positive_int("dims", dims)
+        kw["dims"] = (d, d)
+    return kw
+
+
+def _dft_measure(acc: Accumulated, pair: Pair, measure: str, opts: dict[str, Any]) -> Any:
+    from nncompare.measures.conv import dft_cca_from_comoments
+
+    if measure not in DFT_MEASURES:
+        raise ValueError(
+            f"{measure} is not defined with conv='dft' (only {', '.join(DFT_MEASURES)}); use "
+            "conv='mean', 'samples' or 'flatten' for it."
+        )
+    kw = _dft_options(measure, opts)
+    t = acc.dft_target[pair]
+    cxx, cyy, cxy = acc.spectral[t].pair(acc.name(pair[0]), acc.name(pair[1]))
+    res = dft_cca_from_comoments(cxx, cyy, cxy, acc.n_samples, target=t, **kw)
+    if measure == "cca_r2":
+        r = np.asarray(res.rho)
+        res = type(res)(**{**res.__dict__, "measure": "cca_r2", "value": float(np.mean(r**2))})
+    return res
+
+
+def compute_pair(
+    acc: Accumulated, pair: Pair, measure: str, opts: dict[str, Any], rdm_cache: Any
+) -> Any:
+    """The full result object of ``measure`` on one pair, from what ``acc`` holds."""
+    ka, kb = pair
+    ga, gb = acc.group_of[ka], acc.group_of[kb]
+    if ga != gb:
+        raise ValueError(
+            "conv='samples' pairs image locations, so both layers need the same spatial size; "
+            f"got {ga or 'vector'} and {gb or 'vector'}. Use conv='mean' to compare across "
+            "resolutions."
+        )
+    if acc.dft_target:
+        return _dft_measure(acc, pair, measure, opts)
+    fn = get_measure(measure).function
+    if acc.dft_in_memory:
+        return fn(acc.array(ka), acc.array(kb), **opts, conv="dft")
+    if ga in acc.groups and get_measure(measure).streaming:
+        return fn(acc.groups[ga].pair(acc.name(ka), acc.name(kb)), **opts)
+    if measure == "rsa" and rdm_cache is not None:  # each layer's RDM and ranks once
+        from nncompare.measures.rsa import rsa_cached
+
+        return rsa_cached(acc.array(ka), acc.array(kb), keys=pair, cache=rdm_cache, **opts)
+    return fn(acc.array(ka), acc.array(kb), **opts)
+
+
+# ---------------------------------------------------------------------- outcomes
+@dataclass
+class Outcome:
+    """One evaluated (measure, pair): the value, or why there is none, and small details.
+
+    ``details`` holds the integer kept dims / ranks, ``rho`` the canonical correlations of
+    a CCA-type measure (when spectra are kept), ``result`` the full result object (when
+    results are kept).
+    """
+
+    measure: str
+    index: int
+    value: float = float("nan")
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    details: dict[str, int] = field(default_factory=dict)
+    rho: list[float] | None = None
+    conventions: dict[str, Any] | None = None
+    result: Any = None
+
+
+class _Notes:
+    """Warnings raised inside pair tasks, routed to the task that raised them.
+
+    The measures' own warnings (:class:`NNCompareWarning`) become the task's notes; any
+    other warning is emitted again once the evaluation is over. Thread-safe: each thread
+    records into its own task.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._others: list[tuple[Any, Any, str, int]] = []
+
+    def __enter__(self) -> _Notes:
+        if not self.enabled:  # warnings reach the caller as they are raised
+            return self
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("always", NNCompareWarning)
+        warnings.showwarning = self._show
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.enabled:
+            return
+        self._cm.__exit__(*exc)
+        for message, category, filename, lineno in self._others:
+            warnings.warn_explicit(message, category, filename, lineno)
+
+    def _show(self, message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
+        notes = getattr(self._local, "notes", None)
+        if notes is not None and issubclass(category, NNCompareWarning):
+            notes.append(str(message))
+            return
+        with self._lock:
+            self._others.append((message, category, filename, lineno))
+
+    @contextmanager
+    def task(self) -> Iterator[list[str]]:
+        self._local.notes = notes = []
+        try:
+            yield notes
+        finally:
+            self._local.notes = None
+
+
+def _outcome(
+    measure: str, index: int, res: Any, *, keep_spectra: bool, keep_result: bool
+) -> Outcome:
+    out = Outcome(measure, index, value=float(res), conventions=dict(res.conventions))
+    for attr in _DETAILS:
+        v = getattr(res, attr, None)
+        if isinstance(v, int | np.integer):
+            out.details[attr] = int(v)
+    if keep_spectra and measure in SPECTRUM_MEASURES and getattr(res, "rho", None) is not None:
+        from nncompare._array import to_numpy
+
+        out.rho = [float(r) for r in to_numpy(res.rho)]
+    if keep_result:
+        out.result = res
+    return out
+
+
+def evaluate(
+    acc: Accumulated,
+    pairs: Sequence[Pair],
+    spec: Mapping[str, dict[str, Any]],
+    *,
+    executor: Any = None,
+    errors: str = "record",
+    keep_results: bool = False,
+    keep_spectra: bool = False,
+    mirror: bool = False,
+    cka_at_once: bool = False,
+    record_notes: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, list[Outcome]]:
+    """Every measure of ``spec`` on every pair: ``{measure: [Outcome per pair]}``.
+
+    Each (measure, pair) is one task, mapped by ``executor`` (default
+    :class:`SerialExecutor`); the tasks of one measure are mapped together, in pair order.
+    A pair whose measure is undefined gets NaN and the message (``errors="record"``), or
+    the exception propagates (``"raise"``). With ``record_notes`` the measures' warnings
+    become per-pair notes instead of being raised.
+
+    ``mirror``: a symmetric measure's value on a pair whose reverse came earlier is copied
+    from it (not its error, whose message names an orientation, and not with
+    ``keep_results``, whose objects are per orientation). ``cka_at_once``: linear CKA of
+    all pairs from one joint product (:func:`nncompare.analyses.grid.cka_grid`) instead of
+    per-pair tasks (undefined pairs still get their own task, for the message).
+    """
+    from nncompare.analyses.grid import RDMCache, cka_grid
+
+    check_option("errors", errors, ("record", "raise"))
+    run = check_executor(executor)
+    bar = progress if progress is not None else Progress(False)
+    rdm_cache = RDMCache()
+    out: dict[str, list[Outcome]] = {}
+    bar.start("measures", len(pairs) * len(spec), "pair")
+    try:
+        with _Notes(record_notes) as notes:
+            for measure, opts in spec.items():
+                bar.note(measure)
+
+                def task(index: int, measure: str = measure, opts: Any = opts) -> Outcome:
+                    with notes.task() as said:
+                        try:
+                            res = compute_pair(acc, pairs[index], measure, opts, rdm_cache)
+                            got = _outcome(
+                                measure,
+                                index,
+                                res,
+                                keep_spectra=keep_spectra,
+                                keep_result=keep_results,
+                            )
+                        except ValueError as exc:
+                            if errors == "raise":
+                                raise
+                            got = Outcome(measure, index, error=str(exc))
+                    got.notes = tuple(dict.fromkeys(said))
+                    bar.update(1)
+                    return got
+
+                out[measure] = _evaluate_measure(
+                    acc, pairs, measure, task, run, mirror and not keep_results,
+                    cka_at_once and not keep_results, cka_grid, bar,
+                )  # fmt: skip
+    finally:
+        bar.close()
+    return out
+
+
+def _evaluate_measure(
+    acc: Accumulated,
+    pairs: Sequence[Pair],
+    measure: str,
+    task: Callable[[int], Outcome],
+    run: Any,
+    mirror: bool,
+    at_once: bool,
+    cka_grid: Callable[..., np.ndarray],
+    bar: Progress,
+) -> list[Outcome]:
+    got: list[Outcome | None] = [None] * len(pairs)
+    info = get_measure(measure)
+    groups = {acc.group_of[k] for p in pairs for k in p}
+    jm = acc.groups.get(next(iter(groups))) if len(groups) == 1 else None
+    if (
+        at_once
+        and measure == "cka"
+        and jm is not None
+        and not acc.dft_in_memory
+        and not acc.dft_target
+        and jm.n >= 3
+    ):
+        rows = list(dict.fromkeys(a for a, _ in pairs))
+        cols = list(dict.fromkeys(b for _, b in pairs))
+        vals = cka_grid(
+            jm, [acc.name(k) for k in rows], [acc.name(k) for k in cols], upper=rows == cols
+        )
+        ri, ci = {k: i for i, k in enumerate(rows)}, {k: j for j, k in enumerate(cols)}
+        for index, (a, b) in enumerate(pairs):
+            v = float(vals[ri[a], ci[b]])
+            if not np.isnan(v):
+                got[index] = Outcome(measure, index, value=v)
+                bar.update(1)
+    first = {p: i for i, p in reversed(list(enumerate(pairs)))}
+    later: list[tuple[int, int]] = []
+    todo = []
+    for index, (a, b) in enumerate(pairs):
+        if got[index] is not None:
+            continue
+        partner = first.get((b, a))
+        if mirror and info.symmetric and a != b and partner is not None and partner < index:
+            later.append((index, partner))
+        else:
+            todo.append(index)
+    for res in run.map(task, todo) if todo else ():
+        got[res.index] = res
+    again = []
+    for index, partner in later:
+        src = got[partner]
+        if src is not None and src.error is None:
+            got[index] = Outcome(measure, index, value=src.value)
+            bar.update(1)
+        else:
+            again.append(index)
+    for res in run.map(task, again) if again else ():
+        got[res.index] = res
+    return [g for g in got if g is not None]
+
+
+# ---------------------------------------------------------------------- tidy rows
+def tidy_rows(
+    acc: Accumulated,
+    pairs: Sequence[Pair],
+    outcomes: Mapping[str, list[Outcome]],
+    columns: Callable[[Pair], dict[str, Any]],
+    *,
+    details: bool = True,
+) -> list[dict[str, Any]]:
+    """The one tidy schema: per (measure, pair) the pair's ``columns(pair)`` then
+    ``measure``, ``value``, ``distance``, ``policy``, ``n_samples``, the integer details
+    that apply (kept dims, ranks; with ``details``), ``error`` and ``note``."""
+    rows = []
+    for measure, outs in outcomes.items():
+        for o in outs:
+            ka, kb = pairs[o.index]
+            pa, pb = acc.policy_of[ka], acc.policy_of[kb]
+            row = {
+                **columns(pairs[o.index]),
+                "measure": measure,
+                "value": o.value,
+                "distance": measure_distance(measure, o.value),
+                "policy": pa if pa == pb else f"{pa}/{pb}",
+                "n_samples": acc.n_samples,
+                **(o.details if details else {}),
+                "error": o.error,
+                "note": " ".join(o.notes) if o.notes else None,
+            }
+            rows.append(row)
+    return rows
+
+
+def measure_metadata(
+    spec: Mapping[str, dict[str, Any]], outcomes: Mapping[str, list[Outcome]]
+) -> dict[str, Any]:
+    """Per measure: options, the conventions of its first value, and the registry's
+    direction, reference, description and streaming flag."""
+    from nncompare.results import MeasureRecord
+
+    meta = {}
+    for name in spec:
+        info = get_measure(name)
+        conv = next((o.conventions for o in outcomes.get(name, ()) if o.conventions), {})
+        meta[name] = MeasureRecord(
+            options=dict(spec[name]),
+            conventions=dict(conv),
+            higher_is_better=info.higher_is_better,
+            reference=info.reference,
+            description=info.description,
+            streaming=info.streaming,
+        )
+    return meta
+
+
+def provenance(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Versions, platform, time and command line, completed by ``extra``."""
+    import nncompare
+
+    out: dict[str, Any] = {
+        "nncompare": nncompare.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+    }
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    out.update(extra)
+    return out
