@@ -5,7 +5,7 @@ Pure functions; each module holds one family. The measure registry
 below are bound from it, and ``available()`` lists them with their metadata.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nncompare.measures._registry import (
     MeasureInfo,
@@ -40,6 +40,15 @@ __all__ = [
     "with_spectrum",
 ]
 __all__ += sorted(_MEASURES)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from the registry
+    from nncompare.measures.cca import cca, cca_r2, pwcca, svcca  # noqa: F401
+    from nncompare.measures.cka import cka, cka_debiased, cka_rbf  # noqa: F401
+    from nncompare.measures.covariance import bures_wasserstein, covariance_cosine  # noqa: F401
+    from nncompare.measures.procrustes import procrustes, shape  # noqa: F401
+    from nncompare.measures.regression import lr_r2  # noqa: F401
+    from nncompare.measures.rsa import mutual_knn, rsa  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
