@@ -106,12 +106,11 @@ def test_measure_warnings_become_notes_with_every_executor(nets, inputs, serial)
 
 
 def test_compare_checkpoints_runs_through_the_executor(inputs):
-    torch.manual_seed(0)
-    net = MLP(6, (8,), 3)
-    states = []
-    for seed in range(3):
+    def mlp(seed: int) -> MLP:
         torch.manual_seed(seed)
-        states.append(MLP(6, (8,), 3).state_dict())
+        return MLP(6, (8,), 3)
+
+    net, states = mlp(0), [mlp(seed).state_dict() for seed in range(3)]
     kw = dict(layers=["relu1", "fc2"], measures=["cka", "cca"])
     want = nc.compare_checkpoints(net, states, inputs, **kw)
     ex = RecordingExecutor()

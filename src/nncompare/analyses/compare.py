@@ -24,6 +24,8 @@ from nncompare.analyses.engine import (
     check_executor,
     evaluate,
     measure_metadata,
+    models_result,
+    tidy_frame,
     tidy_rows,
 )
 from nncompare.analyses.engine import provenance as run_provenance
@@ -185,66 +187,22 @@ def compare_models(
     )
     pairs = acc.pairs
     outcomes = evaluate(acc, pairs, spec, executor=run, keep_spectra=keep_spectra, progress=bar)
-    rows = tidy_rows(
-        acc,
-        pairs,
-        outcomes,
-        lambda p: {
-            "model_a": names[0],
-            "model_b": names[1],
-            "layer_a": p[0][1],
-            "layer_b": p[1][1],
-        },
+    prov = run_provenance(
+        {
+            "model_a": _describe(model_a),
+            "model_b": _describe(model_b),
+            "n_samples": acc.n_samples,
+            "conv_policy": conv,
+            "batch_size": batch_size,
+            "memory": "streaming moments (independent of n)"
+            if not keep_arrays
+            else "kernel/neighbourhood measures kept activations in memory",
+            **dict(provenance or {}),
+        }
     )
-    spectra: dict[str, dict[tuple[str, str], list[float]]] = {}
-    kept: dict[tuple[str, str], tuple[int, int]] = {}
-    for measure, outs in outcomes.items():
-        for o in outs:
-            layer_pair = (pairs[o.index][0][1], pairs[o.index][1][1])
-            if o.rho is not None:
-                spectra.setdefault(measure, {})[layer_pair] = o.rho
-            if measure == "svcca" and {"kept_dims_x", "kept_dims_y"} <= set(o.details):
-                kept[layer_pair] = (o.details["kept_dims_x"], o.details["kept_dims_y"])
-    result = ComparisonResult(
-        frame=_frame(rows),
-        kind="models",
-        names=tuple(names),
-        layers_a=list(acc.layers[names[0]]),
-        layers_b=list(acc.layers[label_b]),
-        measures=measure_metadata(spec, outcomes),
-        provenance=run_provenance(
-            {
-                "model_a": _describe(model_a),
-                "model_b": _describe(model_b),
-                "n_samples": acc.n_samples,
-                "conv_policy": conv,
-                "batch_size": batch_size,
-                "memory": "streaming moments (independent of n)"
-                if not keep_arrays
-                else "kernel/neighbourhood measures kept activations in memory",
-                **dict(provenance or {}),
-            }
-        ),
-        spectra=spectra,
-        kept_dims=kept,
-        layer_aliases={
-            (names[1] if lab == label_b else lab): al for lab, al in acc.aliases.items()
-        },
-        n_samples=acc.n_samples,
-        title=f"{names[0]} vs {names[1]}",
-    )
+    aliases = {(names[1] if lab == label_b else lab): al for lab, al in acc.aliases.items()}
+    result = models_result(acc, pairs, outcomes, spec, names[:2], prov, aliases)
     return result.to_frame()
-
-
-def _frame(rows: list[dict[str, Any]]) -> Any:
-    """The tidy rows as a DataFrame; the integer detail columns nullable integers."""
-    import pandas as pd
-
-    df = pd.DataFrame.from_records(rows)
-    for col in ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y"):
-        if col in df:
-            df[col] = df[col].astype("Int64")
-    return df
 
 
 def _as_list(layers: Sequence[str] | str) -> list[str]:
@@ -362,7 +320,7 @@ def compare_checkpoints(
         details=False,
     )
     result = ComparisonResult(
-        frame=_frame(rows),
+        frame=tidy_frame(rows),
         kind="checkpoints",
         names=tuple(labels),
         layers_a=list(acc.layers[labels[0]]),

@@ -53,7 +53,9 @@ __all__ = [
     "capture_sources",
     "evaluate",
     "measure_metadata",
+    "models_result",
     "provenance",
+    "tidy_frame",
     "tidy_rows",
 ]
 
@@ -393,15 +395,17 @@ def array_sources(
     streaming: bool,
     product_dtype: str | None = None,
     dft: bool = False,
+    policies: Mapping[Key, str] | None = None,
 ) -> Accumulated:
     """Arrays already in memory (2-D, or channels-last conv arrays with ``dft``), all over
     the same samples: one joint product of all of them where ``streaming`` measures are
-    asked for (in ``product_dtype``), and the arrays kept for the others."""
+    asked for (in ``product_dtype``), and the arrays kept for the others. ``policies``
+    names how each array was reduced (the ``policy`` column; default "none")."""
     acc = Accumulated(dft_in_memory=dft)
     for key, m in mats.items():
         acc.arrays[key] = [m]
         acc.group_of[key] = ()
-        acc.policy_of[key] = "dft" if dft else "none"
+        acc.policy_of[key] = "dft" if dft else (policies or {}).get(key, "none")
         acc.n_samples = int(m.shape[0])
     if streaming:
         jm = JointMoments(dtype=product_dtype) if product_dtype else JointMoments()
@@ -733,6 +737,75 @@ def tidy_rows(
     return rows
 
 
+def tidy_frame(rows: list[dict[str, Any]], *, all_details: bool = False) -> Any:
+    """The tidy rows as a DataFrame; the integer detail columns (kept dims, ranks) as
+    nullable integers (every one of them with ``all_details``, else those that occur)."""
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(rows)
+    if all_details:
+        at = list(df.columns).index("error") if "error" in df else len(df.columns)
+        for col in _DETAILS:
+            if col not in df:
+                df.insert(at, col, None)
+                at += 1
+    for col in _DETAILS:
+        if col in df:
+            df[col] = df[col].astype("Int64")
+    return df
+
+
+def models_result(
+    acc: Accumulated,
+    pairs: Sequence[Pair],
+    outcomes: Mapping[str, list[Outcome]],
+    spec: Mapping[str, dict[str, Any]],
+    names: Sequence[str],
+    provenance: Mapping[str, Any],
+    layer_aliases: Mapping[str, dict[str, str]] | None = None,
+    *,
+    all_details: bool = False,
+) -> Any:
+    """The :class:`nncompare.ComparisonResult` of a layer × layer comparison of two
+    sources: rows named by the pairs' layers, spectra and SVCCA's kept dims per pair."""
+    from nncompare.results import ComparisonResult
+
+    rows = tidy_rows(
+        acc,
+        pairs,
+        outcomes,
+        lambda p: {
+            "model_a": names[0],
+            "model_b": names[1],
+            "layer_a": p[0][1],
+            "layer_b": p[1][1],
+        },
+    )
+    spectra: dict[str, dict[tuple[str, str], list[float]]] = {}
+    kept: dict[tuple[str, str], tuple[int, int]] = {}
+    for measure, outs in outcomes.items():
+        for o in outs:
+            layer_pair = (pairs[o.index][0][1], pairs[o.index][1][1])
+            if o.rho is not None:
+                spectra.setdefault(measure, {})[layer_pair] = o.rho
+            if measure == "svcca" and {"kept_dims_x", "kept_dims_y"} <= set(o.details):
+                kept[layer_pair] = (o.details["kept_dims_x"], o.details["kept_dims_y"])
+    return ComparisonResult(
+        frame=tidy_frame(rows, all_details=all_details),
+        kind="models",
+        names=tuple(names),
+        layers_a=list(dict.fromkeys(a[1] for a, _ in pairs)),
+        layers_b=list(dict.fromkeys(b[1] for _, b in pairs)),
+        measures=measure_metadata(spec, outcomes),
+        provenance=dict(provenance),
+        spectra=spectra,
+        kept_dims=kept,
+        layer_aliases=dict(layer_aliases or {}),
+        n_samples=acc.n_samples,
+        title=f"{names[0]} vs {names[1]}",
+    )
+
+
 def measure_metadata(
     spec: Mapping[str, dict[str, Any]], outcomes: Mapping[str, list[Outcome]]
 ) -> dict[str, Any]:
@@ -756,7 +829,8 @@ def measure_metadata(
 
 
 def provenance(extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Versions, platform, time and command line, completed by ``extra``."""
+    """Versions (torch's where it is loaded), platform, time and command line, completed
+    by ``extra``."""
     import nncompare
 
     out: dict[str, Any] = {
@@ -767,11 +841,8 @@ def provenance(extra: Mapping[str, Any]) -> dict[str, Any]:
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
     }
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # where torch took part (never imported for this)
+    if torch is not None:
         out["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover
-        pass
     out.update(extra)
     return out
