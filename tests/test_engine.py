@@ -14,6 +14,7 @@ import torch
 import nncompare as nc
 from nncompare._validation import NNCompareWarning
 from nncompare.analyses import SerialExecutor, ThreadExecutor
+from nncompare.analyses.engine import PairTask
 from nncompare.models import MLP
 from nncompare.results import MeasureRecord
 
@@ -83,6 +84,9 @@ def test_custom_executor_receives_every_pair_task_of_compare_models(nets, inputs
     n_pairs = len(LAYERS_A) * len(LAYERS_B)
     assert len(ex.items) == n_pairs * len(MEASURES) == len(df)
     assert ex.calls == len(MEASURES)  # one map per measure, over all its pairs
+    want = {(m, ("A", a), ("B", b)) for m in MEASURES for a in LAYERS_A for b in LAYERS_B}
+    assert {(t.measure, t.a, t.b) for t in ex.items} == want
+    assert all(isinstance(t, PairTask) for t in ex.items)
     _same_frame(df, serial)
 
 

@@ -5,13 +5,14 @@ Every comparison (:func:`nncompare.pairwise`, :func:`nncompare.compare_models`,
 
 1. **Sources.** Activations are named by tuple keys ``(source, layer)``: models × layers
    captured with forward hooks in one pass over the data (:func:`capture_sources`;
-   checkpoints are models with other weights), or arrays already in memory
-   (:func:`array_sources`).
+   checkpoints are models with other weights), arrays already in memory or memory-mapped
+   from a capture cache (:func:`array_sources`; ``nc.capture(..., cache_dir=...)`` returns
+   such a mapping), or joint moments accumulated elsewhere (:func:`moment_sources`).
 2. **Accumulation.** Every batch flows into streaming joint moments
    (:class:`nncompare.JointMoments`, one per spatial group) or per-frequency moments
    (:class:`nncompare.SpectralMoments`, ``conv="dft"``); the kernel and neighbourhood
    measures keep the arrays (:class:`Accumulated`).
-3. **Pairs.** Each (measure, pair) is one task; an *executor* maps the tasks
+3. **Pairs.** Each (measure, pair) is one :class:`PairTask`; an *executor* maps the tasks
    (:class:`SerialExecutor` in process by default, :class:`ThreadExecutor`, or any object
    with ``map(fn, items)``, e.g. a Dask client wrapper). Each layer's decomposition is
    done once by the moments (cached per block); ``rsa`` keeps each layer's RDM
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -47,6 +48,7 @@ __all__ = [
     "Accumulated",
     "Executor",
     "Outcome",
+    "PairTask",
     "SerialExecutor",
     "ThreadExecutor",
     "array_sources",
@@ -492,6 +494,16 @@ def compute_pair(
 
 
 # ---------------------------------------------------------------------- outcomes
+class PairTask(NamedTuple):
+    """One unit of work an executor receives: ``measure`` on the pair ``(a, b)``, the
+    ``index``-th pair of the comparison."""
+
+    measure: str
+    index: int
+    a: Key
+    b: Key
+
+
 @dataclass
 class Outcome:
     """One evaluated (measure, pair): the value, or why there is none, and small details.
@@ -592,7 +604,7 @@ def evaluate(
 ) -> dict[str, list[Outcome]]:
     """Every measure of ``spec`` on every pair: ``{measure: [Outcome per pair]}``.
 
-    Each (measure, pair) is one task, mapped by ``executor`` (default
+    Each (measure, pair) is one :class:`PairTask`, mapped by ``executor`` (default
     :class:`SerialExecutor`); the tasks of one measure are mapped together, in pair order.
     A pair whose measure is undefined gets NaN and the message (``errors="record"``), or
     the exception propagates (``"raise"``). With ``record_notes`` the measures' warnings
@@ -604,7 +616,7 @@ def evaluate(
     all pairs from one joint product (:func:`nncompare.analyses.grid.cka_grid`) instead of
     per-pair tasks (undefined pairs still get their own task, for the message).
     """
-    from nncompare.analyses.grid import RDMCache, cka_grid
+    from nncompare.analyses.grid import RDMCache
 
     check_option("errors", errors, ("record", "raise"))
     run = check_executor(executor)
@@ -617,13 +629,13 @@ def evaluate(
             for measure, opts in spec.items():
                 bar.note(measure)
 
-                def task(index: int, measure: str = measure, opts: Any = opts) -> Outcome:
+                def task(t: PairTask, opts: Any = opts) -> Outcome:
                     with notes.task() as said:
                         try:
-                            res = compute_pair(acc, pairs[index], measure, opts, rdm_cache)
+                            res = compute_pair(acc, (t.a, t.b), t.measure, opts, rdm_cache)
                             got = _outcome(
-                                measure,
-                                index,
+                                t.measure,
+                                t.index,
                                 res,
                                 keep_spectra=keep_spectra,
                                 keep_result=keep_results,
@@ -631,15 +643,20 @@ def evaluate(
                         except ValueError as exc:
                             if errors == "raise":
                                 raise
-                            got = Outcome(measure, index, error=str(exc))
+                            got = Outcome(t.measure, t.index, error=str(exc))
                     got.notes = tuple(dict.fromkeys(said))
                     bar.update(1)
                     return got
 
                 out[measure] = _evaluate_measure(
-                    acc, pairs, measure, task, run, mirror and not keep_results,
-                    cka_at_once and not keep_results, cka_grid, bar,
-                )  # fmt: skip
+                    acc,
+                    pairs,
+                    measure,
+                    lambda items, task=task: run.map(task, items) if items else [],
+                    mirror=mirror and not keep_results,
+                    at_once=cka_at_once and not keep_results,
+                    bar=bar,
+                )
     finally:
         bar.close()
     return out
@@ -649,13 +666,16 @@ def _evaluate_measure(
     acc: Accumulated,
     pairs: Sequence[Pair],
     measure: str,
-    task: Callable[[int], Outcome],
-    run: Any,
+    run: Callable[[list[PairTask]], Iterable[Outcome]],
+    *,
     mirror: bool,
     at_once: bool,
-    cka_grid: Callable[..., np.ndarray],
     bar: Progress,
 ) -> list[Outcome]:
+    """One measure on every pair: the grid at once (CKA), mirrored values, and the tasks
+    ``run`` maps (first every pair not mirrored, then those whose mirror had an error)."""
+    from nncompare.analyses.grid import cka_grid
+
     got: list[Outcome | None] = [None] * len(pairs)
     info = get_measure(measure)
     groups = {acc.group_of[k] for p in pairs for k in p}
@@ -681,7 +701,7 @@ def _evaluate_measure(
                 bar.update(1)
     first = {p: i for i, p in reversed(list(enumerate(pairs)))}
     later: list[tuple[int, int]] = []
-    todo = []
+    todo: list[PairTask] = []
     for index, (a, b) in enumerate(pairs):
         if got[index] is not None:
             continue
@@ -689,18 +709,18 @@ def _evaluate_measure(
         if mirror and info.symmetric and a != b and partner is not None and partner < index:
             later.append((index, partner))
         else:
-            todo.append(index)
-    for res in run.map(task, todo) if todo else ():
+            todo.append(PairTask(measure, index, a, b))
+    for res in run(todo):
         got[res.index] = res
-    again = []
+    again: list[PairTask] = []
     for index, partner in later:
         src = got[partner]
         if src is not None and src.error is None:
             got[index] = Outcome(measure, index, value=src.value)
             bar.update(1)
         else:
-            again.append(index)
-    for res in run.map(task, again) if again else ():
+            again.append(PairTask(measure, index, *pairs[index]))
+    for res in run(again):
         got[res.index] = res
     return [g for g in got if g is not None]
 
