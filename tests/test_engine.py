@@ -217,3 +217,20 @@ def test_report_and_plots_read_a_comparison_result(serial, tmp_path):
     assert doc["attrs"]["measures"]["cka"]["higher_is_better"] is True
     fig = nc.plot.heatmap(res, "cka")
     assert fig is not None
+
+
+def test_every_figure_reads_a_comparison_result(serial):
+    """The figures read a ComparisonResult as they read its frame (same data drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    res = nc.ComparisonResult.from_frame(serial)
+    for draw in (
+        lambda d: nc.plot.heatmap(d, "svcca"),
+        lambda d: nc.plot.layer_profile(d, "cka"),
+        lambda d: nc.plot.spectrum(d, "cca"),
+        lambda d: nc.plot.kept_dims(d),
+    ):
+        from_result, from_frame = draw(res), draw(serial)
+        got = [ax.get_title() for ax in from_result.axes]
+        assert got == [ax.get_title() for ax in from_frame.axes] and got
