@@ -504,12 +504,12 @@ class ComparisonResult:
         return len(self.frame)
 
     def __getitem__(self, key: Any) -> Any:
-        return self.to_frame()[key]
+        return self.frame[key]
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # columns and methods (attrs is the property)
         if name.startswith("__") or name == "frame":
             raise AttributeError(name)
-        return getattr(self.to_frame(), name)
+        return getattr(self.frame, name)
 
 
 def as_frame(obj: Any) -> Any:
