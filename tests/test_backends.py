@@ -12,6 +12,7 @@ ranks), computed outside autograd, so their gradient is zero where it exists.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -79,14 +80,21 @@ def test_backend_type_and_value(name, backend, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", NAMES)
 def test_float32_torch_inputs_computed_in_float64(name, device):
+    """precision="float64" is the exact path for float32 tensors; the default ("auto": float32
+    products, tests/test_precision.py) agrees to about 1e-6."""
     X, Y = make_pair(1)
     X32 = torch.from_numpy(X).float().to(device)
     Y32 = torch.from_numpy(Y).float().to(device)
-    r = nc.measures.compute(X32, Y32, name)
+    fn = nc.measures.get(name).function
+    takes = "precision" in inspect.signature(fn).parameters
+    r = nc.measures.compute(X32, Y32, name, **({"precision": "float64"} if takes else {}))
     assert_backend(r.value, "torch", device)
     # the same float32 data computed in float64 by numpy
     exact = reference(name, X32.cpu().double().numpy(), Y32.cpu().double().numpy())
     assert float(r) == pytest.approx(exact, rel=1e-10, abs=1e-12)
+    auto = nc.measures.compute(X32, Y32, name)
+    assert_backend(auto.value, "torch", device)
+    assert float(auto) == pytest.approx(exact, rel=1e-5, abs=1e-6)
     # and close to the float64 original
     tol = 0.02 if name == "mutual_knn" else 1e-6  # neighbour sets may flip on rounding
     assert float(r) == pytest.approx(reference(name, X, Y), rel=tol, abs=tol)

@@ -8,6 +8,7 @@ disjoint parts, must give the in-memory value and details to rounding.
 from __future__ import annotations
 
 import gc
+import inspect
 import itertools
 import math
 import tracemalloc
@@ -64,8 +65,8 @@ def split_data(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, list[int], int]
     return X, Y, bounds, cut
 
 
-def feed(X: np.ndarray, Y: np.ndarray, bounds: list[int]) -> nc.Moments:
-    m = nc.Moments()
+def feed(X: np.ndarray, Y: np.ndarray, bounds: list[int], **kw) -> nc.Moments:
+    m = nc.Moments(**kw)
     for a, b in itertools.pairwise(bounds):
         assert m.update(X[a:b], Y[a:b]) is m
     return m
@@ -273,9 +274,12 @@ def test_large_offsets_stay_accurate():
 
 
 def test_float32_inputs_accumulated_in_float64():
+    """precision="float64" is the exact path for float32 inputs (the default "auto" forms
+    float32 products: tests/test_precision.py)."""
     X, Y = make_pair(4, 200, 5, 4)
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
-    m = feed(X32, Y32, [0, 17, 18, 100, 200])
+    m = feed(X32, Y32, [0, 17, 18, 100, 200], precision="float64")
+    assert m.product_precision == "float64"
     for attr in ("mean_x", "cxx", "cyy", "cxy"):
         assert getattr(m, attr).dtype == np.float64
     X64, Y64 = X32.astype(np.float64), Y32.astype(np.float64)
@@ -284,7 +288,9 @@ def test_float32_inputs_accumulated_in_float64():
         assert np.asarray(r.value).dtype == np.float64
         assert float(r) == pytest.approx(float(getattr(nc, name)(X64, Y64)), rel=1e-10)
         # and in memory, float32 arrays are computed in float64 too
-        assert float(getattr(nc, name)(X32, Y32)) == pytest.approx(float(r), rel=1e-10)
+        fn = getattr(nc, name)
+        exact = {"precision": "float64"} if "precision" in inspect.signature(fn).parameters else {}
+        assert float(fn(X32, Y32, **exact)) == pytest.approx(float(r), rel=1e-10)
 
 
 def test_update_errors():

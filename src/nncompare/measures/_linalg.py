@@ -12,6 +12,15 @@ Rank handling: a direction of a correlation matrix whose eigenvalue is below
 ``rtol`` times the largest is treated as numerically absent (duplicated features,
 exact linear combinations). Constant features (values equal up to rounding, see
 :func:`nncompare._validation.constant_mask`) are removed before that.
+
+Precision of the products: co-moments formed in float32 (``precision="auto"`` with
+float32 inputs, see :class:`nncompare.JointMoments`) carry relative errors of about
+u = 2⁻²⁴ in every entry, which inverting a covariance amplifies. Each whitening records its
+amplification ``a = ‖D^{1/2} W‖_F²`` (D the diagonal of the co-moment; ``tr R⁻¹`` for the
+correlation matrix R), and measures refuse float32 products when ``a`` exceeds
+:data:`FLOAT32_AMPLIFICATION_LIMIT` (:func:`check_products`): in-memory callers then
+recompute the moments in float64 (:func:`linear_moments`), accumulated ``Moments`` raise
+:class:`ProductPrecisionError`.
 """
 
 from __future__ import annotations
@@ -44,6 +53,13 @@ class Side:
     # per-feature factors taking W from the rescaled features the measures work with to the
     # data's units (directions, regression coefficients); None when they are the same
     unscale: Array | None = None
+    # how much W amplifies relative rounding errors of C: ‖D^{1/2} W‖_F² (see the module
+    # notes); None when not computed (stacks of blocks)
+    amplification: float | None = None
+    # Cholesky whitening of R = diag(scale) C diag(scale) = L Lᵀ: L⁻¹ and L (lower
+    # triangular), W = diag(scale) L⁻ᵀ
+    tri: Array | None = None
+    chol: Array | None = None
 
 
 def _bool_to_float(xp: Any, b: Array, like: Array) -> Array:
@@ -57,7 +73,14 @@ def real_dtype(xp: Any, a: Array) -> Any:
 
 
 def diag(xp: Any, C: Array) -> Array:
-    """Diagonal of a (stack of) square matrices, shape (..., d)."""
+    """Diagonal of a (stack of) square matrices, shape (..., d) (a view where possible: no
+    copy of a strided block such as ``Moments.zxx``)."""
+    if isinstance(C, np.ndarray):
+        return np.diagonal(C, axis1=-2, axis2=-1)
+    if is_torch(C):
+        import torch
+
+        return torch.diagonal(C, dim1=-2, dim2=-1)
     d = C.shape[-1]
     flat = xp.reshape(C, (*C.shape[:-2], d * d))
     return flat[..., :: d + 1]
@@ -68,16 +91,32 @@ CHOLESKY_PIVOT_FLOOR = 1e-6
 
 def _tri_inv(xp: Any, L: Array) -> Array:
     """Inverse of a lower-triangular matrix (triangular solve where the library has one)."""
-    eye = xp.eye(L.shape[-1], dtype=L.dtype, device=_device(L))
     if is_torch(L):
         import torch
 
+        eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
         return torch.linalg.solve_triangular(L, eye, upper=False)
     if isinstance(L, np.ndarray):
+        from scipy.linalg import lapack
+
+        # L comes from a Cholesky factorisation with a zero upper triangle, which trtri
+        # leaves untouched
+        inv, info = lapack.get_lapack_funcs("trtri", (L,))(L, lower=1)
+        if info == 0:
+            return inv
         from scipy.linalg import solve_triangular
 
-        return solve_triangular(L, eye, lower=True, check_finite=False)
+        return solve_triangular(L, np.eye(L.shape[-1]), lower=True, check_finite=False)
     return xp.linalg.inv(L)
+
+
+def _cholesky(xp: Any, R: Array) -> Array:
+    """Lower Cholesky factor; raises when R is not (numerically) positive definite."""
+    if isinstance(R, np.ndarray) and R.dtype == np.float64:
+        from scipy.linalg import cholesky
+
+        return cholesky(R, lower=True, check_finite=False)
+    return xp.linalg.cholesky(R)
 
 
 def _device(a: Array) -> Any:
@@ -97,7 +136,7 @@ def _cholesky_side(xp: Any, R: Array, scale: Array, n_constant: int) -> Side | N
     if n_constant or R.ndim != 2:
         return None
     try:
-        L = xp.linalg.cholesky(R)
+        L = _cholesky(xp, R)
     except Exception:  # not positive definite: rank-deficient
         return None
     piv = diag(xp, L)
@@ -107,7 +146,19 @@ def _cholesky_side(xp: Any, R: Array, scale: Array, n_constant: int) -> Side | N
     W = scale[:, None] * xp.matrix_transpose(Linv)
     d = R.shape[-1]
     mask = xp.ones(d, dtype=xp.bool, device=_device(R))
-    return Side(W=W, evals=None, evecs=None, mask=mask, rank=d, scale=scale, n_constant=0)
+    amp = _detached_float(xp.sum(Linv * Linv))  # tr R⁻¹ = ‖L⁻¹‖_F²
+    return Side(
+        W=W,
+        evals=None,
+        evecs=None,
+        mask=mask,
+        rank=d,
+        scale=scale,
+        n_constant=0,
+        amplification=amp,
+        tri=Linv,
+        chol=L,
+    )
 
 
 def whiten(
@@ -160,9 +211,155 @@ def whiten(
     W = scale_c[..., :, None] * (evecs * inv_sqrt_c[..., None, :])
     rank_arr = xp.sum(xp.astype(mask, xp.int64), axis=-1)
     rank = int(rank_arr) if rank_arr.ndim == 0 else rank_arr
+    # tr R⁺ on the kept directions
+    amp = _detached_float(xp.sum(inv_sqrt * inv_sqrt)) if inv_sqrt.ndim == 1 else None
     return Side(
-        W=W, evals=evals, evecs=evecs, mask=mask, rank=rank, scale=scale, n_constant=n_constant
+        W=W,
+        evals=evals,
+        evecs=evecs,
+        mask=mask,
+        rank=rank,
+        scale=scale,
+        n_constant=n_constant,
+        amplification=amp,
     )
+
+
+def _detached_float(v: Array) -> float:
+    return float(v.detach()) if is_torch(v) else float(v)
+
+
+# ---------------------------------------------------------------------- product precision
+#: Largest amplification (``Side.amplification``) of float32 product rounding (u = 2⁻²⁴)
+#: a covariance inversion may have: u · a ≤ 1e-3 bounds the error estimate. Observed errors
+#: are far below the estimate: 1e-9 .. 1e-6 on real activations (ResNet-20/32 on CIFAR-10,
+#: a = 9e2 .. 3e3) and on the benchmark pair (a = 5.4e2); about 5e-6 at a = 3e4.
+FLOAT32_AMPLIFICATION_LIMIT = 2.0**14
+
+_U32 = 2.0**-24
+
+
+class ProductPrecisionError(ValueError):
+    """Co-moments formed in float32 are too inexact for the inversion a measure needs.
+
+    Raised for accumulated ``Moments``/``JointMoments`` (``precision="auto"`` with float32
+    batches, or ``precision="float32"``) whose covariance is so ill-conditioned that float32
+    rounding could change the result by more than about 1e-3. Accumulate with
+    ``precision="float64"``; measures given the arrays recompute in float64 themselves.
+    """
+
+
+def check_products(
+    product_precision: str | None, amplification: float | None, *, measure: str, label: str
+) -> None:
+    """Raise :class:`ProductPrecisionError` when float32 products are too inexact for an
+    inversion of ``label``'s covariance that amplifies their rounding ``amplification``-fold
+    (``Side.amplification``; see :data:`FLOAT32_AMPLIFICATION_LIMIT`)."""
+    if product_precision != "float32" or amplification is None:
+        return
+    a = float(amplification)
+    if a <= FLOAT32_AMPLIFICATION_LIMIT:
+        return
+    raise ProductPrecisionError(
+        f"{measure}: the co-moments were formed in float32 (precision='auto' with float32 "
+        f"batches, or precision='float32'), and inverting the covariance of {label} amplifies "
+        f"their rounding about {a:.3g}-fold (accepted up to {FLOAT32_AMPLIFICATION_LIMIT:g}: "
+        "ill-conditioned or nearly collinear features), so the result could be off by up to "
+        f"about {a * _U32:.1g}. Accumulate with precision='float64' "
+        "(nc.Moments(precision='float64'), nc.JointMoments(precision='float64')), or pass the "
+        "arrays themselves (the measure then recomputes in float64)."
+    )
+
+
+def linear_moments(
+    X: Any,
+    Y: Any,
+    *,
+    conv: str | None,
+    layout: str | None,
+    measure: str,
+    precision: str,
+    min_samples: int = 2,
+) -> tuple[Any, Any]:
+    """Moments of (X, Y) with products in ``precision``, and a way back to the exact path.
+
+    Returns ``(m, exact)``: ``exact`` is None, or — for arrays whose products were formed in
+    float32 — a function returning their float64 Moments, for measures whose inversion turns
+    out too ill-conditioned for float32 products (:func:`with_exact_fallback`). Accumulated
+    Moments are returned as they are (``precision`` must then be left at "auto").
+    """
+    from nncompare.measures._inputs import prepare_pair, to_moments
+    from nncompare.stats import JointMoments, Moments, _check_precision
+
+    precision = _check_precision(precision)
+    if isinstance(X, Moments | JointMoments):
+        if precision != "auto":
+            raise ValueError(
+                f"{measure}: precision={precision!r} applies to arrays; these Moments were "
+                "accumulated with their own precision. Pass the arrays, or accumulate with "
+                f"nc.Moments(precision={precision!r})."
+            )
+        return to_moments(
+            X, Y, conv=conv, layout=layout, measure=measure, min_samples=min_samples
+        ), None
+    if Y is None:
+        raise TypeError(f"{measure}(X, Y) needs two activation matrices; Y is missing.")
+    X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=min_samples, measure=measure)
+    m = Moments.from_arrays(X, Y, validated=True, precision=precision)
+    if m.product_precision != "float32":
+        return m, None
+    return m, lambda: Moments.from_arrays(X, Y, validated=True, precision="float64")
+
+
+def with_exact_fallback(compute: Any, m: Any, exact: Any) -> Any:
+    """``compute(m)``; when float32 products prove too inexact (:class:`ProductPrecisionError`)
+    and the arrays are at hand (``exact``), ``compute`` of their float64 Moments instead."""
+    if exact is None:
+        return compute(m)
+    try:
+        return compute(m)
+    except ProductPrecisionError:
+        return compute(exact())
+
+
+def svdvals_via_gram(xp: Any, M: Array) -> Array:
+    """Singular values of a real matrix M (descending, min(d1, d2) of them) from the
+    eigenvalues of the smaller of Mᵀ M and M Mᵀ.
+
+    About twice as fast as an SVD (a tridiagonal instead of a bidiagonal reduction), with
+    an absolute error of about sqrt(d · eps) ≈ 1e-8 of the largest singular value for the
+    smallest ones (eps · σ²_max in σ²): used only where the inputs themselves carry larger
+    errors (co-moments formed in float32).
+    """
+    if M.shape[-1] <= M.shape[-2]:
+        G = xp.matrix_transpose(M) @ M
+    else:
+        G = M @ xp.matrix_transpose(M)
+    ev = xp.flip(xp.linalg.eigvalsh(G), axis=-1)
+    return xp.sqrt(xp.clip(ev, 0.0, None))
+
+
+def whitened_cross(xp: Any, side_x: Side, side_y: Side, Cxy: Array) -> Array:
+    """Wₓᴴ Cxy W_y; for two Cholesky whitenings of numpy arrays L⁻¹ₓ Rxy L⁻ᵀ_y by triangular
+    products (half the flops of general ones)."""
+    if (
+        side_x.tri is not None
+        and side_y.tri is not None
+        and isinstance(Cxy, np.ndarray)
+        and Cxy.dtype == np.float64
+        and Cxy.ndim == 2
+    ):
+        from scipy.linalg import blas
+
+        # Fortran-ordered operands (transposed views of C-ordered ones) go to BLAS uncopied
+        R = (side_y.scale[:, None] * xp.matrix_transpose(Cxy) * side_x.scale[None, :]).T
+        Lx, Ly = side_x.tri, side_y.tri
+        if Lx.flags.c_contiguous and Ly.flags.c_contiguous:
+            T = blas.dtrmm(1.0, Lx.T, R, lower=0, trans_a=1, overwrite_b=1)  # L⁻¹ₓ R
+            return blas.dtrmm(1.0, Ly.T, T, side=1, lower=0, overwrite_b=1)  # · L⁻ᵀ_y
+        T = blas.dtrmm(1.0, Lx, R, lower=1, overwrite_b=1)
+        return blas.dtrmm(1.0, Ly, T, side=1, lower=1, trans_a=1, overwrite_b=1)
+    return conj_t(xp, side_x.W) @ Cxy @ side_y.W
 
 
 @dataclass
@@ -184,18 +381,22 @@ def cca_core(
     *,
     want_vectors: bool = True,
     differentiable_vectors: bool = False,
+    values_from_gram: bool = False,
 ) -> CCACore:
     """Canonical correlations from two whitenings and the cross co-moment ``Cxy`` (…, d1, d2).
 
     ``differentiable_vectors``: keep the singular vectors in the autograd graph (PWCCA's
     weights depend on them); otherwise only the correlations carry gradients, which stay
-    well defined even when correlations repeat.
+    well defined even when correlations repeat. ``values_from_gram``: correlations alone
+    from :func:`svdvals_via_gram` (for co-moments formed in float32, without autograd).
     """
-    M = conj_t(xp, side_x.W) @ Cxy @ side_y.W
+    M = whitened_cross(xp, side_x, side_y, Cxy)
     U = Vh = None
     needs_grad = bool(getattr(M, "requires_grad", False))
     if want_vectors and not needs_grad:
         U, rho, Vh = xp.linalg.svd(M, full_matrices=False)
+    elif values_from_gram and not want_vectors and not needs_grad and M.ndim == 2:
+        rho = svdvals_via_gram(xp, M)
     else:
         # singular values alone have well-defined gradients even when they repeat
         rho = xp.linalg.svdvals(M)

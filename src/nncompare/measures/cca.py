@@ -22,6 +22,13 @@ Conventions (shared by the family)
 * When rank_x + rank_y > n - 1 some canonical correlations are 1 whatever the data;
   this raises ``ValueError`` instead of returning a meaningless 1.
 * No ridge regularisation (google/svcca's ``epsilon``) unless ``convention="google"``.
+* ``precision="auto"`` (default) forms the products in the inputs' own precision: float32
+  for float32 arrays (half the time of float64), summed in float64, every decomposition in
+  float64; agreement with ``precision="float64"`` (the exact path) is about 1e-7 .. 1e-6.
+  When a covariance is too ill-conditioned for float32 products (nearly collinear
+  features, see :data:`nncompare.measures._linalg.FLOAT32_AMPLIFICATION_LIMIT`) the
+  moments are recomputed in float64 automatically; accumulated float32 Moments raise
+  :class:`~nncompare.measures._linalg.ProductPrecisionError` instead.
 
 References
 ----------
@@ -50,15 +57,19 @@ from nncompare._validation import (
     check_positive_int,
     warn,
 )
-from nncompare.measures._inputs import to_moments
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
     CCACore,
     Side,
     cca_core,
     check_not_trivial,
+    check_products,
+    diag,
     eigh_desc_stable,
+    linear_moments,
     whiten,
+    whitened_cross,
+    with_exact_fallback,
 )
 from nncompare.results import CCAResult, PWCCAResult, SVCCAResult
 from nncompare.stats import Moments
@@ -67,9 +78,12 @@ __all__ = ["cca", "cca_r2", "pwcca", "svcca"]
 
 
 # ---------------------------------------------------------------------- helpers
-def _side(m: Moments, which: str, rtol: float) -> Side:
+def _side(m: Moments, which: str, rtol: float, measure: str = "cca") -> Side:
     """Whitening of the rescaled features (x - mean) / scale (CCA is invariant to per-feature
-    scales); ``unscale`` = 1 / scale takes directions back to the data's units."""
+    scales); ``unscale`` = 1 / scale takes directions back to the data's units.
+
+    Raises :class:`~nncompare.measures._linalg.ProductPrecisionError` when the moments' products
+    were float32 and this inversion amplifies their rounding too much."""
     cache = m._cache_x if which == "x" else m._cache_y
     key = ("whiten", rtol)
     if key not in cache:
@@ -78,7 +92,9 @@ def _side(m: Moments, which: str, rtol: float) -> Side:
         side = whiten(m.xp, C, const, rtol=rtol)
         side.unscale = 1.0 / (m.scale_x if which == "x" else m.scale_y)
         cache[key] = side
-    return cache[key]
+    side = cache[key]
+    check_products(m.product_precision, side.amplification, measure=measure, label=which.upper())
+    return side
 
 
 def _warn_rank(m: Moments, sx: Side, sy: Side, measure: str) -> None:
@@ -121,8 +137,8 @@ def _core(
     want_vectors: bool = True,
     decompose: bool = True,
 ) -> CCACore:
-    sx = sx if sx is not None else _side(m, "x", rtol)
-    sy = sy if sy is not None else _side(m, "y", rtol)
+    sx = sx if sx is not None else _side(m, "x", rtol, measure)
+    sy = sy if sy is not None else _side(m, "y", rtol, measure)
     _all_constant(m, sx, sy, measure)
     check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
     if warn_rank:
@@ -137,6 +153,7 @@ def _core(
         m.zxy,
         want_vectors=want_vectors,
         differentiable_vectors=differentiable_vectors,
+        values_from_gram=m.product_precision == "float32",
     )
 
 
@@ -187,6 +204,24 @@ def _validate_rtol(rtol: Any) -> float:
     return r
 
 
+def _dft_precision(precision: str, measure: str) -> dict[str, Any]:
+    """Keyword arguments passing ``precision`` on to the DFT path (which may not take it)."""
+    from nncompare.stats import _check_precision
+
+    if _check_precision(precision) == "auto":
+        return {}
+    import inspect
+
+    from nncompare.measures.conv import dft_cca
+
+    if "precision" in inspect.signature(dft_cca).parameters:
+        return {"precision": precision}
+    raise ValueError(
+        f"{measure}: precision={precision!r} applies to the moments path; conv='dft' forms "
+        "its own products. Leave precision at 'auto' with conv='dft'."
+    )
+
+
 # ---------------------------------------------------------------------- CCA
 def cca(
     X: Any,
@@ -195,6 +230,7 @@ def cca(
     conv: str | None = None,
     layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
+    precision: str = "auto",
 ) -> CCAResult:
     """Canonical correlation analysis; value = mean canonical correlation.
 
@@ -217,6 +253,10 @@ def cca(
         channels first.
     rtol : float, default 1e-10
         Relative eigenvalue cut-off defining the numerical rank.
+    precision : {"auto", "float32", "float64"}, default "auto"
+        Precision of the products (arrays only): ``"auto"`` the inputs' own (float32 for
+        float32 arrays, agreeing with the exact path to about 1e-6; recomputed in float64
+        when a covariance is too ill-conditioned for that), ``"float64"`` the exact path.
 
     Returns
     -------
@@ -243,8 +283,12 @@ def cca(
     if conv == "dft":
         from nncompare.measures.conv import dft_cca
 
-        return dft_cca(X, Y, rtol=rtol, layout=layout)
-    m = to_moments(X, Y, conv=conv, layout=layout, measure="cca")
+        return dft_cca(X, Y, rtol=rtol, layout=layout, **_dft_precision(precision, "cca"))
+    m, exact = linear_moments(X, Y, conv=conv, layout=layout, measure="cca", precision=precision)
+    return with_exact_fallback(lambda m: _cca(m, rtol, conv), m, exact)
+
+
+def _cca(m: Moments, rtol: float, conv: str | None) -> CCAResult:
     core = _core(m, rtol, "cca", want_vectors=False)
     xp = m.xp
     k = core.k
@@ -270,6 +314,7 @@ def cca_r2(
     conv: str | None = None,
     layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
+    precision: str = "auto",
 ) -> CCAResult:
     """Mean squared canonical correlation, R²_CCA (Kornblith et al. 2019, Section 4).
 
@@ -281,7 +326,7 @@ def cca_r2(
     by the ranks, which equals it for full-rank inputs and stays meaningful otherwise.
     """
     rtol = _validate_rtol(rtol)
-    base = cca(X, Y, conv=conv, layout=layout, rtol=rtol)
+    base = cca(X, Y, conv=conv, layout=layout, rtol=rtol, precision=precision)
     rho = base.rho if conv != "dft" else None
     if conv == "dft":
         import numpy as np
@@ -356,11 +401,19 @@ def _pca_side(
     keep = np.zeros(d, dtype=bool)
     keep[:k] = True
     mask = xp.asarray(keep, device=_device(evals))
-    safe = xp.where(mask, evals, xp.ones_like(evals))
-    inv_sqrt = xp.where(mask, 1.0 / xp.sqrt(xp.abs(safe)), xp.zeros_like(evals))
-    W = evecs * inv_sqrt[None, :]
+    # the k kept directions only (descending order: the first k columns)
+    W = evecs[:, :k] * (1.0 / xp.sqrt(xp.abs(evals[:k])))[None, :]
+    # rounding amplification ‖D^{1/2} W‖_F² (see _linalg), D the diagonal of C
+    amp = xp.sum(diag(xp, C)[:, None] * (W * W))
     side = Side(
-        W=W, evals=evals, evecs=evecs, mask=mask, rank=k, scale=xp.ones_like(evals), n_constant=0
+        W=W,
+        evals=evals,
+        evecs=evecs,
+        mask=mask,
+        rank=k,
+        scale=xp.ones_like(evals),
+        n_constant=0,
+        amplification=float(amp.detach()) if hasattr(amp, "detach") else float(amp),
     )
     return side, explained
 
@@ -380,6 +433,7 @@ def svcca(
     conv: str | None = None,
     layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
+    precision: str = "auto",
 ) -> SVCCAResult:
     """Singular Vector CCA (Raghu et al. 2017, Section 2); value = mean canonical correlation.
 
@@ -399,6 +453,8 @@ def svcca(
     dims : int or (int, int), optional
         Number of directions to keep, for both inputs or per input (google/svcca's tutorial
         "keep top k", e.g. 20).
+    precision : {"auto", "float32", "float64"}, default "auto"
+        Precision of the products, as in :func:`cca`.
 
     Returns
     -------
@@ -429,9 +485,26 @@ def svcca(
         from nncompare.measures.conv import dft_cca
 
         return dft_cca(
-            X, Y, rtol=rtol, variance=variance, dims=(dx, dy) if dx else None, layout=layout
+            X,
+            Y,
+            rtol=rtol,
+            variance=variance,
+            dims=(dx, dy) if dx else None,
+            layout=layout,
+            **_dft_precision(precision, "svcca"),
         )
-    m = to_moments(X, Y, conv=conv, layout=layout, measure="svcca")
+    m, exact = linear_moments(X, Y, conv=conv, layout=layout, measure="svcca", precision=precision)
+    return with_exact_fallback(lambda m: _svcca(m, variance, dx, dy, rtol, conv), m, exact)
+
+
+def _svcca(
+    m: Moments,
+    variance: float | None,
+    dx: int | None,
+    dy: int | None,
+    rtol: float,
+    conv: str | None,
+) -> SVCCAResult:
     xp = m.xp
     # PCA is invariant to isotropic scaling only: work in units of each side's largest scale
     txx, tyy, txy = m.normalized()
@@ -448,6 +521,8 @@ def svcca(
             cache[key] = (side, explained)
     sx, ex = m._cache_x[key_x]
     sy, ey = m._cache_y[key_y]
+    check_products(m.product_precision, sx.amplification, measure="svcca", label="X")
+    check_products(m.product_precision, sy.amplification, measure="svcca", label="Y")
     check_not_trivial(m.n, sx.rank, sy.rank, what="svcca")
     n_const = {}
     for label, const, d in (("X", m.constant_x(), m.d1), ("Y", m.constant_y(), m.d2)):
@@ -460,7 +535,9 @@ def svcca(
                 ConstantFeatureWarning,
                 stacklevel=3,
             )
-    core = cca_core(xp, sx, sy, txy, want_vectors=False)
+    core = cca_core(
+        xp, sx, sy, txy, want_vectors=False, values_from_gram=m.product_precision == "float32"
+    )
     k = core.k
     rho = core.rho[:k]
     conventions = _conventions(conv, rtol, "mean of all k correlations between kept directions")
@@ -500,6 +577,7 @@ def pwcca(
     layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
     epsilon: float = 0.0,
+    precision: str = "auto",
 ) -> PWCCAResult:
     """Projection-weighted CCA (Morcos, Raghu & Bengio 2018, Section 2.2).
 
@@ -528,6 +606,8 @@ def pwcca(
         As in :func:`cca`.
     epsilon : float, default 0
         google convention only: google/svcca's epsilon (relative variance pruning and ridge).
+    precision : {"auto", "float32", "float64"}, default "auto"
+        Precision of the products, as in :func:`cca`.
 
     Returns
     -------
@@ -541,21 +621,29 @@ def pwcca(
             "pwcca does not support conv='dft' (projection weights need the neuron basis, "
             "which the DFT mixes). Use conv='mean', 'samples' or 'flatten'."
         )
-    m = to_moments(X, Y, conv=conv, layout=layout, measure="pwcca")
+    if convention == "google" and symmetric:
+        raise ValueError("symmetric=True is defined for convention='paper' only.")
+    if convention == "paper" and epsilon:
+        raise ValueError("epsilon applies to convention='google' only; got epsilon with 'paper'.")
+    m, exact = linear_moments(X, Y, conv=conv, layout=layout, measure="pwcca", precision=precision)
+    return with_exact_fallback(
+        lambda m: _pwcca(m, convention, symmetric, rtol, float(epsilon), conv), m, exact
+    )
+
+
+def _pwcca(
+    m: Moments, convention: str, symmetric: bool, rtol: float, epsilon: float, conv: str | None
+) -> PWCCAResult:
     xp = m.xp
     if convention == "google":
-        if symmetric:
-            raise ValueError("symmetric=True is defined for convention='paper' only.")
-        sx, sy = _side(m, "x", rtol), _side(m, "y", rtol)
+        sx, sy = _side(m, "x", rtol, "pwcca"), _side(m, "y", rtol, "pwcca")
         _all_constant(m, sx, sy, "pwcca")
         check_not_trivial(m.n, sx.rank, sy.rank, what="pwcca")
-        return _pwcca_google(m, epsilon=float(epsilon))
-    if epsilon:
-        raise ValueError("epsilon applies to convention='google' only; got epsilon with 'paper'.")
+        return _pwcca_google(m, epsilon=epsilon)
     plain_numpy = isinstance(m.zxy, np.ndarray) and not symmetric
     core = _core(m, rtol, "pwcca", want_vectors=False, decompose=False)
     k = core.k
-    M = conj_t(xp, core.side_x.W) @ m.zxy @ core.side_y.W
+    M = whitened_cross(xp, core.side_x, core.side_y, m.zxy)
     V = None
     if plain_numpy:
         # Only the left singular vectors are needed: the eigenvectors of M Mᵀ (a symmetric
@@ -579,14 +667,12 @@ def pwcca(
     # projection weights need the neurons' own scales: columns of the rescaled moments are
     # multiplied back by scale / g (the common factor g cancels in the normalisation)
     rel_x, _ = m.relative_scale("x")
-    A = core.side_x.W @ U
-    wx = _projection_weights(xp, A, m.zxx, rel_x)
+    wx = _side_weights(xp, core.side_x, U, m.zxx, rel_x)
     value = xp.sum(wx * rho)
     weights_y = None
     if symmetric:
         rel_y, _ = m.relative_scale("y")
-        B = core.side_y.W @ V
-        wy = _projection_weights(xp, B, m.zyy, rel_y)
+        wy = _side_weights(xp, core.side_y, V, m.zyy, rel_y)
         value = 0.5 * (value + xp.sum(wy * rho))
         weights_y = wy
     return PWCCAResult(
@@ -604,6 +690,26 @@ def pwcca(
         rank_x=core.side_x.rank,
         rank_y=core.side_y.rank,
     )
+
+
+def _side_weights(xp: Any, side: Side, U: Array, C: Array, col_scale: Array) -> Array:
+    """Projection weights of the canonical variates with whitened directions ``U`` (d, k).
+
+    For a Cholesky whitening of numpy moments (full rank) the variates h = X̃ W U are
+    orthonormal already (Uᵀ Wᵀ C W U = Uᵀ U = I), so Gram–Schmidt is the identity, and
+    ⟨h_i, z_j⟩ = (Uᵀ Wᵀ C)_ij = ((L U)ᵀ diag(1/scale))_ij since C W = diag(1/scale) L: one
+    triangular product instead of four general ones, a Cholesky and a solve (equal to
+    rounding). Otherwise :func:`_projection_weights`.
+    """
+    L = side.chol
+    if L is not None and isinstance(U, np.ndarray) and U.dtype == np.float64:
+        from scipy.linalg import blas
+
+        LU = blas.dtrmm(1.0, L, U, lower=1) if L.flags.f_contiguous else L @ U
+        P = xp.matrix_transpose(LU) * (col_scale / side.scale)[None, :]
+        w = xp.sum(xp.abs(P), axis=1)
+        return w / xp.sum(w)
+    return _projection_weights(xp, side.W @ U, C, col_scale)
 
 
 def _projection_weights(xp: Any, A: Array, C: Array, col_scale: Array) -> Array:

@@ -34,7 +34,7 @@ from nncompare._validation import check_option
 from nncompare.measures._inputs import prepare_pair, to_moments
 from nncompare.measures._kernels import center_gram, gram, ucenter_gram
 from nncompare.results import CKAResult
-from nncompare.stats import Moments, centred_normalised
+from nncompare.stats import Moments, _check_precision, centred_normalised
 
 __all__ = ["cka", "cka_debiased", "cka_rbf"]
 
@@ -76,7 +76,14 @@ def _positive(name: str, value: Any) -> float:
     return v
 
 
-def cka(X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = None) -> CKAResult:
+def cka(
+    X: Any,
+    Y: Any = None,
+    *,
+    conv: str | None = None,
+    layout: str | None = None,
+    precision: str = "auto",
+) -> CKAResult:
     """Linear CKA (Kornblith et al. 2019, eq. 4 with a linear kernel; the RV coefficient).
 
     .. math:: \\mathrm{CKA}(X, Y) = \\frac{\\|X_c^T Y_c\\|_F^2}
@@ -93,6 +100,10 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = 
         (:class:`nncompare.LayoutArray`; :func:`nncompare.capture` tags its output "NCHW"),
         else channels last, with a :class:`nncompare.LayoutWarning` when the shape looks
         channels first.
+    precision : {"auto", "float32", "float64"}, default "auto"
+        Precision of the feature-space products (arrays only): ``"auto"`` the inputs' own —
+        float32 for float32 arrays, summed in float64 (agreement with the exact path about
+        1e-9 .. 1e-7: CKA amplifies no rounding) — or ``"float64"``, the exact path.
 
     Returns
     -------
@@ -109,7 +120,13 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = 
     # largest feature scale (g_x, g_y), so no finite input over- or underflows; constant
     # features (equal up to rounding) are exactly zero. hsic_* are reported in the data's
     # units (they over/underflow beyond about 1e+-75; the value does not).
+    precision = _check_precision(precision)
     if isinstance(X, Moments):
+        if precision != "auto":
+            raise ValueError(
+                f"cka: precision={precision!r} applies to arrays; these Moments were "
+                "accumulated with their own precision."
+            )
         m = to_moments(X, Y, conv=conv, layout=layout, measure="cka", min_samples=3)
         xp, n, form = m.xp, m.n, "feature space (from moments)"
         hxy, hxx, hyy, gx, gy = _linear_hsics(m)
@@ -126,7 +143,7 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = 
             hxy, hxx, hyy = xp.sum(K * L), _fro2(xp, K), _fro2(xp, L)
             form = "Gram space"
         else:
-            m = Moments.from_arrays(X, Y, validated=True)
+            m = Moments.from_arrays(X, Y, validated=True, precision=precision)
             hxy, hxx, hyy, gx, gy = _linear_hsics(m)
             form = "feature space"
     if to_scalar_float(hxx) <= 0:
@@ -153,7 +170,12 @@ def cka(X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = 
 
 
 def cka_debiased(
-    X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = None
+    X: Any,
+    Y: Any = None,
+    *,
+    conv: str | None = None,
+    layout: str | None = None,
+    precision: str = "auto",
 ) -> CKAResult:
     """Linear CKA with the unbiased HSIC estimator (Kornblith et al. 2019, ``debiased=True``).
 
@@ -164,8 +186,11 @@ def cka_debiased(
 
     (the unbiased HSIC₁ of Song et al. 2012 up to the common factor n(n-3), using that
     centred Gram matrices have zero row sums). Needs n ≥ 4. The value can be slightly
-    negative for unrelated representations; it is *not* clipped.
+    negative for unrelated representations; it is *not* clipped. ``precision`` as in
+    :func:`cka` (float32 products for float32 arrays by default; the absolute error of the
+    value is then about 1e-7).
     """
+    precision = _check_precision(precision)
     if conv == "dft":
         raise ValueError("cka_debiased does not support conv='dft'.")
     if isinstance(X, Moments):
@@ -180,10 +205,10 @@ def cka_debiased(
     # as in cka: products in units of each side's largest feature scale, constant features 0
     if n * n >= d1 * d1 + d2 * d2 + d1 * d2:
         # feature space, from one chunked joint product (no centred copies of the data)
-        from nncompare.stats import _batch_stats
+        from nncompare.stats import _batch_stats, product_dtype
 
         norms: list[Any] = []
-        st = _batch_stats(xp, [X, Y], xp.float64, row_norms=norms)
+        st = _batch_stats(xp, [X, Y], product_dtype(xp, (X, Y), precision), row_norms=norms)
         a, b = norms
         rx, gx = st.relative(0, d1)
         ry, gy = st.relative(d1, d1 + d2)

@@ -14,6 +14,15 @@ alpha = 1 is Procrustes, alpha = 0 is the CCA-like metric with cos θ = Σρ_i /
 Different widths are handled by letting Q be d1 × d2 with orthonormal rows or columns,
 which is what zero-padding the narrower representation (netrep) amounts to.
 
+The value needs only the singular values of X̃ᵀ Ỹ; the rotation (an SVD with vectors) is
+computed when ``result.rotation`` is first read. With ``precision="auto"`` and float32
+arrays the products are float32 (summed in float64) and the singular values come from the
+eigenvalues of the smaller Gram matrix (X̃ᵀỸ)ᵀ(X̃ᵀỸ), whose absolute error (about 1e-8 of
+the largest singular value) is below that of the float32 products: the value agrees with
+``precision="float64"`` (the exact path, singular values by SVD) to about 1e-7 .. 1e-6
+(noise singular values of about 6e-8 of the largest stand in for exact zeros when the
+cross-covariance is rank-deficient, so the error is at most about min(d1, d2) · 6e-8).
+
 References
 ----------
 Williams, A. H., Kunz, E., Kornblith, S. & Linderman, S. W. (2021). Generalized shape
@@ -27,11 +36,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nncompare._array import Array, to_scalar_float
+from nncompare._array import Array, is_torch, to_scalar_float
 from nncompare._validation import check_fraction
-from nncompare.measures._inputs import to_moments
-from nncompare.measures._linalg import DEFAULT_RTOL, diag
-from nncompare.results import ProcrustesResult, ShapeResult
+from nncompare.measures._linalg import (
+    DEFAULT_RTOL,
+    check_products,
+    diag,
+    linear_moments,
+    svdvals_via_gram,
+    with_exact_fallback,
+)
+from nncompare.results import Pending, ProcrustesResult, ShapeResult
 
 __all__ = ["procrustes", "shape"]
 
@@ -43,9 +58,10 @@ def _acos(v: float) -> float:
 def _norms(xp: Any, m: Any) -> tuple[Array, Array]:
     """Squared Frobenius norms of the centred data, in units of each side's largest feature
     scale (the measures here are invariant to isotropic scaling; constant features are 0)."""
-    cxx, cyy, _ = m.normalized()
-    tx = xp.sum(diag(xp, cxx))
-    ty = xp.sum(diag(xp, cyy))
+    rx, _ = m.relative_scale("x")
+    ry, _ = m.relative_scale("y")
+    tx = xp.sum(diag(xp, m.zxx) * (rx * rx))
+    ty = xp.sum(diag(xp, m.zyy) * (ry * ry))
     for label, t in (("X", tx), ("Y", ty)):
         if to_scalar_float(t) <= 0:
             raise ValueError(
@@ -56,7 +72,12 @@ def _norms(xp: Any, m: Any) -> tuple[Array, Array]:
 
 
 def procrustes(
-    X: Any, Y: Any = None, *, conv: str | None = None, layout: str | None = None
+    X: Any,
+    Y: Any = None,
+    *,
+    conv: str | None = None,
+    layout: str | None = None,
+    precision: str = "auto",
 ) -> ProcrustesResult:
     """Orthogonal Procrustes similarity of centred, norm-scaled data.
 
@@ -66,18 +87,27 @@ def procrustes(
     ----------
     X : array (n, d1), conv activations, or :class:`~nncompare.Moments`
     Y : array (n, d2) or None
+    precision : {"auto", "float32", "float64"}, default "auto"
+        Precision of the products (arrays only): the inputs' own (float32 for float32
+        arrays; agreement with the exact path about 1e-7 .. 1e-6, see the module notes), or
+        ``"float64"``, the exact path.
 
     Returns
     -------
     ProcrustesResult
         ``value`` in [0, 1]; ``angular`` = arccos(value) ∈ [0, π/2] (a metric; ``distance``);
         ``euclidean`` = sqrt(2 - 2 value); ``rotation`` Q (d1, d2) minimising
-        ‖X̃ Q - Ỹ‖_F.
+        ‖X̃ Q - Ỹ‖_F (computed on first access).
     """
-    m = to_moments(X, Y, conv=conv, layout=layout, measure="procrustes", min_samples=3)
+    m, _ = linear_moments(
+        X, Y, conv=conv, layout=layout, measure="procrustes", precision=precision, min_samples=3
+    )
     xp = m.xp
     tx, ty = _norms(xp, m)
-    U, s, Vh = xp.linalg.svd(m.normalized()[2], full_matrices=False)
+    rx, _ = m.relative_scale("x")
+    ry, _ = m.relative_scale("y")
+    cross = rx[:, None] * m.zxy * ry[None, :]
+    s = _singular_values(xp, cross, m.product_precision)
     value = xp.sum(s) / xp.sqrt(tx * ty)
     v = to_scalar_float(value)
     return ProcrustesResult(
@@ -92,19 +122,45 @@ def procrustes(
         },
         angular=_acos(v),
         euclidean=math.sqrt(max(0.0, 2.0 - 2.0 * min(v, 1.0))),
-        rotation=U @ Vh,
+        rotation=Pending(lambda: _polar(xp, cross)),
     )
 
 
-def _partial_whitener(xp: Any, C: Array, alpha: float, rtol: float) -> Array:
-    """Z = α I + (1 - α) Σ̃^{-1/2} (on the range of Σ̃ = C / tr C)."""
-    Cn = C / xp.sum(diag(xp, C))
+def _singular_values(xp: Any, A: Array, product_precision: str | None) -> Array:
+    """Singular values of A: by SVD, or — for float32 products without autograd — from the
+    eigenvalues of the smaller Gram matrix (cheaper; accurate to ~1e-8 of the largest)."""
+    if product_precision == "float32" and not (is_torch(A) and A.requires_grad):
+        return svdvals_via_gram(xp, A)
+    return xp.linalg.svdvals(A)
+
+
+def _polar(xp: Any, A: Array) -> Array:
+    """The (semi-)orthogonal factor U Vᵀ of A = U S Vᵀ."""
+    U, _, Vh = xp.linalg.svd(A, full_matrices=False)
+    return U @ Vh
+
+
+def _partial_whitener(xp: Any, C: Array, alpha: float, rtol: float) -> tuple[Array, Array, float]:
+    """Z = α I + (1 - α) Σ̃^{-1/2} (on the range of Σ̃ = C / tr C), with tr(Zᵀ C Z) and the
+    amplification of relative rounding errors of C (rank · ‖D^{1/2} Z‖_F² / tr(Zᵀ Σ̃ Z),
+    D = diag Σ̃: ``tr R⁻¹`` at alpha = 0, the rank at alpha = 1; see ``_linalg``)."""
+    t = xp.sum(diag(xp, C))
+    Cn = C / t
     evals, evecs = xp.linalg.eigh(Cn)
     top = xp.max(evals)
     mask = evals > rtol * top
     safe = xp.where(mask, evals, xp.ones_like(evals))
     f = xp.where(mask, alpha + (1.0 - alpha) / xp.sqrt(safe), xp.zeros_like(evals))
-    return (evecs * f[None, :]) @ xp.matrix_transpose(evecs)
+    Z = (evecs * f[None, :]) @ xp.matrix_transpose(evecs)
+    spread = xp.sum(f * f * xp.where(mask, evals, xp.zeros_like(evals)))  # tr(Zᵀ Σ̃ Z)
+    rank = float(xp.sum(xp.astype(mask, xp.float64)))
+    d = diag(xp, Cn)
+    amp = rank * xp.sum(d[:, None] * (Z * Z)) / spread
+    return Z, t * spread, _float(amp)
+
+
+def _float(v: Array) -> float:
+    return float(v.detach()) if is_torch(v) else float(v)
 
 
 def shape(
@@ -115,6 +171,7 @@ def shape(
     conv: str | None = None,
     layout: str | None = None,
     rtol: float = DEFAULT_RTOL,
+    precision: str = "auto",
 ) -> ShapeResult:
     """Generalised shape metric with partial whitening (Williams et al. 2021, Section 3).
 
@@ -123,11 +180,16 @@ def shape(
     alpha : float in [0, 1], default 1
         1: Procrustes (rotation-invariant); 0: full whitening (invariant to invertible
         linear maps, CCA-like: cos θ = Σρ_i / sqrt(rank_x rank_y)).
+    precision : {"auto", "float32", "float64"}, default "auto"
+        Precision of the products (arrays only), as in :func:`procrustes`; with alpha < 1
+        the moments are recomputed in float64 when the whitening is too ill-conditioned for
+        float32 products (as in :func:`nncompare.cca`).
 
     Returns
     -------
     ShapeResult
-        ``value`` = cos θ_alpha; ``angular`` θ_alpha (a metric; ``distance``); ``rotation``.
+        ``value`` = cos θ_alpha; ``angular`` θ_alpha (a metric; ``distance``); ``rotation``
+        (computed on first access).
 
     Notes
     -----
@@ -136,7 +198,13 @@ def shape(
     0 < alpha < 1 results depend on the data's scale; at alpha = 0 and 1 the two agree.
     """
     alpha = check_fraction("alpha", alpha, low_open=False)
-    m = to_moments(X, Y, conv=conv, layout=layout, measure="shape", min_samples=3)
+    m, exact = linear_moments(
+        X, Y, conv=conv, layout=layout, measure="shape", precision=precision, min_samples=3
+    )
+    return with_exact_fallback(lambda m: _shape(m, alpha, rtol, conv), m, exact)
+
+
+def _shape(m: Any, alpha: float, rtol: float, conv: str | None) -> ShapeResult:
     xp = m.xp
     _norms(xp, m)
     if alpha == 0.0:
@@ -145,12 +213,10 @@ def shape(
 
         from nncompare.measures.cca import _side
 
-        sx, sy = _side(m, "x", rtol), _side(m, "y", rtol)
+        sx, sy = _side(m, "x", rtol, "shape"), _side(m, "y", rtol, "shape")
         cross = xp.matrix_transpose(sx.W) @ m.zxy @ sy.W
-        s = xp.linalg.svdvals(cross)
+        s = _singular_values(xp, cross, m.product_precision)
         value = xp.sum(s) / xp.sqrt(xp.asarray(float(sx.rank * sy.rank), dtype=s.dtype))
-        U, _, Vh = xp.linalg.svd(cross, full_matrices=False)
-        rotation = U @ Vh  # in whitened coordinates
         return ShapeResult(
             measure="shape",
             value=value,
@@ -164,7 +230,7 @@ def shape(
             },
             alpha=0.0,
             angular=_acos(to_scalar_float(value)),
-            rotation=rotation,
+            rotation=Pending(lambda: _polar(xp, cross)),  # in whitened coordinates
         )
     cxx, cyy, cxy = m.normalized()
     key = ("partial_whitener", alpha, rtol)
@@ -172,11 +238,11 @@ def shape(
         m._cache_x[key] = _partial_whitener(xp, cxx, alpha, rtol)
     if key not in m._cache_y:
         m._cache_y[key] = _partial_whitener(xp, cyy, alpha, rtol)
-    Zx, Zy = m._cache_x[key], m._cache_y[key]
+    (Zx, nx, ax), (Zy, ny, ay) = m._cache_x[key], m._cache_y[key]
+    check_products(m.product_precision, ax, measure="shape", label="X")
+    check_products(m.product_precision, ay, measure="shape", label="Y")
     cross = xp.matrix_transpose(Zx) @ cxy @ Zy
-    nx = xp.sum(diag(xp, xp.matrix_transpose(Zx) @ cxx @ Zx))
-    ny = xp.sum(diag(xp, xp.matrix_transpose(Zy) @ cyy @ Zy))
-    U, s, Vh = xp.linalg.svd(cross, full_matrices=False)
+    s = _singular_values(xp, cross, m.product_precision)
     value = xp.sum(s) / xp.sqrt(nx * ny)
     return ShapeResult(
         measure="shape",
@@ -191,5 +257,5 @@ def shape(
         },
         alpha=alpha,
         angular=_acos(to_scalar_float(value)),
-        rotation=U @ Vh,
+        rotation=Pending(lambda: _polar(xp, cross)),
     )

@@ -14,7 +14,7 @@ from typing import Any
 from nncompare._array import to_scalar_float
 from nncompare._validation import ConstantFeatureWarning, RankDeficiencyWarning, warn
 from nncompare.measures._inputs import to_moments
-from nncompare.measures._linalg import DEFAULT_RTOL, diag, whiten
+from nncompare.measures._linalg import DEFAULT_RTOL, check_products, diag, whiten
 from nncompare.results import RegressionResult
 
 __all__ = ["lr_r2"]
@@ -59,6 +59,8 @@ def lr_r2(
     # R² is invariant to per-feature scales of X (whiten the rescaled features) and to an
     # isotropic scale of Y; each target's own R² is invariant to its scale.
     sx = whiten(xp, m.zxx, m.constant_x(), rtol=rtol)
+    # accumulated Moments with float32 products: refuse an inversion too ill-conditioned
+    check_products(m.product_precision, sx.amplification, measure="lr_r2", label="X")
     if sx.rank == 0:
         raise ValueError(
             "lr_r2 is undefined: every feature of X is constant, so it predicts nothing."
