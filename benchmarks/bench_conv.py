@@ -9,18 +9,22 @@ infeasible here. So
   circular shifts, where ``nc.cca(X_aug, Y_aug, conv="dft")`` must equal it exactly
   (checked numerically), and **extrapolated** to (2000, 16, 16, 64) with the cost model
   t = c · n · p² (its products; the p³ decompositions are the smaller term at n/p ≈ 31);
-* the DFT path is **measured** directly on (2000, 16, 16, 64).
+* the DFT path is **measured** directly on (2000, 16, 16, 64), round-robin with
+  google/svcca's per-frequency loop (``fourier_ccas``, re-timed in ``prototypes.py``), the
+  same in SVCCA form and streamed through ``SpectralMoments``; the load average is
+  recorded around it (the machine may be shared: the ratios within one run are what count).
 
 Run alone: ``python benchmarks/bench_conv.py [--quick]``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import prototypes
-from _util import bench, fmt_s, fmt_x, table
+from _util import bench, bench_interleaved, fmt_s, fmt_x, table
 
 import nncompare as nc
 
@@ -112,26 +116,64 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
         )
     )
     # ---------------------------------------------------------------- measured, full DFT
+    # nc against google/svcca's per-frequency loop (re-timed, benchmarks/prototypes.py) and
+    # the streamed accumulator, round-robin in one process so that load drift hits all alike
     N, H, W, C = cfg["full_shape"]
     X, Y = make_conv_pair(N, H, W, C, seed=2)
-    t_full = bench(lambda: nc.cca(X, Y, conv="dft"), repeats=reps)
-    out["dft_full_measured"] = {"shape": [N, H, W, C], **t_full.as_dict()}
-    out["dft_full_value"] = float(t_full.last)
-    print(f"  DFT path on ({N}, {H}, {W}, {C}): {fmt_s(t_full.median)} (measured)", flush=True)
-    # prototype: half spectrum (rfftn) + stacked Cholesky, same value (benchmarks/prototypes.py)
-    t_proto = bench(lambda: prototypes.dft_cca_rfft(X, Y), repeats=reps)
-    out["prototype_rfft_dft_cca"] = {
-        **t_proto.as_dict(),
-        "value": float(t_proto.last),
-        "abs_diff_vs_nc": abs(float(t_proto.last) - out["dft_full_value"]),
-        "speedup_vs_nc": t_full.median / t_proto.median,
+    batch = cfg["stream_batch"]
+
+    def streamed() -> Any:
+        from nncompare.measures.conv import dft_cca_from_comoments
+
+        sm = nc.SpectralMoments((H, W))
+        for s in range(0, N, batch):
+            sm.update({"x": X[s : s + batch], "y": Y[s : s + batch]})
+        return dft_cca_from_comoments(*sm.pair("x", "y"), sm.n, target=(H, W))
+
+    fns = {
+        "nc.cca(conv='dft')": lambda: nc.cca(X, Y, conv="dft"),
+        "nc.svcca(conv='dft', variance=0.99)": lambda: nc.svcca(X, Y, conv="dft", variance=0.99),
+        f"SpectralMoments, batches of {batch}, + dft_cca_from_comoments": streamed,
+        "google/svcca fourier_ccas loop (re-timed)": lambda: prototypes.google_fourier_ccas_loop(
+            X, Y
+        ),
     }
+    load_before = os.getloadavg()
+    res = bench_interleaved(fns, repeats=reps)
+    load_after = os.getloadavg()
+    t_full = res["nc.cca(conv='dft')"]
+    t_google = res["google/svcca fourier_ccas loop (re-timed)"]
+    value = float(t_full.last)
+    out["dft_full_measured"] = {"shape": [N, H, W, C], **t_full.as_dict()}
+    out["dft_full_value"] = value
+    out["vs_google"] = {
+        "shape": [N, H, W, C],
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(load_after),
+        "timings": {k: t.as_dict() for k, t in res.items()},
+        "values": {k: float(t.last) for k, t in res.items()},
+        "speedup_vs_google": {k: t_google.median / t.median for k, t in res.items()},
+        "abs_diff_streamed_vs_nc": abs(float(res[list(fns)[2]].last) - value),
+        "abs_diff_google_vs_nc": abs(float(t_google.last) - value),
+    }
+    rows_g = [
+        [
+            k,
+            fmt_s(t.median),
+            fmt_s(t.cpu_median),
+            fmt_x(t_google.median / t.median),
+            f"{float(t.last):.10f}",
+        ]
+        for k, t in res.items()
+    ]
     print(
-        f"  prototype rfft DFT CCA: {fmt_s(t_proto.median)} "
-        f"({fmt_x(out['prototype_rfft_dft_cca']['speedup_vs_nc'])} faster than nc, "
-        f"|Δ value| {out['prototype_rfft_dft_cca']['abs_diff_vs_nc']:.1e})",
-        flush=True,
+        f"  ({N}, {H}, {W}, {C}), {reps} interleaved repeats, load average "
+        f"{load_before[0]:.2f} -> {load_after[0]:.2f}"
     )
+    print(
+        table(rows_g, ["variant", "wall (median)", "CPU", "× faster than google's loop", "value"])
+    )
+    out["rows_vs_google"] = rows_g
     # ---------------------------------------------------------------- extrapolated
     n_full, p_full = N * H * W, H * W * C
     largest = out["brute_force_measured"][-1]
@@ -179,9 +221,10 @@ def quick_cfg(quick: bool) -> dict[str, Any]:
     if quick:
         return {
             "small_shapes": [(64, 4, 4, 8), (32, 8, 8, 8)],
-            "full_shape": (100, 16, 16, 32),
+            "full_shape": (300, 16, 16, 32),
             "repeats": 2,
             "bf_repeats": 1,
+            "stream_batch": 100,
         }
     return {
         # N = 500 keeps n/p = 31.25, the ratio of the full (2000, 16, 16, 64) problem
@@ -189,6 +232,7 @@ def quick_cfg(quick: bool) -> dict[str, Any]:
         "full_shape": (2000, 16, 16, 64),
         "repeats": 3,
         "bf_repeats": 2,
+        "stream_batch": 500,
     }
 
 

@@ -1,8 +1,10 @@
-"""Prototypes of faster variants, to show what the measured gaps are worth.
+"""Prototypes of faster variants, to show what the measured gaps are worth, and re-timings.
 
 Our own minimal numpy code for full-rank, float64 inputs; not a replacement for the
 library (no validation, no rank handling, no torch). Used by ``bench_measures.py``
 (section "prototypes") and runnable alone: ``python benchmarks/prototypes.py [--quick]``.
+``google_fourier_ccas_loop`` re-times google/svcca's per-frequency DFT CCA (their
+algorithm in our words; their code is Python 2 and not installable), for ``bench_conv.py``.
 """
 
 from __future__ import annotations
@@ -82,37 +84,63 @@ def cka_prototype(X: np.ndarray, Y: np.ndarray) -> float:
     return float(hxy / np.sqrt(np.sum(C[:d1, :d1] ** 2) * np.sum(C[d1:, d1:] ** 2)))
 
 
-def dft_cca_rfft(X: np.ndarray, Y: np.ndarray) -> float:
-    """Mean DFT-CCA of same-size real conv activations (N, H, W, C) from the half spectrum.
+def google_fourier_ccas_loop(X: np.ndarray, Y: np.ndarray) -> float:
+    """Re-timing of google/svcca's per-frequency DFT CCA: their algorithm, our words.
 
-    For real inputs the spectrum at -f is the conjugate of the one at f, so its block has
-    the same canonical correlations: rfftn's H × (W//2 + 1) blocks suffice, the columns
-    0 < j < W/2 counted twice. Whitening by stacked Cholesky + triangular inverse.
+    What ``dft_ccas.fourier_ccas(X, Y)`` (github.com/google/svcca, dft_ccas.py, Python 2)
+    does, step by step: cast to complex64 and take an unnormalised ``np.fft.fft2`` over the
+    spatial axes (cropping to the common frequencies when the sizes differ), then for every
+    frequency (i, j) call ``cca_core.get_cca_similarity`` on the (C, N) spectra. With the
+    arguments fourier_ccas passes, that is: the joint ``np.cov`` of both sides (complex128),
+    each block divided by its largest magnitude, ``remove_small`` at epsilon 0 (it keeps
+    everything: fourier_ccas passes ``compute_dirns=False`` into the ``epsilon`` slot),
+    ``pinv`` of both auto-covariances, their Hermitian square roots by ``eigh``, the product
+    Σxx^-1/2 Σxy Σyy^-1/2, its full ``svd``, the neuron means and the ``sum_threshold`` loop
+    for the summary statistics. Not timed: the pandas ``DataFrame.append`` per frequency
+    (removed in pandas 2; it only adds to their time) and the coefficient bookkeeping
+    (``np.place`` copies). Returns the mean of all coefficients over all frequencies, which
+    equals ``nc.cca(X, Y, conv="dft")`` up to their complex64 rounding.
     """
-    H, W = X.shape[1], X.shape[2]
-    F = np.fft.rfftn(X, axes=(1, 2), norm="ortho").transpose(1, 2, 0, 3)  # (H, Wh, N, C1)
-    G = np.fft.rfftn(Y, axes=(1, 2), norm="ortho").transpose(1, 2, 0, 3)
-    F = F - F.mean(axis=2, keepdims=True)
-    G = G - G.mean(axis=2, keepdims=True)
-    FH = np.conj(np.swapaxes(F, -1, -2))
-    Cxx, Cxy = FH @ F, FH @ G
-    Cyy = np.conj(np.swapaxes(G, -1, -2)) @ G
+    h, w = min(X.shape[1], Y.shape[1]), min(X.shape[2], Y.shape[2])
 
-    def inv_chol(Cb: np.ndarray) -> np.ndarray:
-        s = 1.0 / np.sqrt(np.real(np.diagonal(Cb, axis1=-2, axis2=-1)))
-        L = np.linalg.cholesky(s[..., :, None] * Cb * s[..., None, :])
-        return np.linalg.inv(L) * s[..., None, :]  # L⁻¹ S: whitens S C S
+    def spectra(A: np.ndarray) -> np.ndarray:
+        F = np.fft.fft2(A.astype(np.complex64), axes=(1, 2))
+        if A.shape[1:3] != (h, w):
+            freqs = np.fft.fftfreq(A.shape[2], d=1.0 / A.shape[2])
+            keep = np.flatnonzero((freqs >= -w / 2.0) & (freqs < w / 2.0))
+            F = F[:, :, keep, :][:, keep, :, :]
+        return F
 
-    Wx, Wy = inv_chol(Cxx), inv_chol(Cyy)
-    M = Wx @ Cxy @ np.conj(np.swapaxes(Wy, -1, -2))
-    rho = np.clip(np.linalg.svd(M, compute_uv=False), 0.0, 1.0)  # (H, Wh, k)
-    Wh = rho.shape[1]
-    w = np.full(Wh, 2.0)
-    w[0] = 1.0
-    if W % 2 == 0:
-        w[-1] = 1.0
-    k = rho.shape[-1]
-    return float(np.sum(rho.sum(axis=-1) * w[None, :]) / (H * W * k))
+    def sqrt_psd(A: np.ndarray) -> np.ndarray:  # their positivedef_matrix_sqrt
+        vals, vecs = np.linalg.eigh(A)
+        return np.dot(vecs, np.dot(np.diag(np.sqrt(vals)), np.conj(vecs).T))
+
+    F, G = spectra(X), spectra(Y)
+    coefs = []
+    for i in range(h):
+        for j in range(w):
+            a, b = F[:, i, j, :].T, G[:, i, j, :].T  # (channels, images)
+            nx = a.shape[0]
+            cov = np.cov(a, b)
+            sxx, sxy, syy = cov[:nx, :nx], cov[:nx, nx:], cov[nx:, nx:]
+            xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
+            sxx, syy = sxx / xmax, syy / ymax
+            sxy = sxy / np.sqrt(xmax * ymax)
+            kx, ky = np.abs(np.diagonal(sxx)) >= 0.0, np.abs(np.diagonal(syy)) >= 0.0
+            sxx, syy, sxy = sxx[kx][:, kx], syy[ky][:, ky], sxy[kx][:, ky]
+            sxx = sxx + 0.0 * np.eye(sxx.shape[0])
+            syy = syy + 0.0 * np.eye(syy.shape[0])
+            wx = sqrt_psd(np.linalg.pinv(sxx))
+            wy = sqrt_psd(np.linalg.pinv(syy))
+            _, s, _ = np.linalg.svd(np.dot(wx, np.dot(sxy, wy)))
+            s = np.abs(s)
+            np.mean(a, axis=1, keepdims=True), np.mean(b, axis=1, keepdims=True)
+            for _ in range(2):  # their sum_threshold(s, 0.98), once per side
+                for k in range(len(s)):
+                    if np.sum(s[:k]) / np.sum(s) >= 0.98:
+                        break
+            coefs.append(s)
+    return float(np.mean(np.concatenate(coefs)))
 
 
 def run(n: int, d: int, repeats: int) -> dict[str, Any]:

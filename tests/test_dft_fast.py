@@ -268,6 +268,18 @@ def test_fft_threads_follow_the_blas_setting(monkeypatch):
     assert conv._fft_workers() >= 1
 
 
+def test_threaded_products_give_the_same_bits(monkeypatch):
+    """With several workers the per-frequency products run in Python threads (BLAS held
+    to one thread); every block is still one single-threaded product: same bits."""
+    X, Y, _ = cases()["plain"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one = nc.cca(X, Y, conv="dft")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    three = nc.cca(X, Y, conv="dft")
+    assert float(three) == float(one)
+    np.testing.assert_array_equal(three.rho_per_frequency, one.rho_per_frequency)
+
+
 def test_svcca_keeps_whole_conjugate_pairs_at_the_nyquist_row():
     """On an even grid, (-t/2, v) and (-t/2, -v) are conjugate partners too (-t/2 ≡ t/2):
     their blocks have identical eigenvalues, so a variance threshold keeps both or neither

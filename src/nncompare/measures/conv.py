@@ -25,6 +25,7 @@ both are cropped in frequency to the smaller size (keeping the frequencies
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,6 +273,35 @@ def _fft_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _blas_single_threaded() -> Any:
+    """Context limiting BLAS to one thread (threadpoolctl, when installed).
+
+    The per-frequency products and decompositions are many mid-sized BLAS calls; a
+    multi-threaded BLAS synchronises its threads on every call, which costs more than it
+    saves at these sizes and collapses (10× slower, measured) when other processes share
+    the cores. Parallelism comes from :func:`_in_threads` instead.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _in_threads(work: Any, count: int) -> None:
+    """Run ``work(range)`` over 0..count-1, split across :func:`_fft_workers` threads with
+    single-threaded BLAS (numpy releases the GIL in its array loops and BLAS calls)."""
+    workers = min(_fft_workers(), count)
+    with _blas_single_threaded():
+        if workers <= 1:
+            work(range(count))
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, [range(i, count, workers) for i in range(workers)]))
+
+
 # ---------------------------------------------------------------------- frequency plan
 @dataclass(frozen=True)
 class _Plan:
@@ -440,26 +470,30 @@ def _joint_comoments(
         n = int(sources[0].X.shape[0])
         mean = np.empty((R, D), dtype=np.complex128)
         com = np.empty((R, D, D), dtype=np.complex128)
-        buf = np.empty((n, 2 * D))
-        cbuf = buf.view(np.complex128)  # (n, D)
-        prod = np.empty((2 * D, 2 * D))
         # the mean spectrum is the spectrum of the mean image (linearity): (S', C) each
         means = [_dft(xp, mean_image, half=half)[:, 0, :] for mean_image in mean_images]
-        for r in range(R):
-            for k, (F, slots, conj, u) in enumerate(spectra):
-                m = means[k][slots[r]]
-                part = cbuf[:, starts[k] : starts[k + 1]]
-                np.subtract(F[slots[r]], m, out=part)
-                if conj[r]:
-                    np.conjugate(part, out=part)
-                    m = np.conj(m)
-                if u != 1.0:
-                    part *= u
-                    m = m * u
-                mean[r, starts[k] : starts[k + 1]] = m
-            np.matmul(buf.T, buf, out=prod)
-            com[r].real = prod[0::2, 0::2] + prod[1::2, 1::2]
-            com[r].imag = prod[0::2, 1::2] - prod[1::2, 0::2]
+
+        def accumulate(reps: range) -> None:
+            buf = np.empty((n, 2 * D))
+            cbuf = buf.view(np.complex128)  # (n, D)
+            prod = np.empty((2 * D, 2 * D))
+            for r in reps:
+                for k, (F, slots, conj, u) in enumerate(spectra):
+                    m = means[k][slots[r]]
+                    part = cbuf[:, starts[k] : starts[k + 1]]
+                    np.subtract(F[slots[r]], m, out=part)
+                    if conj[r]:
+                        np.conjugate(part, out=part)
+                        m = np.conj(m)
+                    if u != 1.0:
+                        part *= u
+                        m = m * u
+                    mean[r, starts[k] : starts[k + 1]] = m
+                np.matmul(buf.T, buf, out=prod)
+                com[r].real = prod[0::2, 0::2] + prod[1::2, 1::2]
+                com[r].imag = prod[0::2, 1::2] - prod[1::2, 0::2]
+
+        _in_threads(accumulate, R)
         return mean, com
     dev = _device(sources[0].X)
     parts = []
@@ -778,35 +812,79 @@ def dft_cca(
     if n < 2:
         raise ValueError(f"dft CCA needs at least 2 images; got {n}.")
     xp = namespace(X, Y)
-    gx, ux, floor_x = _scan(xp, X, "X")
-    gy, uy, floor_y = _scan(xp, Y, "Y")
     sx = tuple(int(v) for v in X.shape[1:-1])
     sy = tuple(int(v) for v in Y.shape[1:-1])
     target = tuple(min(a, b) for a, b in zip(sx, sy, strict=True))
     real_input = not (_is_complex(xp, X) or _is_complex(xp, Y))
     periodic = tuple(a == b == t for a, b, t in zip(sx, sy, target, strict=True))
     plan = _frequency_plan(target, conjugate=real_input, periodic=periodic)
-    sources = [
-        _Source(X, ux, int(np.frexp(gx)[1]) > _PRESCALE_EXP and ux != 1.0),
-        _Source(Y, uy, int(np.frexp(gy)[1]) > _PRESCALE_EXP and uy != 1.0),
-    ]
-    _, com = _joint_comoments(xp, sources, plan, half=real_input)
+    com, floor_x, floor_y = _pair_comoments(xp, X, Y, plan, half=real_input)
     c1 = int(X.shape[-1])
     Cxx, Cyy, Cxy = zero_rounding_level(
         xp, com[:, :c1, :c1], com[:, c1:, c1:], com[:, :c1, c1:], floor_x, floor_y
     )
-    return _evaluate(
-        xp,
-        Cxx,
-        Cyy,
-        Cxy,
-        n,
-        plan,
-        rtol=rtol,
-        variance=variance,
-        dims=dims,
-        resized=sx != sy,
-    )
+    with _blas_single_threaded() if isinstance(com, np.ndarray) else contextlib.nullcontext():
+        return _evaluate(
+            xp,
+            Cxx,
+            Cyy,
+            Cxy,
+            n,
+            plan,
+            rtol=rtol,
+            variance=variance,
+            dims=dims,
+            resized=sx != sy,
+        )
+
+
+# co-moments whose largest diagonal lies inside 2^±_GRAM_EXP cannot have over- or
+# underflowed in a way the exact rescaling (see _units) would have avoided
+_GRAM_EXP = 800
+
+
+def _pair_comoments(
+    xp: Any, X: Array, Y: Array, plan: _Plan, *, half: bool
+) -> tuple[Array, Array, Array]:
+    """Joint co-moments (R, C1 + C2, C1 + C2) of X's and Y's spectra and their noise floors.
+
+    Real float numpy data first go straight in (no validation pass): multiplying data by a
+    power of two is exact, so the rescaling of :func:`_scan` only matters when the FFT or
+    the products over- or underflow, which the co-moments' diagonal shows (non-finite, or
+    beyond 2^±_GRAM_EXP; NaN and ±inf input make it non-finite). The noise floors then come
+    from Parseval's identity: Σ_s x_sc² = Σ_f (C_f[c, c] + n |z̄_f[c]|²) over the whole grid,
+    which the representatives cover when the input is not cropped. Otherwise, and for
+    other libraries, the data are validated and rescaled first.
+    """
+    n = int(X.shape[0])
+    c1 = int(X.shape[-1])
+    if all(isinstance(A, np.ndarray) and A.dtype.kind == "f" for A in (X, Y)):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            mean, com = _joint_comoments(
+                xp, [_Source(X, 1.0, False), _Source(Y, 1.0, False)], plan, half=half
+            )
+            d = np.real(np.diagonal(com, axis1=-2, axis2=-1))
+            fine = True
+            for part in (d[:, :c1], d[:, c1:]):
+                top = float(part.max())
+                fine &= bool(np.isfinite(part).all()) and 2.0**-_GRAM_EXP < top < 2.0**_GRAM_EXP
+            energy = plan.multiplicity.astype(np.float64) @ (d + n * np.abs(mean) ** 2)
+        if fine:
+            floors = []
+            for A, sl in ((X, slice(0, c1)), (Y, slice(c1, None))):
+                if tuple(A.shape[1:-1]) == plan.target:
+                    floors.append(_floor_coefficient(A) * energy[sl])
+                else:
+                    floors.append(_scan(xp, A, "X" if A is X else "Y")[2])
+            return com, floors[0], floors[1]
+    gx, ux, floor_x = _scan(xp, X, "X")
+    gy, uy, floor_y = _scan(xp, Y, "Y")
+    sources = [
+        _Source(X, ux, int(np.frexp(gx)[1]) > _PRESCALE_EXP and ux != 1.0),
+        _Source(Y, uy, int(np.frexp(gy)[1]) > _PRESCALE_EXP and uy != 1.0),
+    ]
+    _, com = _joint_comoments(xp, sources, plan, half=half)
+    return com, floor_x, floor_y
 
 
 def _detected_plan(xp: Any, blocks: tuple[Array, ...], target: tuple[int, ...]) -> _Plan:
@@ -866,15 +944,16 @@ def dft_cca_from_comoments(
     if not plan.is_identity:
         idx = xp.asarray(plan.rep_flat, device=_device(Cxx))
         Cxx, Cyy, Cxy = (xp.take(C, idx, axis=0) for C in (Cxx, Cyy, Cxy))
-    return _evaluate(
-        xp,
-        Cxx,
-        Cyy,
-        Cxy,
-        n,
-        plan,
-        rtol=rtol,
-        variance=variance,
-        dims=dims,
-        resized=resized,
-    )
+    with _blas_single_threaded() if isinstance(Cxx, np.ndarray) else contextlib.nullcontext():
+        return _evaluate(
+            xp,
+            Cxx,
+            Cyy,
+            Cxy,
+            n,
+            plan,
+            rtol=rtol,
+            variance=variance,
+            dims=dims,
+            resized=resized,
+        )
