@@ -3,7 +3,10 @@ compare_checkpoints, an executor seam for the pair tasks, and one ComparisonResu
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
+import re
 import warnings
 
 import numpy as np
@@ -95,6 +98,45 @@ def test_thread_executor_equals_serial(nets, inputs, serial):
     _same_frame(df, serial)
     df = _compare(nets, inputs, executor=SerialExecutor())
     _same_frame(df, serial)
+
+
+class PicklingExecutor:
+    """Ships the task function and every task through pickle, as a process pool or a
+    Dask cluster does, and runs the copies."""
+
+    def map(self, fn, items):
+        fn = pickle.loads(pickle.dumps(fn))
+        return [fn(pickle.loads(pickle.dumps(t))) for t in items]
+
+
+class CopyingExecutor:
+    """Runs a copy of the task function (what it carries to another process: no
+    progress display)."""
+
+    def map(self, fn, items):
+        fn = copy.copy(fn)
+        assert fn.progress is None
+        return [fn(t) for t in items]
+
+
+def test_array_tasks_survive_pickling_for_out_of_process_executors():
+    """Nothing process-local (locks, caches' locks) rides along with the tasks of the
+    kernel measures; the values come back equal."""
+    rng = np.random.default_rng(3)
+    acts = {f"l{i}": rng.standard_normal((40, 3 + i)) for i in range(3)}
+    measures = ["rsa", "cka_debiased", "mutual_knn"]
+    want = nc.pairwise(acts, measures=measures)
+    got = nc.pairwise(acts, measures=measures, executor=PicklingExecutor())
+    for m in measures:
+        np.testing.assert_allclose(got[m], want[m], rtol=1e-12)
+
+
+def test_progress_counts_tasks_that_ran_elsewhere(nets, inputs, serial, capsys):
+    df = _compare(nets, inputs, executor=CopyingExecutor(), progress=True)
+    np.testing.assert_allclose(df["value"], serial["value"], rtol=1e-12, atol=0)
+    n = len(LAYERS_A) * len(LAYERS_B) * len(MEASURES)
+    states = [s for s in re.split(r"[\r\n]", capsys.readouterr().err) if "measures" in s]
+    assert f"{n}/{n}" in states[-1]
 
 
 def test_measure_warnings_become_notes_with_every_executor(nets, inputs, serial):

@@ -48,6 +48,7 @@ __all__ = [
     "Accumulated",
     "Executor",
     "Outcome",
+    "PairRunner",
     "PairTask",
     "SerialExecutor",
     "ThreadExecutor",
@@ -127,12 +128,14 @@ class Progress:
         self._bar: Any = None
         self._plain: list[Any] = []
         self._lock = threading.Lock()
+        self.count = 0  # updates in the current phase
 
     def start(self, what: str, total: int | None, unit: str) -> None:
         self.close()
         if not self.enabled:
             return
         self._index += 1
+        self.count = 0
         desc = f"nncompare [{self._index}/{self.n_phases}] {what}"
         try:
             from tqdm.auto import tqdm
@@ -143,6 +146,7 @@ class Progress:
 
     def update(self, n: int = 1) -> None:
         with self._lock:
+            self.count += n
             if self._bar is not None:
                 self._bar.update(n)
             elif self._plain:
@@ -192,6 +196,12 @@ class Accumulated:
     pairs: list[Any] = field(default_factory=list)
     _joined: dict[Key, Any] = field(default_factory=dict, repr=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_joined")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _joined={})
 
     def name(self, key: Key) -> str:
         if key not in self.names:
@@ -524,17 +534,29 @@ class Outcome:
     result: Any = None
 
 
+_TASK = threading.local()  # the notes list of the pair task running on this thread
+
+
+@contextmanager
+def _task_notes() -> Iterator[list[str]]:
+    """The notes of one pair task (filled where :class:`_Notes` routes the warnings)."""
+    _TASK.notes = notes = []
+    try:
+        yield notes
+    finally:
+        _TASK.notes = None
+
+
 class _Notes:
     """Warnings raised inside pair tasks, routed to the task that raised them.
 
     The measures' own warnings (:class:`NNCompareWarning`) become the task's notes; any
     other warning is emitted again once the evaluation is over. Thread-safe: each thread
-    records into its own task.
+    records into its own task. Tasks run in another process keep their warnings there.
     """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._others: list[tuple[Any, Any, str, int]] = []
 
@@ -555,20 +577,12 @@ class _Notes:
             warnings.warn_explicit(message, category, filename, lineno)
 
     def _show(self, message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
-        notes = getattr(self._local, "notes", None)
+        notes = getattr(_TASK, "notes", None)
         if notes is not None and issubclass(category, NNCompareWarning):
             notes.append(str(message))
             return
         with self._lock:
             self._others.append((message, category, filename, lineno))
-
-    @contextmanager
-    def task(self) -> Iterator[list[str]]:
-        self._local.notes = notes = []
-        try:
-            yield notes
-        finally:
-            self._local.notes = None
 
 
 def _outcome(
@@ -586,6 +600,51 @@ def _outcome(
     if keep_result:
         out.result = res
     return out
+
+
+@dataclass
+class PairRunner:
+    """What an executor calls on each :class:`PairTask`: the measure on that pair, from
+    the accumulated moments and arrays, as an :class:`Outcome`.
+
+    It pickles without anything process-local (locks, the progress display stay behind;
+    the kept arrays and the RDM cache travel), so an executor may run the tasks in other
+    processes or on a cluster; the streaming measures' tasks also need the accumulators
+    (:class:`nncompare.JointMoments`) to pickle.
+    """
+
+    acc: Accumulated
+    spec: Mapping[str, dict[str, Any]]
+    rdm_cache: Any
+    errors: str = "record"
+    keep_spectra: bool = False
+    keep_results: bool = False
+    progress: Progress | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "progress": None}
+
+    def __call__(self, t: PairTask) -> Outcome:
+        with _task_notes() as said:
+            try:
+                res = compute_pair(
+                    self.acc, (t.a, t.b), t.measure, self.spec[t.measure], self.rdm_cache
+                )
+                got = _outcome(
+                    t.measure,
+                    t.index,
+                    res,
+                    keep_spectra=self.keep_spectra,
+                    keep_result=self.keep_results,
+                )
+            except ValueError as exc:
+                if self.errors == "raise":
+                    raise
+                got = Outcome(t.measure, t.index, error=str(exc))
+        got.notes = tuple(dict.fromkeys(said))
+        if self.progress is not None:
+            self.progress.update(1)
+        return got
 
 
 def evaluate(
@@ -621,38 +680,35 @@ def evaluate(
     check_option("errors", errors, ("record", "raise"))
     run = check_executor(executor)
     bar = progress if progress is not None else Progress(False)
-    rdm_cache = RDMCache()
+    runner = PairRunner(
+        acc,
+        dict(spec),
+        RDMCache(),
+        errors=errors,
+        keep_spectra=keep_spectra,
+        keep_results=keep_results,
+        progress=bar,
+    )
+
+    def mapped(items: list[PairTask]) -> list[Outcome]:
+        if not items:
+            return []
+        before = bar.count
+        got = list(run.map(runner, items))
+        bar.update(len(got) - (bar.count - before))  # tasks that ran elsewhere
+        return got
+
     out: dict[str, list[Outcome]] = {}
     bar.start("measures", len(pairs) * len(spec), "pair")
     try:
-        with _Notes(record_notes) as notes:
-            for measure, opts in spec.items():
+        with _Notes(record_notes):
+            for measure in spec:
                 bar.note(measure)
-
-                def task(t: PairTask, opts: Any = opts) -> Outcome:
-                    with notes.task() as said:
-                        try:
-                            res = compute_pair(acc, (t.a, t.b), t.measure, opts, rdm_cache)
-                            got = _outcome(
-                                t.measure,
-                                t.index,
-                                res,
-                                keep_spectra=keep_spectra,
-                                keep_result=keep_results,
-                            )
-                        except ValueError as exc:
-                            if errors == "raise":
-                                raise
-                            got = Outcome(t.measure, t.index, error=str(exc))
-                    got.notes = tuple(dict.fromkeys(said))
-                    bar.update(1)
-                    return got
-
                 out[measure] = _evaluate_measure(
                     acc,
                     pairs,
                     measure,
-                    lambda items, task=task: run.map(task, items) if items else [],
+                    mapped,
                     mirror=mirror and not keep_results,
                     at_once=cka_at_once and not keep_results,
                     bar=bar,

@@ -305,6 +305,12 @@ class RDMCache:
         self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()  # pair tasks may run on several threads
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     @staticmethod
     def _size(v: Any) -> int:
         return 0 if isinstance(v, tuple) else 8 * int(v.shape[0])
