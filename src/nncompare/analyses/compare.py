@@ -7,6 +7,9 @@ does not grow with the number of samples for the linear measures (CCA family, li
 CKA, R², Procrustes, shape). Kernel and neighbourhood measures (``cka_debiased``,
 ``cka_rbf``, ``rsa``, ``mutual_knn``) need the samples themselves: their activations are
 kept in memory (and the result says so).
+
+Both front doors are thin: they name the sources (model labels × layers, one label per
+checkpoint) and the pairs, and :mod:`nncompare.analyses.engine` does the rest.
 """
 
 from __future__ import annotations
@@ -137,7 +140,8 @@ def compare_models(
         NaN) and ``note`` (the measure's warnings for that pair, e.g. rank deficiency or
         constant features, recorded instead of printed). ``df.attrs`` holds ``provenance``,
         ``measures`` (options, conventions, references), ``spectra``, ``kept_dims`` and
-        ``layer_aliases``.
+        ``layer_aliases``; :meth:`nncompare.ComparisonResult.from_frame` gives the same
+        metadata typed (pairs keyed by ``(layer_a, layer_b)`` tuples).
 
         ``distance`` goes with ``value`` by the rule the measure registry declares
         (``nc.measures.get(name).distance``; equal to the result object's ``.distance``):
