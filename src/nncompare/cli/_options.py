@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import inspect
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ DFT_DEFAULT_MEASURES: tuple[str, ...] = ("cca", "svcca")
 PRESETS: tuple[str, ...] = ("cifar",)
 
 # Arguments of the measure functions that are not measure options on the command line.
-_NOT_OPTIONS = {"X", "Y", "conv", "layout"}  # layout: compare_models knows the captured one
 _FIGURE_FORMATS = ("png", "pdf", "svg")  # nncompare.plot._export.FIGURE_FORMATS (no import)
 
 
@@ -122,18 +120,6 @@ def parse_measure_spec(text: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
-def _option_names(function: Callable[..., Any]) -> list[str]:
-    try:
-        params = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):  # pragma: no cover - every measure is a Python function
-        return []
-    return [
-        p.name
-        for p in params
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _NOT_OPTIONS
-    ]
-
-
 def _ints(value: Any) -> list[int]:
     if isinstance(value, bool):
         return []
@@ -189,6 +175,7 @@ def parse_measures(texts: Sequence[str], *, conv: str) -> dict[str, dict[str, An
     click.BadParameter
         One line, with the option hint ``--measure`` (or ``--conv``).
     """
+    from nncompare.analyses.grid import measure_options
     from nncompare.measures import available, get, supporting
 
     registry = available()
@@ -221,7 +208,7 @@ def parse_measures(texts: Sequence[str], *, conv: str) -> dict[str, dict[str, An
                 f"{', '.join(info.conv_policies)}); with --conv {conv} use {dft}",
                 param_hint="--measure",
             )
-        accepted = _option_names(info.function)
+        accepted = measure_options(info.name)  # the library's own rule, one place
         for key in options:
             if key == "conv":
                 raise click.BadParameter(
