@@ -26,6 +26,7 @@ both are cropped in frequency to the smaller size (keeping the frequencies
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,27 +280,13 @@ def _blas_single_threaded() -> Any:
     The per-frequency products and decompositions are many mid-sized BLAS calls; a
     multi-threaded BLAS synchronises its threads on every call, which costs more than it
     saves at these sizes and collapses (10× slower, measured) when other processes share
-    the cores. Parallelism comes from :func:`_in_threads` instead.
+    the cores. Parallelism comes from worker threads over the frequencies instead.
     """
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def _in_threads(work: Any, count: int) -> None:
-    """Run ``work(range)`` over 0..count-1, split across :func:`_fft_workers` threads with
-    single-threaded BLAS (numpy releases the GIL in its array loops and BLAS calls)."""
-    workers = min(_fft_workers(), count)
-    with _blas_single_threaded():
-        if workers <= 1:
-            work(range(count))
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(work, [range(i, count, workers) for i in range(workers)]))
 
 
 # ---------------------------------------------------------------------- frequency plan
@@ -442,59 +429,34 @@ def _dft(xp: Any, X: Array, *, half: bool) -> Array:
     return xp.reshape(F, (n, -1, c))
 
 
+# samples per chunk of the numpy co-moment pass: each chunk's spectra (about this many
+# bytes per input) are reused memory, and stay in cache for the products that follow
+_CHUNK_BYTES = 16 * 2**20
+
+
 def _joint_comoments(
     xp: Any, sources: list[_Source], plan: _Plan, *, half: bool
 ) -> tuple[Array, Array]:
     """Per-representative means (R, D) and centred co-moments (R, D, D) of the inputs'
     spectra side by side (D = Σ C), in complex128: ``Σ_s (z_s - z̄)ᴴ (z_s - z̄)``.
 
-    numpy: the co-moment of every frequency is one real symmetric product (BLAS syrk) of
-    the centred spectra viewed as real (N, 2D) matrices (real and imaginary parts
-    interleaved), read straight out of scipy.fft's frequency-major output. Other
-    libraries: one batched complex matrix product over all frequencies.
+    numpy: the samples are taken in chunks; each chunk's spectra (scipy.fft, frequency
+    major) are centred on the mean spectrum (the spectrum of the mean image) and, per
+    frequency, viewed as one real (chunk, 2D) matrix (real and imaginary parts
+    interleaved) whose symmetric product (BLAS syrk) is accumulated in place. The memory
+    is O(R·D² + chunk), not O(N·R·D), and no large array is touched twice. Other
+    libraries: one FFT per input and one batched complex matrix product.
     """
-    R = len(plan.reps)
     widths = [int(s.X.shape[-1]) for s in sources]
-    D = sum(widths)
     starts = np.cumsum([0, *widths])
-    spectra, mean_images = [], []
+    if isinstance(sources[0].X, np.ndarray):
+        return _joint_comoments_numpy(sources, plan, half=half, starts=starts)
+    spectra = []
     for s in sources:
         X = s.X * s.units if s.prescale else s.X
         size = tuple(int(v) for v in X.shape[1:-1])
         slots, conj = _slots(plan, size, half=half)
         spectra.append((_dft(xp, X, half=half), slots, conj, 1.0 if s.prescale else s.units))
-        if isinstance(X, np.ndarray):
-            dt = np.complex128 if X.dtype.kind == "c" else np.float64
-            mean_images.append(X.mean(axis=0, dtype=dt)[None])
-    if isinstance(sources[0].X, np.ndarray):
-        n = int(sources[0].X.shape[0])
-        mean = np.empty((R, D), dtype=np.complex128)
-        com = np.empty((R, D, D), dtype=np.complex128)
-        # the mean spectrum is the spectrum of the mean image (linearity): (S', C) each
-        means = [_dft(xp, mean_image, half=half)[:, 0, :] for mean_image in mean_images]
-
-        def accumulate(reps: range) -> None:
-            buf = np.empty((n, 2 * D))
-            cbuf = buf.view(np.complex128)  # (n, D)
-            prod = np.empty((2 * D, 2 * D))
-            for r in reps:
-                for k, (F, slots, conj, u) in enumerate(spectra):
-                    m = means[k][slots[r]]
-                    part = cbuf[:, starts[k] : starts[k + 1]]
-                    np.subtract(F[slots[r]], m, out=part)
-                    if conj[r]:
-                        np.conjugate(part, out=part)
-                        m = np.conj(m)
-                    if u != 1.0:
-                        part *= u
-                        m = m * u
-                    mean[r, starts[k] : starts[k + 1]] = m
-                np.matmul(buf.T, buf, out=prod)
-                com[r].real = prod[0::2, 0::2] + prod[1::2, 1::2]
-                com[r].imag = prod[0::2, 1::2] - prod[1::2, 0::2]
-
-        _in_threads(accumulate, R)
-        return mean, com
     dev = _device(sources[0].X)
     parts = []
     for F, slots, conj, u in spectra:
@@ -510,6 +472,77 @@ def _joint_comoments(
     mean = xp.mean(Z, axis=-2)
     Zc = Z - mean[:, None, :]
     com = xp.conj(xp.matrix_transpose(Zc)) @ Zc
+    return mean, com
+
+
+def _joint_comoments_numpy(
+    sources: list[_Source], plan: _Plan, *, half: bool, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The numpy route of :func:`_joint_comoments` (chunked, BLAS syrk accumulation).
+
+    Per chunk of samples, one FFT per input straight from the data; per frequency, the
+    chunk's spectra are centred on the mean spectrum into one real (chunk, 2D) buffer
+    (one pass, cache resident), whose symmetric product is accumulated in place.
+    (Centring the data before the FFT instead would cost a pass over the data itself.)
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy.linalg import get_blas_funcs
+
+    R, D = len(plan.reps), int(starts[-1])
+    n = int(sources[0].X.shape[0])
+    inputs = []
+    per_sample = 0
+    for s in sources:
+        X = s.X * s.units if s.prescale else s.X
+        size = tuple(int(v) for v in X.shape[1:-1])
+        slots, conj = _slots(plan, size, half=half)
+        dt = np.complex128 if X.dtype.kind == "c" else np.float64
+        # the mean spectrum is the spectrum of the mean image (linearity): (S', C)
+        mu = _dft(np, X.mean(axis=0, dtype=dt)[None], half=half)[:, 0, :]
+        inputs.append((X, slots, conj, 1.0 if s.prescale else s.units, mu))
+        per_sample += int(mu.size)
+    mean = np.empty((R, D), dtype=np.complex128)
+    for k, (_, slots, conj, u, mu) in enumerate(inputs):
+        m = mu[slots] * u
+        mean[:, starts[k] : starts[k + 1]] = np.where(conj[:, None], np.conj(m), m)
+    chunk = int(max(16, min(n, _CHUNK_BYTES // (16 * max(per_sample, 1)))))
+    # lower triangles of the real (2D, 2D) products, accumulated in place (syrk on the
+    # transposed view: a C-ordered (2D, 2D) block is a Fortran one's transpose)
+    acc = np.zeros((R, 2 * D, 2 * D))
+    syrk = get_blas_funcs("syrk", (acc,))
+    workers = min(_fft_workers(), R)
+    groups = [range(i, R, workers) for i in range(workers)]
+    bufs = [np.empty((chunk, 2 * D)) for _ in range(workers)]
+
+    errors = np.geterr()  # the caller's floating-point error handling, for the workers
+
+    def accumulate(reps: range, spectra: list[np.ndarray], rows: int) -> None:
+        buf = bufs[reps.start][:rows]
+        cbuf = buf.view(np.complex128)
+        with np.errstate(**errors):
+            for r in reps:
+                for k, (_, slots, conj, u, mu) in enumerate(inputs):
+                    part = cbuf[:, starts[k] : starts[k + 1]]
+                    np.subtract(spectra[k][slots[r]], mu[slots[r]], out=part)
+                    if conj[r]:
+                        np.conjugate(part, out=part)
+                    if u != 1.0:
+                        part *= u
+                syrk(1.0, buf.T, beta=1.0, c=acc[r].T, trans=0, lower=0, overwrite_c=1)
+
+    with _blas_single_threaded(), ThreadPoolExecutor(workers) as pool:
+        for s0 in range(0, n, chunk):
+            rows = min(chunk, n - s0)
+            spectra = [_dft(np, X[s0 : s0 + rows], half=half) for X, *_ in inputs]
+            list(pool.map(functools.partial(accumulate, spectra=spectra, rows=rows), groups))
+    # complex blocks from the lower triangles: Re = Σ (ar br + ai bi), Im = Σ (ar bi - ai br)
+    re = acc[:, 0::2, 0::2] + acc[:, 1::2, 1::2]
+    im = acc[:, 0::2, 1::2] - acc[:, 1::2, 0::2]
+    low = np.tril(re, -1) + 1j * np.tril(im, -1)
+    com = low + np.conj(np.swapaxes(low, -1, -2))
+    idx = np.arange(D)
+    com[:, idx, idx] = re[:, idx, idx]
     return mean, com
 
 
