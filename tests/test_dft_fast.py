@@ -390,3 +390,26 @@ def test_non_finite_input_still_named():
         nc.cca(X, rng.normal(size=(40, 4, 4, 2)), conv="dft")
     with pytest.raises(ValueError, match=r"Y contains non-finite values"):
         nc.cca(rng.normal(size=(40, 4, 4, 2)), X * np.nan, conv="dft")
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e-160, 1e100])
+@pytest.mark.parametrize("big_first", [False, True])
+def test_streamed_batches_of_very_different_magnitudes(scale, big_first):
+    """A batch beyond 2^±190 takes the exact route (units rescaled by a power of two), an
+    ordinary one the one-pass route; the units and noise floors must agree across them."""
+    rng = np.random.default_rng(13)
+    A = rng.normal(size=(160, 4, 4, 3))
+    B = rng.normal(size=(160, 4, 4, 2)) + A[..., :2]
+    A[..., 2] = 0.25  # a constant channel: its floor decides it is constant
+    parts = [(A[:80], B[:80]), (A[80:] * scale, B[80:])]
+    if big_first:
+        parts = parts[::-1]
+    sm = SpectralMoments((4, 4))
+    for a, b in parts:
+        sm.update({"a": a, "b": b})
+    r = dft_cca_from_comoments(*sm.pair("a", "b"), sm.n, target=(4, 4))
+    want = nc.cca(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), conv="dft"
+    )
+    assert float(r) == pytest.approx(float(want), rel=1e-9)
+    np.testing.assert_array_equal(r.k_per_frequency, want.k_per_frequency)

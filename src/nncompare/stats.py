@@ -1437,7 +1437,9 @@ class SpectralMoments:
     Each layer's spectra are kept in units of a power of two near the layer's largest
     magnitude (rescaled exactly when a later batch is larger), so data anywhere in float64's
     range accumulate without over- or underflow; ``comoment`` and ``mean`` are in those units
-    (``magnitude[name]`` is the largest magnitude seen, see ``conv._units``). Coefficients
+    (``magnitude[name]`` is a power of two at least the largest magnitude seen: the one
+    just above it when the data lie beyond 2^±190, see ``conv._scan`` and ``conv._units``;
+    inside that range the units are 1 and a bound from one pass suffices). Coefficients
     whose variance is rounding noise (constant channels, fixed spatial patterns) are zeroed
     by :meth:`pair`.
 
@@ -1500,8 +1502,7 @@ class SpectralMoments:
         from nncompare.measures.conv import (
             _PRESCALE_EXP,
             _joint_comoments,
-            _magnitude,
-            _noise_floor,
+            _scan,
             _Source,
             _units,
         )
@@ -1525,17 +1526,18 @@ class SpectralMoments:
             raise ValueError("batch layout differs from earlier batches.")
         if sizes[names[0]] == 0:
             return self
-        for k, a in arrays.items():
-            check_finite(a, name=f"batch {k!r}")
+        # validation, magnitude and noise floor in one pass per layer where possible
+        scans = {k: _scan(xp, a, f"batch {k!r}") for k, a in arrays.items()}
         if not self.blocks:
             start = 0
             for k in names:
                 self.blocks[k] = _Block(k, start, start + widths[k])
                 start += widths[k]
         # one power-of-two unit per layer, never decreasing: the largest magnitude seen
-        mags = {k: _magnitude(xp, a) for k, a in arrays.items()}
-        new_unit = {k: max(self.magnitude.get(k, 0.0), mags[k]) for k in names}
-        floors = {k: _noise_floor(xp, arrays[k], new_unit[k]) for k in names}
+        new_unit = {k: max(self.magnitude.get(k, 0.0), scans[k][0]) for k in names}
+        floors = {  # in the units of new_unit (the ratio of two powers of two is exact)
+            k: scans[k][2] * (_units(new_unit[k]) / scans[k][1]) ** 2 for k in names
+        }
         sources = []
         for k in names:
             u = _units(new_unit[k])

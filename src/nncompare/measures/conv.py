@@ -237,9 +237,10 @@ _FAST_EXP = 190
 def _scan(xp: Any, X: Array, name: str) -> tuple[float, float, Array]:
     """Validate X and find its spectrum units and noise floor, in one pass when possible.
 
-    Returns ``(magnitude, units, floor)``: the power of two above max |X| (or a bound for
-    it, see below), the factor the spectra are multiplied by (:func:`_units`) and the
-    per-channel noise floor (:func:`_noise_floor`). For real float numpy data, the
+    Returns ``(magnitude, units, floor)``: the power of two just above max |X| (on the
+    fast route below: a power of two above it, at most 2^(_FAST_EXP + 1)), the factor the
+    spectra are multiplied by (:func:`_units`) and the per-channel noise floor
+    (:func:`_noise_floor`). For real float numpy data, the
     per-channel energies Σ x² decide everything: they are finite only when every value is
     (NaN and ±inf propagate), and max |x|² lies between max energy / (samples · locations)
     and max energy, so when both bounds are well inside float64's range the units are 1
@@ -254,7 +255,8 @@ def _scan(xp: Any, X: Array, name: str) -> tuple[float, float, Array]:
             hi = np.sqrt(top)
             lo = np.sqrt(top / (X.size // X.shape[-1]))
             if lo >= 2.0**-_FAST_EXP and hi <= 2.0**_FAST_EXP:
-                return 1.0, 1.0, _floor_coefficient(X) * energy
+                bound = float(np.ldexp(1.0, int(np.frexp(hi)[1])))  # a power of two >= max |x|
+                return bound, 1.0, _floor_coefficient(X) * energy
     check_finite(X, name=name)
     g = _magnitude(xp, X)
     return g, _units(g), _noise_floor(xp, X, g)
@@ -429,9 +431,9 @@ def _dft(xp: Any, X: Array, *, half: bool) -> Array:
     return xp.reshape(F, (n, -1, c))
 
 
-# samples per chunk of the numpy co-moment pass: each chunk's spectra (about this many
-# bytes per input) are reused memory, and stay in cache for the products that follow
-_CHUNK_BYTES = 16 * 2**20
+# bytes of spectra per chunk of samples in the numpy co-moment pass (all inputs together):
+# reused memory, cache resident for the products that follow
+_CHUNK_BYTES = 48 * 2**20
 
 
 def _joint_comoments(
