@@ -4,7 +4,7 @@
 * the workload's own products at n × d (10000 × 512): Xᵀ Y (GEMM), Xᵀ X (numpy dispatches
   ``X.T @ X`` to BLAS syrk, which needs half the flops), the joint [X Y]ᵀ [X Y] that
   :class:`nncompare.JointMoments` forms (syrk, n × 2d), in numpy and torch, float64 and
-  float32.
+  float32 (the precision of the products for float32 inputs, ``precision="auto"``).
 
 Rates are GFLOP/s with GEMM flop counts (2·m·k·n); for syrk we also give the rate on the
 flops it actually performs (half). Run alone: ``python benchmarks/bench_gemm.py [--quick]``.
@@ -53,7 +53,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     X = rng.standard_normal((n, d))
     Y = rng.standard_normal((n, d))
     Z = np.hstack([X, Y])
-    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    X32, Y32, Z32 = X.astype(np.float32), Y.astype(np.float32), Z.astype(np.float32)
     Xt, Yt, Zt = torch.from_numpy(X), torch.from_numpy(Y), torch.from_numpy(Z)
     Xt32, Yt32 = torch.from_numpy(X32), torch.from_numpy(Y32)
     fns = {
@@ -64,6 +64,8 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "torch_XtX_f64": lambda: Xt.T @ Xt,
         "torch_ZtZ_f64": lambda: Zt.T @ Zt,
         "numpy_XtY_f32": lambda: X32.T @ Y32,
+        "numpy_XtX_f32": lambda: X32.T @ X32,
+        "numpy_ZtZ_f32": lambda: Z32.T @ Z32,
         "torch_XtY_f32": lambda: Xt32.T @ Yt32,
     }
     res = bench_interleaved(fns, repeats=cfg["gemm_repeats"])
@@ -94,6 +96,14 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         )
     out["syrk_over_gemm_numpy"] = res["numpy_XtX_f64"].median / res["numpy_XtY_f64"].median
     out["syrk_over_gemm_torch"] = res["torch_XtX_f64"].median / res["torch_XtY_f64"].median
+    # float32 products (precision="auto" for float32 inputs): the joint syrk against the
+    # three products of the bound
+    out["joint_syrk_over_bound_f32"] = res["numpy_ZtZ_f32"].median / (
+        3 * res["numpy_XtY_f32"].median
+    )
+    out["joint_syrk_over_bound_f64"] = res["numpy_ZtZ_f64"].median / (
+        3 * res["numpy_XtY_f64"].median
+    )
     print(
         table(
             rows,
@@ -102,7 +112,9 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     )
     print(
         f"syrk / gemm time at {n}×{d}: numpy {out['syrk_over_gemm_numpy']:.2f}, "
-        f"torch {out['syrk_over_gemm_torch']:.2f} (0.5 would mean syrk's halved flops pay off)"
+        f"torch {out['syrk_over_gemm_torch']:.2f} (0.5 would mean syrk's halved flops pay off); "
+        f"joint syrk / 3 GEMMs: float64 {out['joint_syrk_over_bound_f64']:.2f}, "
+        f"float32 {out['joint_syrk_over_bound_f32']:.2f}"
     )
     out["rows"] = rows
     return out

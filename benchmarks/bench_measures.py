@@ -465,6 +465,14 @@ if __name__ == "__main__":
     p.add_argument("--measures", default=None, help="comma-separated subset, e.g. cka,cca")
     p.add_argument("--n", type=int, default=None, help="samples (default 10000, quick 1000)")
     p.add_argument("--d", type=int, default=None, help="features per side (default 512, quick 64)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per measure")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS/OpenMP threads (threadpoolctl); 1 gives ratios robust to a shared "
+        "machine's load",
+    )
     a = p.parse_args()
     cfg = quick_cfg(a.quick)
     if a.measures_only:
@@ -475,5 +483,14 @@ if __name__ == "__main__":
         cfg["n"] = a.n
     if a.d:
         cfg["d"] = a.d
+    if a.repeats:
+        cfg["repeats"] = a.repeats
     print(f"load average at start: {loadavg()}")
-    run(cfg)
+    if a.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(a.blas_threads):
+            run(cfg)
+    else:
+        run(cfg)
+    print(f"load average at end: {loadavg()}")

@@ -880,13 +880,7 @@ def _batch_stats(
     nb = int(arrays[0].shape[0])
     lo, hi, eps, means = _first_pass(xp, arrays)
     mu = np.concatenate([to_numpy(m) for m in means])
-    with np.errstate(over="ignore", invalid="ignore"):
-        half = np.maximum(hi * 0.5 - mu * 0.5, mu * 0.5 - lo * 0.5)
-    half = np.clip(np.nan_to_num(half, nan=0.0), 0.0, None)
-    scale = 2.0 * _pow2_ceil(half)
-    exact_const = lo == hi
-    inv = np.where(exact_const, 0.0, 1.0 / scale)
-    halve = half >= _HALVE_AT
+    scale, inv, halve = _feature_scales(lo, hi, mu)
     dims = [int(a.shape[1]) for a in arrays]
     offs = np.cumsum([0, *dims])
     if ref is None:
@@ -921,6 +915,206 @@ def _batch_stats(
             stats.mh = stats.mh + colsum * xp.asarray(0.5 * scale, device=dev) / nb
     stats.zcom = zcom
     return stats
+
+
+@dataclass
+class CrossMoments:
+    """What a measure needing no within-layer covariance (Procrustes) needs of (X, Y).
+
+    In units of each side's largest feature scale (powers of two ``gx``, ``gy``), constant
+    features (:func:`nncompare._validation.constant_mask`) zeroed:
+    ``cross`` = Σ (x - x̄)(y - ȳ)ᵀ / (gx gy), shape (d1, d2); ``ssx`` = Σ ‖x - x̄‖² / gx²
+    and ``ssy`` likewise (0-d arrays). One cross product instead of the three of
+    :class:`Moments` (a third of the flops).
+    """
+
+    n: int
+    xp: Any
+    cross: Array
+    ssx: Array
+    ssy: Array
+    product_precision: str
+
+
+def cross_moments(X: Array, Y: Array, *, precision: str = "auto") -> CrossMoments:
+    """:class:`CrossMoments` of validated (n, d1), (n, d2) arrays of one library.
+
+    The safety of :class:`JointMoments` carries over: per-feature power-of-two scales (no
+    over- or underflow), centring before every product (float32 data against the
+    float32-rounded mean with the exact float64 correction; other data in float64 with the
+    corrected two-pass formula; float64 data may use raw products when the means are small
+    against the spread), products in ``precision`` summed in float64, autograd for torch.
+    """
+    xp = namespace(X, Y)
+    arrays = [X, Y]
+    dt = product_dtype(xp, arrays, _check_precision(precision))
+    nb = int(X.shape[0])
+    d1 = int(X.shape[1])
+    lo, hi, eps, means = _first_pass(xp, arrays)
+    mu = np.concatenate([to_numpy(m) for m in means])
+    scale, inv, halve = _feature_scales(lo, hi, mu)
+    stats = _BatchStats(n=nb, ref=mu, mh=None, zcom=None, scale=scale, lo=lo, hi=hi, eps=eps)
+    if isinstance(X, np.ndarray) and isinstance(Y, np.ndarray):
+        cross, sq, colsum = _cross_numpy(X, Y, means, inv, halve, dt, stats)
+    else:
+        cross, sq, colsum = _cross_generic(xp, X, Y, means, inv, halve, dt)
+    if colsum is not None:  # corrected two-pass: remove the rounding of the mean
+        cross = cross - (colsum[:d1][:, None] * colsum[d1:][None, :]) / nb
+        sq = sq - (colsum * colsum) / nb
+    const = constant_mask(lo, hi, eps)
+    rel = np.zeros(lo.shape[0])
+    for sl in (slice(0, d1), slice(d1, None)):
+        sc, c = scale[sl], const[sl]
+        g = float(sc[~c].max()) if bool(np.any(~c)) else 1.0
+        rel[sl] = np.where(c, 0.0, sc / g)
+    r = xp.asarray(rel, device=device_of(X))
+    rx, ry = r[:d1], r[d1:]
+    return CrossMoments(
+        n=nb,
+        xp=xp,
+        cross=rx[:, None] * cross * ry[None, :],
+        ssx=xp.sum(sq[:d1] * (rx * rx)),
+        ssy=xp.sum(sq[d1:] * (ry * ry)),
+        product_precision="float64" if dt == xp.float64 else "float32",
+    )
+
+
+def _feature_scales(
+    lo: np.ndarray, hi: np.ndarray, mu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature powers of two above the largest deviation from the mean, their inverses
+    (0 for exactly constant features) and where the deviations nearly overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = np.maximum(hi * 0.5 - mu * 0.5, mu * 0.5 - lo * 0.5)
+    half = np.clip(np.nan_to_num(half, nan=0.0), 0.0, None)
+    scale = 2.0 * _pow2_ceil(half)
+    inv = np.where(lo == hi, 0.0, 1.0 / scale)
+    return scale, inv, half >= _HALVE_AT
+
+
+def _cross_numpy(
+    X: np.ndarray,
+    Y: np.ndarray,
+    means: Sequence[np.ndarray],
+    inv: np.ndarray,
+    halve: np.ndarray,
+    dt: Any,
+    stats: _BatchStats,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(cross, per-feature sums of squares, column sums or None) of the rescaled, centred
+    features; the three paths of :func:`_zcom_numpy`, for the cross block only."""
+    nb, d1 = X.shape
+    d2 = Y.shape[1]
+    mx, my = means
+    exact_const = stats.lo == stats.hi
+    if dt == np.float32 and _f32_direct([X, Y], stats):
+        rows = int(max(64, min(nb, _CHUNK_BYTES_F32 // (4 * (d1 + d2)))))
+        mx32, my32 = mx.astype(np.float32), my.astype(np.float32)
+        bx = np.empty((min(rows, nb), d1), dtype=np.float32)
+        by = np.empty((min(rows, nb), d2), dtype=np.float32)
+        cross = np.zeros((d1, d2))
+        sq = np.zeros(d1 + d2)
+        for s0 in range(0, nb, rows):
+            s1 = min(nb, s0 + rows)
+            zx, zy = bx[: s1 - s0], by[: s1 - s0]
+            np.subtract(X[s0:s1], mx32, out=zx, dtype=np.float32)
+            np.subtract(Y[s0:s1], my32, out=zy, dtype=np.float32)
+            cross += zx.T @ zy
+            _add_column_squares(sq[:d1], zx)
+            _add_column_squares(sq[d1:], zy)
+        c = _residual_means(means, [mx32, my32])
+        cross -= nb * np.outer(c[:d1], c[d1:])
+        sq -= nb * c * c
+        cross *= inv[:d1, None]
+        cross *= inv[None, d1:]
+        return cross, sq * (inv * inv), None
+    if dt == np.float64 and X.dtype == np.float64 and Y.dtype == np.float64:
+        amax = np.maximum(np.abs(stats.lo), np.abs(stats.hi))
+        if bool(np.all(exact_const | ((amax >= _RAW_MIN) & (amax <= _RAW_MAX)))):
+            mu = np.concatenate([mx, my])
+            sq = np.concatenate([np.einsum("ij,ij->j", X, X), np.einsum("ij,ij->j", Y, Y)])
+            sq -= nb * mu * mu
+            live = ~exact_const
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = nb * mu[live] ** 2 / sq[live]
+            if np.all(sq[live] > 0) and np.all(ratio < _CANCELLATION_LIMIT):
+                cross = X.T @ Y
+                cross -= nb * np.outer(mx, my)
+                cross *= inv[:d1, None]
+                cross *= inv[None, d1:]
+                sq[exact_const] = 0.0
+                return cross, sq * (inv * inv), None
+    rows = int(max(64, min(nb, _CHUNK_BYTES // (8 * (d1 + d2)))))
+    buf = np.empty((min(rows, nb), d1 + d2))
+    low = dt != np.float64
+    buf32 = np.empty(buf.shape, dtype=np.float32) if low else None
+    cross = np.zeros((d1, d2))
+    sq = np.zeros(d1 + d2)
+    colsum = np.zeros(d1 + d2)
+    offs = (0, d1, d1 + d2)
+    for s0 in range(0, nb, rows):
+        s1 = min(nb, s0 + rows)
+        Z = buf[: s1 - s0]
+        for idx, (a, m) in enumerate(((X, mx), (Y, my))):
+            o0, o1 = offs[idx], offs[idx + 1]
+            zs = Z[:, o0:o1]
+            if bool(np.any(halve[o0:o1])):
+                np.multiply(a[s0:s1], 0.5, out=zs, dtype=np.float64)
+                zs -= 0.5 * m
+                zs *= 2.0 * inv[o0:o1]
+            else:
+                np.subtract(a[s0:s1], m, out=zs, dtype=np.float64)
+                zs *= inv[o0:o1]
+        colsum += Z.sum(axis=0)
+        sq += np.einsum("ij,ij->j", Z, Z)
+        if low:
+            Z32 = buf32[: s1 - s0]
+            Z32[...] = Z
+            cross += Z32[:, :d1].T @ Z32[:, d1:]
+        else:
+            cross += Z[:, :d1].T @ Z[:, d1:]
+    return cross, sq, colsum
+
+
+def _add_column_squares(out: np.ndarray, Z: np.ndarray, rows: int = 256) -> None:
+    """out += column sums of Z², float32 sums of 256-row blocks added in float64 (the
+    summation error of a block, ~256 · 2⁻²⁴, instead of that of the whole column)."""
+    for s0 in range(0, Z.shape[0], rows):
+        b = Z[s0 : s0 + rows]
+        out += np.einsum("ij,ij->j", b, b)
+
+
+def _cross_generic(
+    xp: Any, X: Array, Y: Array, means: Sequence[Array], inv: np.ndarray, halve: np.ndarray, dt: Any
+) -> tuple[Array, Array, Array]:
+    """Any array library (torch, on any device, with autograd): chunks centred in float64."""
+    nb, d1 = int(X.shape[0]), int(X.shape[1])
+    d2 = int(Y.shape[1])
+    dev = device_of(X)
+    f64 = xp.float64
+    rows = int(max(64, min(nb, _CHUNK_BYTES_GENERIC // (8 * (d1 + d2)))))
+    parts = []
+    for a, m, o0, o1 in ((X, means[0], 0, d1), (Y, means[1], d1, d1 + d2)):
+        h = bool(np.any(halve[o0:o1]))
+        parts.append((a, m, h, xp.asarray(inv[o0:o1] * (2.0 if h else 1.0), device=dev)))
+    cross = sq = colsum = None
+    for s0 in range(0, nb, rows):
+        cs = []
+        for a, m, h, iv in parts:
+            c = a[s0 : s0 + rows]
+            c = xp.astype(c, f64) if c.dtype != f64 else c
+            cs.append((c * 0.5 - m * 0.5) * iv if h else (c - m) * iv)
+        cx, cy = cs
+        s = xp.concat([xp.sum(cx * cx, axis=0), xp.sum(cy * cy, axis=0)])
+        col = xp.concat([xp.sum(cx, axis=0), xp.sum(cy, axis=0)])
+        if dt != f64:
+            cx, cy = xp.astype(cx, dt), xp.astype(cy, dt)
+        p = xp.matrix_transpose(cx) @ cy
+        p = xp.astype(p, f64) if p.dtype != f64 else p
+        cross = p if cross is None else cross + p
+        sq = s if sq is None else sq + s
+        colsum = col if colsum is None else colsum + col
+    return cross, sq, colsum
 
 
 def _raw_product_moments(
@@ -1031,8 +1225,10 @@ def _f32_direct(arrays: Sequence[Any], stats: _BatchStats) -> bool:
     """Whether float32 products may be formed from float32-centred data in the data's units:
     every input is a float of at most 32 bits and every non-constant feature's scale lies in
     [2^-40, 2^40] (no over- or underflow of the products, no overflow of the centring)."""
-    if not all(is_low_precision(a.dtype) for a in arrays):
-        return False
+    return all(is_low_precision(a.dtype) for a in arrays) and _f32_scales_ok(stats)
+
+
+def _f32_scales_ok(stats: _BatchStats) -> bool:
     live = stats.scale[stats.lo != stats.hi]
     return bool(np.all((live >= _F32_RAW_MIN) & (live <= _F32_RAW_MAX)))
 

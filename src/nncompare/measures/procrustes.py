@@ -38,6 +38,7 @@ from typing import Any
 
 from nncompare._array import Array, is_torch, to_scalar_float
 from nncompare._validation import check_fraction
+from nncompare.measures._inputs import prepare_pair
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
     check_products,
@@ -47,6 +48,7 @@ from nncompare.measures._linalg import (
     with_exact_fallback,
 )
 from nncompare.results import Pending, ProcrustesResult, ShapeResult
+from nncompare.stats import JointMoments, Moments, cross_moments
 
 __all__ = ["procrustes", "shape"]
 
@@ -62,6 +64,10 @@ def _norms(xp: Any, m: Any) -> tuple[Array, Array]:
     ry, _ = m.relative_scale("y")
     tx = xp.sum(diag(xp, m.zxx) * (rx * rx))
     ty = xp.sum(diag(xp, m.zyy) * (ry * ry))
+    return _check_norms(tx, ty)
+
+
+def _check_norms(tx: Array, ty: Array) -> tuple[Array, Array]:
     for label, t in (("X", tx), ("Y", ty)):
         if to_scalar_float(t) <= 0:
             raise ValueError(
@@ -99,21 +105,29 @@ def procrustes(
         ``euclidean`` = sqrt(2 - 2 value); ``rotation`` Q (d1, d2) minimising
         ‖X̃ Q - Ỹ‖_F (computed on first access).
     """
-    m, _ = linear_moments(
-        X, Y, conv=conv, layout=layout, measure="procrustes", precision=precision, min_samples=3
-    )
-    xp = m.xp
-    tx, ty = _norms(xp, m)
-    rx, _ = m.relative_scale("x")
-    ry, _ = m.relative_scale("y")
-    cross = rx[:, None] * m.zxy * ry[None, :]
-    s = _singular_values(xp, cross, m.product_precision)
+    if isinstance(X, Moments | JointMoments):
+        m, _ = linear_moments(
+            X, Y, conv=conv, layout=layout, measure="procrustes", precision=precision, min_samples=3
+        )
+        xp, n, product_precision = m.xp, m.n, m.product_precision
+        tx, ty = _norms(xp, m)
+        rx, _ = m.relative_scale("x")
+        ry, _ = m.relative_scale("y")
+        cross = rx[:, None] * m.zxy * ry[None, :]
+    else:
+        # the value needs only the cross-covariance and the two total variances: one product
+        X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="procrustes")
+        cm = cross_moments(X, Y, precision=precision)
+        xp, n, product_precision = cm.xp, cm.n, cm.product_precision
+        tx, ty = _check_norms(cm.ssx, cm.ssy)
+        cross = cm.cross
+    s = _singular_values(xp, cross, product_precision)
     value = xp.sum(s) / xp.sqrt(tx * ty)
     v = to_scalar_float(value)
     return ProcrustesResult(
         measure="procrustes",
         value=value,
-        n_samples=m.n,
+        n_samples=n,
         conventions={
             "centering": "columns",
             "scaling": "unit Frobenius norm",
