@@ -260,3 +260,28 @@ def test_procrustes_rotation_is_computed_on_first_access(monkeypatch):
     assert np.linalg.norm(Xc @ Q - Yc) == pytest.approx(r.euclidean, rel=1e-10)
     with pytest.raises(AttributeError, match="cannot assign to field 'rotation'"):
         r.rotation = None
+
+
+@pytest.mark.parametrize(
+    "case", ["plain", "offset", "huge offset", "extreme scales", "constant feature", "torch"]
+)
+def test_procrustes_from_the_cross_covariance_alone(case):
+    """The in-memory Procrustes forms only Xᵀ Y and the two total variances; each of its paths
+    (raw float64 products, centred float64, float32, torch) equals the full moments."""
+    X, Y = related(12, n=1500, d1=20, d2=15)
+    if case == "offset":
+        X = X + 3.0
+    elif case == "huge offset":
+        X = X + 1e9  # raw products would cancel: the centred path runs
+    elif case == "extreme scales":
+        X, Y = X * 2.0**-700, Y * np.geomspace(1.0, 2.0**600, Y.shape[1])
+    elif case == "constant feature":
+        X[:, 2] = -4.25
+    want = float(nc.procrustes(nc.Moments(precision="float64").update(X, Y)))
+    if case == "torch":
+        X, Y = torch.from_numpy(X), torch.from_numpy(Y)
+    assert float(nc.procrustes(X, Y)) == pytest.approx(want, rel=1e-12)
+    if case in ("plain", "offset", "constant feature"):  # the others do not fit float32
+        X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+        want32 = float(nc.procrustes(nc.Moments(precision="float64").update(X32, Y32)))
+        assert float(nc.procrustes(X32, Y32)) == pytest.approx(want32, abs=1e-6)
