@@ -1761,9 +1761,15 @@ class SpectralMoments:
         na, n = self.n, self.n + nb
         delta = mu - self.mean
         self.mean = self.mean + delta * (nb / n)
-        self.comoment = (
-            self.comoment + com + (na * nb / n) * (xp.conj(delta)[:, :, None] * delta[:, None, :])
-        )
+        if isinstance(self.comoment, np.ndarray):  # in place: the blocks are large
+            self.comoment += com
+            self.comoment += (na * nb / n) * (np.conj(delta)[:, :, None] * delta[:, None, :])
+        else:
+            self.comoment = (
+                self.comoment
+                + com
+                + (na * nb / n) * (xp.conj(delta)[:, :, None] * delta[:, None, :])
+            )
         for k in names:
             self._floor[k] = self._floor[k] + floors[k]
         self.magnitude = new_unit

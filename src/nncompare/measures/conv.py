@@ -538,14 +538,24 @@ def _joint_comoments_numpy(
             rows = min(chunk, n - s0)
             spectra = [_dft(np, X[s0 : s0 + rows], half=half) for X, *_ in inputs]
             list(pool.map(functools.partial(accumulate, spectra=spectra, rows=rows), groups))
-    # complex blocks from the lower triangles: Re = Σ (ar br + ai bi), Im = Σ (ar bi - ai br)
-    re = acc[:, 0::2, 0::2] + acc[:, 1::2, 1::2]
-    im = acc[:, 0::2, 1::2] - acc[:, 1::2, 0::2]
-    low = np.tril(re, -1) + 1j * np.tril(im, -1)
-    com = low + np.conj(np.swapaxes(low, -1, -2))
+    return mean, _hermitian_from_real_lower(acc)
+
+
+def _hermitian_from_real_lower(acc: np.ndarray) -> np.ndarray:
+    """Complex Hermitian (R, D, D) blocks from the lower triangles of real (R, 2D, 2D)
+    products of interleaved (re, im) columns: Re = Σ ar br + ai bi, Im = Σ ar bi - ai br."""
+    D = acc.shape[-1] // 2
+    com = np.empty((acc.shape[0], D, D), dtype=np.complex128)
+    # on and below the diagonal the entries read the lower triangle (2a >= 2b, 2a + 1 > 2b)
+    np.add(acc[:, 0::2, 0::2], acc[:, 1::2, 1::2], out=com.real)
+    np.subtract(acc[:, 0::2, 1::2], acc[:, 1::2, 0::2], out=com.imag)
     idx = np.arange(D)
-    com[:, idx, idx] = re[:, idx, idx]
-    return mean, com
+    com.imag[:, idx, idx] = 0.0
+    # above the diagonal both formulas read zeros (syrk fills the lower triangle only), so
+    # adding the conjugate transpose fills the upper triangle and doubles the diagonal
+    com += np.conj(np.swapaxes(com, -1, -2))
+    com[:, idx, idx] *= 0.5
+    return com
 
 
 # ---------------------------------------------------------------------- decompositions
