@@ -487,6 +487,10 @@ if __name__ == "__main__":
         cfg["repeats"] = a.repeats
     print(f"load average at start: {loadavg()}")
     if a.blas_threads:
+        # load every BLAS first (scipy's is a separate OpenBLAS, loaded lazily otherwise):
+        # threadpoolctl limits only the libraries already loaded
+        import scipy.linalg  # noqa: F401
+        import torch  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(a.blas_threads):
