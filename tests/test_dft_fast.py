@@ -413,3 +413,33 @@ def test_streamed_batches_of_very_different_magnitudes(scale, big_first):
     )
     assert float(r) == pytest.approx(float(want), rel=1e-9)
     np.testing.assert_array_equal(r.k_per_frequency, want.k_per_frequency)
+
+
+@pytest.mark.shared
+def test_real_resnet_activations_against_the_oracle(shared_dir):
+    """ResNet-20 vs ResNet-32 (pretrained, CIFAR-10 JPEG test images), layer3 (8 × 8 × 64):
+    real activations with strongly correlated channels, every frequency checked."""
+    torch = pytest.importorskip("torch")
+    ck = shared_dir / "data" / "akamaster_resnet_cifar10"
+    data = shared_dir / "data" / "cifar10" / "cifar10_test_jpeg10k.npz"
+    if not data.exists() or not ck.exists():
+        pytest.skip("shared ResNet checkpoints / CIFAR-10 not available")
+    from nncompare.models import cifar_preprocess, cifar_resnet
+
+    with np.load(data) as f:
+        x = cifar_preprocess(f["x"][:600])
+    acts = []
+    for depth, name in ((20, "resnet20-12fca82f.th"), (32, "resnet32-d509ac18.th")):
+        net = cifar_resnet(depth, weights=ck / name).eval()
+        out: dict = {}
+        hook = net.layer3.register_forward_hook(lambda m, i, o, out=out: out.__setitem__("a", o))
+        with torch.no_grad():
+            net(x)
+        hook.remove()
+        acts.append(np.moveaxis(out["a"].numpy(), 1, -1).astype(np.float64))
+    X, Y = acts
+    r = nc.cca(X, Y, conv="dft")
+    F, G = cropped_spectra(X, (8, 8)), cropped_spectra(Y, (8, 8))
+    for u, v in itertools.product(range(8), repeat=2):
+        want = complex_cca(F[:, u, v], G[:, u, v])
+        np.testing.assert_allclose(r.rho_per_frequency[u, v], want, atol=1e-9)

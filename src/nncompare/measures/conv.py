@@ -828,12 +828,16 @@ def dft_cca(
     Conjugate frequencies (f and -f) carry identical coefficients for real inputs; both are
     counted, as in the flattened representation, and each pair is computed once.
 
-    Cost: one real FFT of each input (threaded through scipy.fft for numpy), then per
+    Cost: one real FFT of each input (the half plane; scipy.fft for numpy), then per
     kept frequency pair one symmetric product of the centred spectra (the joint real
-    (N, 2(C1 + C2)) matrix of real and imaginary parts), then batched decompositions:
-    Cholesky whitening where the block is well conditioned (certified, see
-    :func:`_whiten_blocks`), an eigen-decomposition with the rank cut-off elsewhere, and
-    singular values only.
+    (N, 2(C1 + C2)) matrix of real and imaginary parts, BLAS syrk), then batched
+    decompositions: Cholesky whitening where the block is well conditioned (certified,
+    see :func:`_whiten_blocks`), an eigen-decomposition with the rank cut-off elsewhere,
+    and singular values only. numpy inputs are taken in chunks of samples (memory
+    O(R·(C1 + C2)² + chunk), not the spectra of all samples), the frequencies are split
+    over as many threads as ``OMP_NUM_THREADS`` (else the usable CPUs) allows, and BLAS
+    is held to one thread meanwhile (through threadpoolctl when installed: a
+    multi-threaded BLAS loses on these mid-sized products, badly on a shared machine).
     """
     lx = resolve_layout(X, layout, name="X") if getattr(X, "ndim", 0) > 2 else None
     ly = resolve_layout(Y, layout, name="Y") if getattr(Y, "ndim", 0) > 2 else None
