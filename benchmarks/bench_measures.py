@@ -65,6 +65,12 @@ def _value(r: Any) -> float:
     return float(r)
 
 
+def _missing_anchors() -> list[str]:
+    import importlib.util
+
+    return [m for m in ("ckatorch", "torch_cka") if importlib.util.find_spec(m) is None]
+
+
 def _has_precision(f: Any) -> bool:
     import inspect
 
@@ -349,65 +355,74 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
             ]
         )
 
-    # anchors
-    mb = cfg["torch_cka_mb"]
-    anchor_specs: list[tuple[str, Any, str]] = [
-        ("ckatorch cka_base linear unbiased=False", ckatorch_fn(X64, Y64, False), "float64"),
-        ("ckatorch cka_base linear unbiased=True", ckatorch_fn(X64, Y64, True), "float64"),
-        (f"torch-cka CKA, one batch of {n}", torch_cka_fn(X32, Y32, n), "float32"),
-        (f"torch-cka CKA, minibatches of {mb}", torch_cka_fn(X32, Y32, mb), "float32"),
-    ]
-    for name, f, dname in anchor_specs:
-        big = "minibatches" not in name  # n × n Gram matrices
-        r = cfg["anchor_repeats_big"] if big else cfg["anchor_repeats"]
-        t = bench(f, repeats=r, warmup=0 if big else 1)
-        key = f"{name}/{dname}"
-        out["anchors"][key] = {**t.as_dict(), "value": float(t.last)}
-        print(f"  {name} ({dname}): {fmt_s(t.median)}  value {float(t.last):.8f}", flush=True)
-    ck = out["anchors"]
-    t_ck = ck["ckatorch cka_base linear unbiased=False/float64"]["median_s"]
-    t_cku = ck["ckatorch cka_base linear unbiased=True/float64"]["median_s"]
-    t_tc = ck[f"torch-cka CKA, one batch of {n}/float32"]["median_s"]
-    t_tcm = ck[f"torch-cka CKA, minibatches of {mb}/float32"]["median_s"]
-    o = out["ours"]
-    comparisons = [
-        ("nc.cka vs ckatorch unbiased=False", "cka/float64", t_ck, "float64"),
-        ("nc.cka (float32 in) vs ckatorch unbiased=False", "cka/float32", t_ck, "float64"),
-        ("nc.cka_debiased vs ckatorch unbiased=True", "cka_debiased/float64", t_cku, "float64"),
-        ("nc.cka_debiased vs torch-cka one batch", "cka_debiased/float32", t_tc, "float32"),
-        (
-            f"nc.cka_debiased vs torch-cka minibatch {mb} (other estimator)",
-            "cka_debiased/float32",
-            t_tcm,
-            "float32",
-        ),
-    ]
-    crow = []
+    # anchors (skipped, with a note, when ckatorch / torch-cka are not installed)
+    crow: list[list[Any]] = []
+    agree: dict[str, float] = {}
     out["speedups"] = {}
-    for label, key, t_anchor, dname in comparisons:
-        sp = t_anchor / o[key]["median_s"]
-        out["speedups"][label + f" [{dname}]"] = sp
-        crow.append([label, dname, fmt_s(o[key]["median_s"]), fmt_s(t_anchor), fmt_x(sp)])
-    # the CCA family vs the fastest anchor computing a full-n estimate (CKA)
-    fastest_anchor = min(t_ck, t_cku, t_tc)
-    out["fastest_full_n_anchor_s"] = fastest_anchor
-    for m in ("cca", "svcca", "pwcca", "procrustes"):
-        sp = fastest_anchor / o[f"{m}/float64"]["median_s"]
-        out["speedups"][f"nc.{m} vs fastest full-n anchor (CKA)"] = sp
+    out["fastest_full_n_anchor_s"] = float("nan")
+    missing = _missing_anchors()
+    if missing:
+        out["anchors_missing"] = missing
+        print(f"  anchors not installed ({', '.join(missing)}): comparisons skipped", flush=True)
+    else:
+        mb = cfg["torch_cka_mb"]
+        anchor_specs: list[tuple[str, Any, str]] = [
+            ("ckatorch cka_base linear unbiased=False", ckatorch_fn(X64, Y64, False), "float64"),
+            ("ckatorch cka_base linear unbiased=True", ckatorch_fn(X64, Y64, True), "float64"),
+            (f"torch-cka CKA, one batch of {n}", torch_cka_fn(X32, Y32, n), "float32"),
+            (f"torch-cka CKA, minibatches of {mb}", torch_cka_fn(X32, Y32, mb), "float32"),
+        ]
+        for name, f, dname in anchor_specs:
+            big = "minibatches" not in name  # n × n Gram matrices
+            r = cfg["anchor_repeats_big"] if big else cfg["anchor_repeats"]
+            t = bench(f, repeats=r, warmup=0 if big else 1)
+            key = f"{name}/{dname}"
+            out["anchors"][key] = {**t.as_dict(), "value": float(t.last)}
+            print(f"  {name} ({dname}): {fmt_s(t.median)}  value {float(t.last):.8f}", flush=True)
+        ck = out["anchors"]
+        t_ck = ck["ckatorch cka_base linear unbiased=False/float64"]["median_s"]
+        t_cku = ck["ckatorch cka_base linear unbiased=True/float64"]["median_s"]
+        t_tc = ck[f"torch-cka CKA, one batch of {n}/float32"]["median_s"]
+        t_tcm = ck[f"torch-cka CKA, minibatches of {mb}/float32"]["median_s"]
+        o = out["ours"]
+        comparisons = [
+            ("nc.cka vs ckatorch unbiased=False", "cka/float64", t_ck, "float64"),
+            ("nc.cka (float32 in) vs ckatorch unbiased=False", "cka/float32", t_ck, "float64"),
+            ("nc.cka_debiased vs ckatorch unbiased=True", "cka_debiased/float64", t_cku, "float64"),
+            ("nc.cka_debiased vs torch-cka one batch", "cka_debiased/float32", t_tc, "float32"),
+            (
+                f"nc.cka_debiased vs torch-cka minibatch {mb} (other estimator)",
+                "cka_debiased/float32",
+                t_tcm,
+                "float32",
+            ),
+        ]
+        for label, key, t_anchor, dname in comparisons:
+            sp = t_anchor / o[key]["median_s"]
+            out["speedups"][label + f" [{dname}]"] = sp
+            crow.append([label, dname, fmt_s(o[key]["median_s"]), fmt_s(t_anchor), fmt_x(sp)])
+        # the CCA family vs the fastest anchor computing a full-n estimate (CKA)
+        fastest_anchor = min(t_ck, t_cku, t_tc)
+        out["fastest_full_n_anchor_s"] = fastest_anchor
+        for m in ("cca", "svcca", "pwcca", "procrustes"):
+            sp = fastest_anchor / o[f"{m}/float64"]["median_s"]
+            out["speedups"][f"nc.{m} vs fastest full-n anchor (CKA)"] = sp
 
-    # agreement of values (anchor values come from their timed calls)
-    agree = {
-        "|nc.cka - ckatorch| (float64)": abs(
-            values["cka/float64"] - ck["ckatorch cka_base linear unbiased=False/float64"]["value"]
-        ),
-        "|nc.cka_debiased - ckatorch unbiased| (float64)": abs(
-            values["cka_debiased/float64"]
-            - ck["ckatorch cka_base linear unbiased=True/float64"]["value"]
-        ),
-        "|nc.cka_debiased - torch-cka one batch| (float32)": abs(
-            values["cka_debiased/float32"] - ck[f"torch-cka CKA, one batch of {n}/float32"]["value"]
-        ),
-    }
+        # agreement of values (anchor values come from their timed calls)
+        agree = {
+            "|nc.cka - ckatorch| (float64)": abs(
+                values["cka/float64"]
+                - ck["ckatorch cka_base linear unbiased=False/float64"]["value"]
+            ),
+            "|nc.cka_debiased - ckatorch unbiased| (float64)": abs(
+                values["cka_debiased/float64"]
+                - ck["ckatorch cka_base linear unbiased=True/float64"]["value"]
+            ),
+            "|nc.cka_debiased - torch-cka one batch| (float32)": abs(
+                values["cka_debiased/float32"]
+                - ck[f"torch-cka CKA, one batch of {n}/float32"]["value"]
+            ),
+        }
     out["agreement"] = agree
 
     print()
