@@ -13,6 +13,7 @@ from nncompare import errors
 
 EXCEPTIONS = {
     "InsufficientMemoryError": MemoryError,
+    "ProductPrecisionError": ValueError,
     "UnsafeCheckpointError": ValueError,
     "NotFittedError": ValueError,
     "LayerNotFoundError": KeyError,

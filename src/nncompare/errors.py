@@ -11,6 +11,7 @@ Every warning derives from :class:`NNCompareWarning`, so
 =========================  ===========================================================
 ``NNCompareError``         base of nncompare's exceptions
 ``InsufficientMemoryError`` an O(n²) measure would not fit in memory (``MemoryError``)
+``ProductPrecisionError``  float32 co-moments too inexact for an inversion (``ValueError``)
 ``UnsafeCheckpointError``  a checkpoint holds pickled code (``ValueError``)
 ``NotFittedError``         a fitted estimator used before ``fit`` (``ValueError``)
 ``LayerNotFoundError``     no such layer (``KeyError``), with close matches
@@ -52,6 +53,7 @@ class ConstantFeatureWarning(NNCompareWarning):
 # Defined beside the code that raises them (some need torch); importable from here.
 _ELSEWHERE = {
     "InsufficientMemoryError": "nncompare.measures._kernels",
+    "ProductPrecisionError": "nncompare.measures._linalg",
     "UnsafeCheckpointError": "nncompare._io",
     "NotFittedError": "nncompare.measures.shape_cv",
     "LayerNotFoundError": "nncompare.capture._errors",

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._array import Array, conj_t, is_torch, real
+from nncompare.errors import NNCompareError
 
 DEFAULT_RTOL = 1e-10
 
@@ -239,7 +240,7 @@ FLOAT32_AMPLIFICATION_LIMIT = 2.0**14
 _U32 = 2.0**-24
 
 
-class ProductPrecisionError(ValueError):
+class ProductPrecisionError(NNCompareError, ValueError):
     """Co-moments formed in float32 are too inexact for the inversion a measure needs.
 
     Raised for accumulated ``Moments``/``JointMoments`` (``precision="auto"`` with float32
