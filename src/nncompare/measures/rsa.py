@@ -275,6 +275,38 @@ KNN_NO_GRADIENT = (
 
 
 # ------------------------------------------------------------------ RSA
+
+
+def _rsa_result(
+    xp: Any,
+    vecs: list[Any],
+    inputs: tuple[Any, Any],
+    n: int,
+    *,
+    rdm: str,
+    compare: str,
+    conv: str | None,
+) -> Result:
+    """Pearson correlation of the two (ranked) RDM vectors, as rsa's result object."""
+    value = _pearson(xp, vecs[0], vecs[1])
+    if compare == "spearman":
+        value = _refuse_gradient(value, inputs, SPEARMAN_NO_GRADIENT)
+    return Result(
+        measure="rsa",
+        value=value,
+        n_samples=n,
+        conventions={
+            "rdm": rdm,
+            "compare": compare,
+            "entries": "upper triangle, i < j",
+            "ties": "average ranks; dissimilarities within rounding (8(d+2) eps relative) tie"
+            if compare == "spearman"
+            else None,
+            "conv": conv,
+        },
+    )
+
+
 def rsa(
     X: Any,
     Y: Any,
@@ -339,23 +371,7 @@ def rsa(
         elif rdm == "euclidean":
             v = _safe_sqrt(xp, v)
         vecs.append(v)
-    value = _pearson(xp, vecs[0], vecs[1])
-    if compare == "spearman":
-        value = _refuse_gradient(value, (X, Y), SPEARMAN_NO_GRADIENT)
-    return Result(
-        measure="rsa",
-        value=value,
-        n_samples=n,
-        conventions={
-            "rdm": rdm,
-            "compare": compare,
-            "entries": "upper triangle, i < j",
-            "ties": "average ranks; dissimilarities within rounding (8(d+2) eps relative) tie"
-            if compare == "spearman"
-            else None,
-            "conv": conv,
-        },
-    )
+    return _rsa_result(xp, vecs, (X, Y), n, rdm=rdm, compare=compare, conv=conv)
 
 
 # ------------------------------------------------------------------ mutual k-NN
@@ -529,20 +545,4 @@ def rsa_cached(
                 v = _safe_sqrt(xp, v)
             cache[ck] = v
         vecs.append(v)
-    value = _pearson(xp, vecs[0], vecs[1])
-    if compare == "spearman":
-        value = _refuse_gradient(value, (X, Y), SPEARMAN_NO_GRADIENT)
-    return Result(
-        measure="rsa",
-        value=value,
-        n_samples=n,
-        conventions={
-            "rdm": rdm,
-            "compare": compare,
-            "entries": "upper triangle, i < j",
-            "ties": "average ranks; dissimilarities within rounding (8(d+2) eps relative) tie"
-            if compare == "spearman"
-            else None,
-            "conv": None,
-        },
-    )
+    return _rsa_result(xp, vecs, (X, Y), n, rdm=rdm, compare=compare, conv=None)
