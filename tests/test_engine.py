@@ -276,3 +276,11 @@ def test_every_figure_reads_a_comparison_result(serial):
         from_result, from_frame = draw(res), draw(serial)
         got = [ax.get_title() for ax in from_result.axes]
         assert got == [ax.get_title() for ax in from_frame.axes] and got
+
+
+def test_from_frame_refuses_what_is_not_a_comparison_frame():
+
+    with pytest.raises(TypeError, match=r"expects the DataFrame returned by compare_models"):
+        nc.ComparisonResult.from_frame(None)
+    with pytest.raises(TypeError, match=r"got DataFrame with columns \['a'\]"):
+        nc.ComparisonResult.from_frame(pd.DataFrame({"a": [1]}))

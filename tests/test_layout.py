@@ -194,3 +194,10 @@ def test_capture_output_straight_into_cka_equals_compare_models_on_real_resnets(
     wrong = float(nc.cka(np.asarray(acts_a["layer2.0"]), np.asarray(acts_b["layer2.0"]),
                          conv="mean", layout="NHWC"))  # fmt: skip
     assert wrong < 0.5  # the trap, for the record: reading NCHW as channels last
+
+
+def test_a_conv_typo_is_reported_before_any_layout_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", nc.LayoutWarning)
+        with pytest.raises(ValueError, match=r"conv must be one of .*got 'meen'"):
+            nc.cka(_nchw(), _nchw(), conv="meen")

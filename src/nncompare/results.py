@@ -459,8 +459,14 @@ class ComparisonResult:
         empty). A :class:`ComparisonResult` is returned as it is."""
         if isinstance(df, ComparisonResult):
             return df
-        attrs = dict(getattr(df, "attrs", {}) or {})
         cols = set(getattr(df, "columns", ()))
+        if not {"measure", "value"} <= cols:
+            raise TypeError(
+                "ComparisonResult.from_frame expects the DataFrame returned by compare_models "
+                "or compare_checkpoints (columns measure, value, ...); got "
+                f"{type(df).__name__}{' with columns ' + str(sorted(cols)) if cols else ''}."
+            )
+        attrs = dict(getattr(df, "attrs", {}) or {})
         kind = "checkpoints" if "checkpoint" in cols else "models"
 
         def uniq(col: str) -> list[str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from nncompare._array import as_array, harmonize
 from nncompare._layout import normalize_layout, resolve_layout, to_channels_last_if
-from nncompare._validation import check_pair
+from nncompare._validation import check_option, check_pair
 from nncompare.stats import JointMoments, Moments
 
 CONV_POLICIES = ("samples", "flatten", "mean", "dft")
@@ -80,6 +80,7 @@ def prepare_pair(
     if Y is None:
         raise TypeError(f"{measure}(X, Y) needs two activation matrices; Y is missing.")
     if conv is not None:
+        check_option("conv", conv, CONV_POLICIES)  # before reading layouts: a typo first
         lx = resolve_layout(X, layout, name="X") if getattr(X, "ndim", 0) > 2 else None
         ly = resolve_layout(Y, layout, name="Y") if getattr(Y, "ndim", 0) > 2 else None
     elif layout is not None:
