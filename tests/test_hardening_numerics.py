@@ -424,3 +424,24 @@ def test_item18_torch_in_memory_path_memory_does_not_grow_with_n(name):
     input_growth = input_large - n * 100 * 4
     assert large - small < 0.25 * input_growth, (small, large)
     assert large < 0.75 * input_large, (small, large)
+
+
+@pytest.mark.parametrize("value", [1e100, 1e154, 1e300])
+@pytest.mark.parametrize("name", ["cka", "cca", "procrustes", "shape", "lr_r2", "svcca"])
+def test_huge_exactly_constant_features_take_no_raw_product_path(name, value):
+    """Found by tests/test_fuzz.py: an exactly constant feature of magnitude 1e154 let the
+    raw-product shortcut run, whose squares overflow (shape returned NaN). Huge constants
+    must be refused (all constant) or ignored (mixed) like any other."""
+    import warnings
+
+    fn = getattr(nc, name)
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(40, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"(?i)undefined"):
+            fn(np.full((40, 1), value), Y)
+        warnings.simplefilter("ignore", nc.errors.ConstantFeatureWarning)
+        X = np.hstack([np.full((40, 1), value), rng.normal(size=(40, 2))])
+        opts = {"dims": 2} if name == "svcca" else {}
+        assert float(fn(X, Y, **opts)) == pytest.approx(float(fn(X[:, 1:], Y, **opts)), rel=1e-9)

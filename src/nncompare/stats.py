@@ -1034,7 +1034,8 @@ def _cross_numpy(
         return cross, sq * (inv * inv), None
     if dt == np.float64 and X.dtype == np.float64 and Y.dtype == np.float64:
         amax = np.maximum(np.abs(stats.lo), np.abs(stats.hi))
-        if bool(np.all(exact_const | ((amax >= _RAW_MIN) & (amax <= _RAW_MAX)))):
+        # exactly constant features may be tiny (0) but not huge: their raw squares overflow too
+        if bool(np.all((amax <= _RAW_MAX) & (exact_const | (amax >= _RAW_MIN)))):
             mu = np.concatenate([mx, my])
             sq = np.concatenate([np.einsum("ij,ij->j", X, X), np.einsum("ij,ij->j", Y, Y)])
             sq -= nb * mu * mu
@@ -1175,7 +1176,7 @@ def _zcom_numpy(
     exact_const = stats.lo == stats.hi
     if row_norms is None and dt == np.float64 and len(arrays) <= 3:
         amax = np.maximum(np.abs(stats.lo), np.abs(stats.hi))
-        safe = exact_const | ((amax >= _RAW_MIN) & (amax <= _RAW_MAX))
+        safe = (amax <= _RAW_MAX) & (exact_const | (amax >= _RAW_MIN))  # huge constants overflow
         if all(a.dtype == np.float64 for a in arrays) and bool(np.all(safe)):
             com = _raw_product_moments(arrays, means, exact_const)
             if com is not None:

@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from nncompare._array import Array, is_torch, to_scalar_float
+from nncompare._array import Array, device_of, is_torch, to_scalar_float
 from nncompare.errors import NNCompareError
 
 CONSTANT_ULPS = 8.0
@@ -39,12 +39,6 @@ class InsufficientMemoryError(NNCompareError, MemoryError):
     The limit is the available memory (free RAM, or free GPU memory for CUDA tensors), or
     the environment variable ``NNCOMPARE_MAX_MEMORY`` (bytes, or e.g. ``"64GiB"``) when set.
     """
-
-
-def _device(a: Array) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(a)
 
 
 def input_eps(xp: Any, X: Array) -> float:
@@ -148,7 +142,7 @@ def sq_distances(xp: Any, X: Array) -> Array:
     D = sq[:, None] + sq[None, :] - 2.0 * (X @ xp.matrix_transpose(X))
     D = xp.where(D > 0, D, xp.zeros_like(D))
     n = X.shape[0]
-    eye = xp.eye(n, dtype=D.dtype, device=_device(D))
+    eye = xp.eye(n, dtype=D.dtype, device=device_of(D))
     return D * (1.0 - eye)
 
 
@@ -302,7 +296,7 @@ def ucenter_gram(xp: Any, K: Array) -> Array:
     (n - 1)(n - 2), zero the diagonal again.
     """
     n = K.shape[0]
-    eye = xp.eye(n, dtype=K.dtype, device=_device(K))
+    eye = xp.eye(n, dtype=K.dtype, device=device_of(K))
     Kt = K * (1.0 - eye)
     r = xp.sum(Kt, axis=0)
     s = xp.sum(r)
@@ -313,7 +307,7 @@ def ucenter_gram(xp: Any, K: Array) -> Array:
 def hsic_unbiased(xp: Any, K: Array, L: Array) -> Array:
     """Unbiased HSIC₁ estimator (Song et al. 2012, eq. 5), for n ≥ 4."""
     n = K.shape[0]
-    eye = xp.eye(n, dtype=K.dtype, device=_device(K))
+    eye = xp.eye(n, dtype=K.dtype, device=device_of(K))
     Kt = K * (1.0 - eye)
     Lt = L * (1.0 - eye)
     term1 = xp.sum(Kt * Lt)

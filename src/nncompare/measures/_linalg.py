@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from nncompare._array import Array, conj_t, is_torch, real
+from nncompare._array import Array, conj_t, device_of, is_torch, real
 from nncompare.errors import NNCompareError
 
 DEFAULT_RTOL = 1e-10
@@ -120,12 +120,6 @@ def _cholesky(xp: Any, R: Array) -> Array:
     return xp.linalg.cholesky(R)
 
 
-def _device(a: Array) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(a)
-
-
 def _cholesky_side(xp: Any, R: Array, scale: Array, n_constant: int) -> Side | None:
     """Whitening by Cholesky of a well-conditioned correlation matrix, or None.
 
@@ -146,7 +140,7 @@ def _cholesky_side(xp: Any, R: Array, scale: Array, n_constant: int) -> Side | N
     Linv = _tri_inv(xp, L)
     W = scale[:, None] * xp.matrix_transpose(Linv)
     d = R.shape[-1]
-    mask = xp.ones(d, dtype=xp.bool, device=_device(R))
+    mask = xp.ones(d, dtype=xp.bool, device=device_of(R))
     amp = _detached_float(xp.sum(Linv * Linv))  # tr R⁻¹ = ‖L⁻¹‖_F²
     return Side(
         W=W,

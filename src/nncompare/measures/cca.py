@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from nncompare._array import Array, conj_t, to_numpy
+from nncompare._array import Array, conj_t, device_of, to_numpy
 from nncompare._validation import (
     ConstantFeatureWarning,
     RankDeficiencyWarning,
@@ -400,7 +400,7 @@ def _pca_side(
     d = C.shape[-1]
     keep = np.zeros(d, dtype=bool)
     keep[:k] = True
-    mask = xp.asarray(keep, device=_device(evals))
+    mask = xp.asarray(keep, device=device_of(evals))
     # the k kept directions only (descending order: the first k columns)
     W = evecs[:, :k] * (1.0 / xp.sqrt(xp.abs(evals[:k])))[None, :]
     # rounding amplification ‖D^{1/2} W‖_F² (see _linalg), D the diagonal of C
@@ -416,12 +416,6 @@ def _pca_side(
         amplification=float(amp.detach()) if hasattr(amp, "detach") else float(amp),
     )
     return side, explained
-
-
-def _device(a: Array) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(a)
 
 
 def svcca(
@@ -517,7 +511,7 @@ def _svcca(
         if key not in cache:
             side, explained = _pca_side(xp, C, variance=variance, dims=d, label=label, rtol=rtol)
             _, g = m.relative_scale(which)
-            side.unscale = xp.full(C.shape[-1], 1.0 / g, dtype=C.dtype, device=_device(C))
+            side.unscale = xp.full(C.shape[-1], 1.0 / g, dtype=C.dtype, device=device_of(C))
             cache[key] = (side, explained)
     sx, ex = m._cache_x[key_x]
     sy, ey = m._cache_y[key_y]
@@ -764,8 +758,8 @@ def _pwcca_google(m: Moments, *, epsilon: float) -> PWCCAResult:
     sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / xp.sqrt(xmax * ymax)
     kx = to_numpy(_diag(xp, sxx)) >= epsilon
     ky = to_numpy(_diag(xp, syy)) >= epsilon
-    ix = xp.asarray(np.flatnonzero(kx), device=_device(sxx))
-    iy = xp.asarray(np.flatnonzero(ky), device=_device(syy))
+    ix = xp.asarray(np.flatnonzero(kx), device=device_of(sxx))
+    iy = xp.asarray(np.flatnonzero(ky), device=device_of(syy))
     if ix.shape[0] == 0 or iy.shape[0] == 0:
         raise ValueError(
             "pwcca (google convention): every neuron of one input was pruned by epsilon "

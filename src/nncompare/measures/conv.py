@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nncompare._array import Array, as_array, harmonize, namespace, to_numpy
+from nncompare._array import Array, as_array, device_of, harmonize, namespace, to_numpy
 from nncompare._layout import resolve_layout, to_channels_last_if
 from nncompare._validation import check_finite, check_option
 from nncompare.measures._linalg import (
@@ -211,12 +211,6 @@ def zero_rounding_level(
     Cyy = Cyy * keep_y[..., :, None] * keep_y[..., None, :]
     Cxy = Cxy * keep_x[..., :, None] * keep_y[..., None, :]
     return Cxx, Cyy, Cxy
-
-
-def _device(a: Array) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(a)
 
 
 def _floor_coefficient(X: Array) -> float:
@@ -459,7 +453,7 @@ def _joint_comoments(
         size = tuple(int(v) for v in X.shape[1:-1])
         slots, conj = _slots(plan, size, half=half)
         spectra.append((_dft(xp, X, half=half), slots, conj, 1.0 if s.prescale else s.units))
-    dev = _device(sources[0].X)
+    dev = device_of(sources[0].X)
     parts = []
     for F, slots, conj, u in spectra:
         Fr = xp.take(F, xp.asarray(slots, device=dev), axis=1)  # (N, R, C)
@@ -622,7 +616,7 @@ def _whiten_blocks(xp: Any, C: Array, *, rtol: float) -> Side:
     cut-off. Either way Wᴴ C W = diag(kept), and the canonical correlations agree.
     """
     m, d = int(C.shape[0]), int(C.shape[-1])
-    dev = _device(C)
+    dev = device_of(C)
     var = real(xp, diag(xp, C))
     usable = np.nonzero(to_numpy(xp.all(var > 0, axis=-1)))[0] if m else np.zeros(0, int)
     accept = np.zeros(m, dtype=bool)
@@ -697,7 +691,7 @@ def _pca_blocks(
     thresh = flat[k - 1]
     keep = ev >= thresh
     # exact ties at the threshold can keep a few more than k (conjugate frequency pairs)
-    mask = xp.asarray(keep, device=_device(evals))
+    mask = xp.asarray(keep, device=device_of(evals))
     safe = xp.where(mask, evals, xp.ones_like(evals))
     inv = xp.where(mask, 1.0 / xp.sqrt(xp.abs(safe)), xp.zeros_like(evals))
     W = evecs * xp.astype(inv, evecs.dtype)[..., None, :]
@@ -746,7 +740,7 @@ def _evaluate(
     core = cca_core(xp, sx, sy, Cxy, want_vectors=False)
     k_np = np.minimum(rank_x, rank_y)
     kmax = int(k_np.max())
-    dev = _device(core.rho)
+    dev = device_of(core.rho)
     rho = core.rho[..., :kmax]
     valid = xp.asarray(np.arange(kmax)[None, :] < k_np[:, None], device=dev)
     rho = xp.where(valid, rho, xp.zeros_like(rho))
@@ -953,7 +947,7 @@ def _detected_plan(xp: Any, blocks: tuple[Array, ...], target: tuple[int, ...]) 
         return identity
     rep_flat = full.rep_flat[full.source]
     pts = np.nonzero(full.conj)[0]
-    dev = _device(blocks[0])
+    dev = device_of(blocks[0])
     a = xp.asarray(pts, device=dev)
     b = xp.asarray(rep_flat[pts], device=dev)
     same = np.ones(len(pts), dtype=bool)
@@ -991,7 +985,7 @@ def dft_cca_from_comoments(
     Cxy = xp.reshape(Cxy, (size, Cxy.shape[-2], Cxy.shape[-1]))
     plan = _detected_plan(xp, (Cxx, Cyy, Cxy), shape)
     if not plan.is_identity:
-        idx = xp.asarray(plan.rep_flat, device=_device(Cxx))
+        idx = xp.asarray(plan.rep_flat, device=device_of(Cxx))
         Cxx, Cyy, Cxy = (xp.take(C, idx, axis=0) for C in (Cxx, Cyy, Cxy))
     with _blas_single_threaded() if isinstance(Cxx, np.ndarray) else contextlib.nullcontext():
         return _evaluate(

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from nncompare._array import Array, is_torch, namespace, to_numpy, to_scalar_float
+from nncompare._array import Array, device_of, is_torch, namespace, to_numpy, to_scalar_float
 from nncompare._validation import check_matrix, check_option, check_positive_int
 from nncompare.measures._inputs import prepare_pair
 from nncompare.measures._kernels import (
@@ -60,12 +60,6 @@ SUBSAMPLE_HINT = (
     "e.g. idx = np.random.default_rng(0).choice(n, 5000, replace=False); "
     "nc.rsa(X[idx], Y[idx])."
 )
-
-
-def _device(a: Array) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(a)
 
 
 # ------------------------------------------------------------------ dissimilarities
@@ -129,7 +123,7 @@ def _safe_sqrt(xp: Any, D: Array) -> Array:
 def _upper(xp: Any, M: Array) -> Array:
     """Entries i < j of a square matrix, row by row."""
     n = M.shape[0]
-    idx = xp.arange(n, device=_device(M))
+    idx = xp.arange(n, device=device_of(M))
     return M[idx[:, None] < idx[None, :]]
 
 
@@ -192,7 +186,7 @@ def rdm(
     if metric == "euclidean":
         M = _safe_sqrt(xp, M) / factor
     M = 0.5 * (M + xp.matrix_transpose(M))
-    eye = xp.eye(n, dtype=xp.bool, device=_device(M))
+    eye = xp.eye(n, dtype=xp.bool, device=device_of(M))
     return xp.where(eye, xp.zeros_like(M), M)
 
 
@@ -206,7 +200,7 @@ def _rank(xp: Any, v: Array, tol: float = 0.0) -> Array:
     if is_torch(v):
         v = v.detach()
     m = int(v.shape[0])
-    dev = _device(v)
+    dev = device_of(v)
     order = xp.argsort(v, stable=True)
     s = xp.take(v, order)
     new = xp.concat([xp.ones((1,), dtype=xp.bool, device=dev), (s[1:] - s[:-1]) > tol])
@@ -470,7 +464,7 @@ def mutual_knn(
         out = np.float64(value)
     else:
         out = _refuse_gradient(
-            xp.asarray(value, dtype=xp.float64, device=_device(X)), (X, Y), KNN_NO_GRADIENT
+            xp.asarray(value, dtype=xp.float64, device=device_of(X)), (X, Y), KNN_NO_GRADIENT
         )
     return Result(
         measure="mutual_knn",
