@@ -229,34 +229,50 @@ def batches(n, seed):  # a generator: the data themselves never sit in memory
     for _ in range(n // 250):
         yield torch.randn(250, 64, generator=g)
 
-def peak_kib():
-    # VmHWM: this process's own peak RSS. (ru_maxrss is not: Linux carries the parent's
-    # high-water mark across fork and exec, so a child of a large pytest process reports
-    # the parent's size whatever it does itself.)
+def status_kib(key):
     with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+        return next(int(line.split()[1]) for line in fh if line.startswith(key))
 
-n, measures = int(sys.argv[1]), sys.argv[2].split(",")
+def extra_kib(run):
+    # The peak this process reaches during run() above its resident size before it. VmHWM is
+    # the process's own high-water mark (ru_maxrss is not: Linux carries a parent's across
+    # fork and exec), reset to the current size by writing 5 to clear_refs; measuring within
+    # one process also removes the baseline's spread between processes (~20 MiB).
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = status_kib("VmRSS:")
+    run()
+    return status_kib("VmHWM:") - before
+
 torch.manual_seed(0)
 a, b = MLP(64, (256,), 10), MLP(64, (256,), 10)
 kw = dict(layers_a=["relu1", "fc2"], layers_b=["relu1", "fc2"], batch_size=250)
-nc.compare_models(a, b, batches(2000, 0), measures=measures, **kw)  # imports, caches
-df = nc.compare_models(a, b, batches(n, 2), measures=measures, **kw)
-assert df["error"].isna().all(), df["error"].tolist()
-print(json.dumps({"peak_kib": peak_kib()}))
+
+def compare(n, measures):
+    df = nc.compare_models(a, b, batches(n, 2), measures=measures, **kw)
+    assert df["error"].isna().all(), df["error"].tolist()
+
+compare(2000, ["cka", "cca"])  # imports, caches
+compare(2000, ["cka_debiased"])
+out = {
+    "small": extra_kib(lambda: compare(6000, ["cka", "cca"])),
+    "large": extra_kib(lambda: compare(30000, ["cka", "cca"])),
+    "kept": extra_kib(lambda: compare(30000, ["cka_debiased"])),
+}
+print(json.dumps(out))
 """
 
 
-def _peak_kib(n: int, measures: str) -> int:
-    """Peak RSS of a fresh process that runs compare_models over n generated samples."""
+def _extra_kib() -> dict[str, int]:
+    """Peak memory above the baseline of three compare_models runs in a fresh process."""
     out = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, str(n), measures],
+        [sys.executable, "-c", _MEMORY_PROBE],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    return int(json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -266,9 +282,8 @@ def test_compare_models_memory_does_not_grow_with_n():
     compare_models over 30k samples stays at that of a 6k-sample run: the activations,
     266 float64 features x 2 models = 4.3 kB per sample (100 MiB for the extra 24k), are
     not kept. Control: cka_debiased, which keeps them by design, shows the probe sees them."""
-    small, large = _peak_kib(6000, "cka,cca"), _peak_kib(30000, "cka,cca")
-    kept = _peak_kib(30000, "cka_debiased")
-    growth = {"streaming": large - small, "kept": kept - large}
+    extra = _extra_kib()
+    growth = {"streaming": extra["large"] - extra["small"], "kept": extra["kept"] - extra["large"]}
     assert growth["streaming"] < 24 * 1024, growth
     assert growth["kept"] > 64 * 1024, growth
 
