@@ -271,6 +271,41 @@ KNN_NO_GRADIENT = (
 # ------------------------------------------------------------------ RSA
 
 
+def _rsa_inputs(
+    X: Any, Y: Any, *, rdm: str, compare: str, conv: str | None, layout: str | None
+) -> tuple[Any, Any, Any, int]:
+    """Options checked, inputs validated, memory checked: (X, Y, namespace, n)."""
+    check_option("rdm", rdm, ("correlation", "euclidean"))
+    check_option("compare", compare, ("spearman", "pearson"))
+    X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="rsa")
+    n = int(X.shape[0])
+    check_memory(
+        X,
+        measure="rsa",
+        n_bytes=RSA_N2_ARRAYS * 8.0 * n * n,
+        what="two float64 n × n dissimilarity matrices and their ranks",
+        alternative=SUBSAMPLE_HINT.replace("choice(n,", f"choice({n},"),
+    )
+    return X, Y, namespace(X, Y), n
+
+
+def _rsa_vector(xp: Any, A: Array, rdm: str, compare: str, label: str) -> Array:
+    """One layer's upper-triangle RDM, ranked (Spearman) or as distances (Euclidean)."""
+    M, tol, _ = _dissimilarity(xp, A, rdm, label=label, measure="rsa")
+    v = _upper(xp, M)
+    del M
+    vd = v.detach() if is_torch(v) else v
+    if to_scalar_float(xp.max(vd)) - to_scalar_float(xp.min(vd)) <= tol:
+        raise ValueError(
+            f"rsa is undefined: the RDM of {label} is constant (all pairwise "
+            "dissimilarities equal, up to rounding), so it cannot be correlated. Check "
+            "the layer or use the other rdm= option."
+        )
+    if compare == "spearman":
+        return _rank(xp, v, tol)
+    return _safe_sqrt(xp, v) if rdm == "euclidean" else v
+
+
 def _rsa_result(
     xp: Any,
     vecs: list[Any],
@@ -336,35 +371,8 @@ def rsa(
     ``compare="spearman"`` the value is piecewise constant, and ``backward()`` raises a
     ``RuntimeError`` saying so (rather than a silent zero gradient).
     """
-    check_option("rdm", rdm, ("correlation", "euclidean"))
-    check_option("compare", compare, ("spearman", "pearson"))
-    X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="rsa")
-    xp = namespace(X, Y)
-    n = int(X.shape[0])
-    check_memory(
-        X,
-        measure="rsa",
-        n_bytes=RSA_N2_ARRAYS * 8.0 * n * n,
-        what="two float64 n × n dissimilarity matrices and their ranks",
-        alternative=SUBSAMPLE_HINT.replace("choice(n,", f"choice({n},"),
-    )
-    vecs = []
-    for label, A in (("X", X), ("Y", Y)):
-        M, tol, _ = _dissimilarity(xp, A, rdm, label=label, measure="rsa")
-        v = _upper(xp, M)
-        del M
-        vd = v.detach() if is_torch(v) else v
-        if to_scalar_float(xp.max(vd)) - to_scalar_float(xp.min(vd)) <= tol:
-            raise ValueError(
-                f"rsa is undefined: the RDM of {label} is constant (all pairwise "
-                f"dissimilarities equal, up to rounding), so it cannot be correlated. Check "
-                "the layer or use the other rdm= option."
-            )
-        if compare == "spearman":
-            v = _rank(xp, v, tol)
-        elif rdm == "euclidean":
-            v = _safe_sqrt(xp, v)
-        vecs.append(v)
+    X, Y, xp, n = _rsa_inputs(X, Y, rdm=rdm, compare=compare, conv=conv, layout=layout)
+    vecs = [_rsa_vector(xp, A, rdm, compare, label) for label, A in (("X", X), ("Y", Y))]
     return _rsa_result(xp, vecs, (X, Y), n, rdm=rdm, compare=compare, conv=conv)
 
 
@@ -500,18 +508,7 @@ def rsa_cached(
     ``rsa(X, Y, rdm=rdm, compare=compare)``; an undefined RDM is stored as its message.
     Each vector holds n(n - 1)/2 float64: ``cache`` may evict entries to bound memory.
     """
-    check_option("rdm", rdm, ("correlation", "euclidean"))
-    check_option("compare", compare, ("spearman", "pearson"))
-    X, Y = prepare_pair(X, Y, conv=None, layout=None, min_samples=3, measure="rsa")
-    xp = namespace(X, Y)
-    n = int(X.shape[0])
-    check_memory(
-        X,
-        measure="rsa",
-        n_bytes=RSA_N2_ARRAYS * 8.0 * n * n,
-        what="two float64 n × n dissimilarity matrices and their ranks",
-        alternative=SUBSAMPLE_HINT.replace("choice(n,", f"choice({n},"),
-    )
+    X, Y, xp, n = _rsa_inputs(X, Y, rdm=rdm, compare=compare, conv=None, layout=None)
     vecs = []
     for label, A, key in (("X", X, keys[0]), ("Y", Y, keys[1])):
         ck = (key, rdm, compare, type(A).__module__, str(A.dtype), n)
@@ -520,23 +517,10 @@ def rsa_cached(
             raise ValueError(v[1])
         if v is None or isinstance(v, tuple):
             try:
-                M, tol, _ = _dissimilarity(xp, A, rdm, label=label, measure="rsa")
-                v = _upper(xp, M)
-                del M
-                vd = v.detach() if is_torch(v) else v
-                if to_scalar_float(xp.max(vd)) - to_scalar_float(xp.min(vd)) <= tol:
-                    raise ValueError(
-                        f"rsa is undefined: the RDM of {label} is constant (all pairwise "
-                        "dissimilarities equal, up to rounding), so it cannot be correlated. "
-                        "Check the layer or use the other rdm= option."
-                    )
-            except ValueError as exc:
+                v = _rsa_vector(xp, A, rdm, compare, label)
+            except ValueError as exc:  # an undefined RDM is remembered as its message
                 cache[ck] = (label, str(exc))
                 raise
-            if compare == "spearman":
-                v = _rank(xp, v, tol)
-            elif rdm == "euclidean":
-                v = _safe_sqrt(xp, v)
             cache[ck] = v
         vecs.append(v)
     return _rsa_result(xp, vecs, (X, Y), n, rdm=rdm, compare=compare, conv=None)
