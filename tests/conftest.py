@@ -29,6 +29,14 @@ def reference() -> dict[str, Any]:
     return ref
 
 
+@pytest.fixture
+def runner():
+    """A click test runner for the command-line tests."""
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's torch work on one thread, then restore the setting.

@@ -10,17 +10,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import nncompare as nc
 from nncompare._version import __version__
 from nncompare.cli.main import cli
 from nncompare.models import SmallCNN
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def test_version_is_fast_and_imports_nothing_heavy():

@@ -14,25 +14,11 @@ import torch
 from click.testing import CliRunner
 
 import nncompare.capture
+from cli_util import error_line as _error
 from nncompare.cli.main import cli
 from nncompare.models import SmallCNN, cifar_resnet
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
-
-
-def _error(res) -> str:
-    """The single 'Error: …' line of a failed command (asserting there is exactly one)."""
-    assert res.exit_code != 0, res.output
-    assert "Traceback" not in res.output
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1, res.output
-    return errors[0]
 
 
 def _one_line_error(res) -> str:

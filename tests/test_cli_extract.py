@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import nncompare as nc
+from cli_util import error_line as _error
 from nncompare.capture import default_layers, load_cache
 from nncompare.cli.main import cli
 from nncompare.data import prepare_images
@@ -19,19 +19,6 @@ from nncompare.models import SmallCNN, cifar_preprocess, cifar_resnet
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SPEC = "nncompare.models:SmallCNN(in_channels=3)"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
-
-
-def _error(res) -> str:
-    assert res.exit_code != 0, res.output
-    assert "Traceback" not in res.output
-    errors = [line for line in res.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, res.output
-    return errors[0]
 
 
 @pytest.fixture

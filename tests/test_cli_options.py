@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
 
 import nncompare as nc
+from cli_util import error_line as _error
 from nncompare.cli._options import parse_measure_spec
 from nncompare.cli.main import cli
 from nncompare.models import CIFAR_MEAN, CIFAR_STD, SmallCNN, cifar_preprocess, cifar_resnet
@@ -22,20 +22,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = "nncompare.models:SmallCNN()"
 SMALL3 = "nncompare.models:SmallCNN(in_channels=3)"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
-
-
-def _error(res) -> str:
-    """The single 'Error: …' line of a failed command (no traceback)."""
-    assert res.exit_code != 0, res.output
-    assert "Traceback" not in res.output
-    errors = [line for line in res.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, res.output
-    return errors[0]
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from pathlib import Path
 import click
 import pytest
 import torch
-from click.testing import CliRunner
 
 from nncompare.cli._archives import UnsafeModelFileError
 from nncompare.cli.loading import load_model
@@ -29,11 +28,6 @@ from nncompare.cli.main import cli
 from nncompare.models import SmallCNN
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 class _Marker:
