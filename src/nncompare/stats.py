@@ -133,6 +133,14 @@ class JointMoments:
         self._side_cache: dict[Any, Any] = {}
         self._snap: _Snapshot | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the namespace travels by name (modules do not pickle); the per-layer
+        # decompositions are a cache, recomputed where the copy is used
+        return {**self.__dict__, "_xp": _xp_name(self._xp), "_side_cache": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _xp=_xp_from_name(state.get("_xp")))
+
     # ------------------------------------------------------------------ basics
     @property
     def dtype_name(self) -> str:
@@ -384,6 +392,20 @@ class JointMoments:
         return self.comoment[s, s] / (self.n - ddof)
 
 
+def _xp_name(xp: Any) -> str | None:
+    """The module name of an array namespace (``None`` stays ``None``), for pickling."""
+    return None if xp is None else str(xp.__name__)
+
+
+def _xp_from_name(name: Any) -> Any:
+    """The array namespace named by :func:`_xp_name` (a module passes through)."""
+    if name is None or not isinstance(name, str):
+        return name
+    import importlib
+
+    return importlib.import_module(name)
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     xp: Any
@@ -400,6 +422,12 @@ class _Snapshot:
     eps: np.ndarray
     const: np.ndarray
     product_precision: str = "float64"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "xp": _xp_name(self.xp)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, xp=_xp_from_name(state.get("xp")))
 
 
 class Moments:
@@ -1664,6 +1692,12 @@ class SpectralMoments:
         # pairs {f, -f} only where -f is itself a kept frequency (no wrap-around at -t/2):
         # valid whatever spatial sizes (>= the grid) later batches bring
         self._plan = _frequency_plan(self.spatial, conjugate=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_xp": _xp_name(self._xp)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _xp=_xp_from_name(state.get("_xp")))
 
     @property
     def names(self) -> list[str]:
