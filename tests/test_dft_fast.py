@@ -27,7 +27,7 @@ import pytest
 import nncompare as nc
 from nncompare.measures import conv
 from nncompare.measures.conv import dft_cca_from_comoments
-from nncompare.stats import SpectralMoments
+from nncompare.measures._spectral import SpectralMoments
 
 
 def complex_cca(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -282,7 +282,7 @@ def test_item7_empty_batches_are_no_ops():
         jm.update({"a": X[:0, :2], "b": Y[:0]})
     mb = nc.MinibatchCKA().update(X[:0], Y[:0]).update(X, Y)
     assert mb.n_batches == 1
-    from nncompare.stats import SpectralMoments
+    from nncompare.measures._spectral import SpectralMoments
 
     rng = np.random.default_rng(9)
     A = rng.normal(size=(50, 4, 4, 2))

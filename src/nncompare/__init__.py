@@ -26,7 +26,7 @@ _LAZY: dict[str, str] = {
     # streaming statistics
     "Moments": "nncompare.stats",
     "JointMoments": "nncompare.stats",
-    "SpectralMoments": "nncompare.stats",
+    "SpectralMoments": "nncompare.measures._spectral",
     "MinibatchCKA": "nncompare.stats",
     # grids
     "pairwise": "nncompare.analyses.grid",

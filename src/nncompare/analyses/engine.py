@@ -242,7 +242,7 @@ def _channels_last(t: Any) -> Any:
 
 def _update_spectral(acc: Accumulated, acts: Mapping[Key, Any], pairs: list[Pair]) -> None:
     """Feed one batch into per-frequency-grid spectral accumulators (exact DFT path)."""
-    from nncompare.stats import SpectralMoments
+    from nncompare.measures._spectral import SpectralMoments
 
     if not acc.spectral_members:
         nsp = max((a.ndim - 2 for a in acts.values()), default=0)

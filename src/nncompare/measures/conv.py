@@ -933,7 +933,7 @@ def _pair_comoments(
 def _detected_plan(xp: Any, blocks: tuple[Array, ...], target: tuple[int, ...]) -> _Plan:
     """The conjugate pairs {f, -f} of the grid whose blocks are exact complex conjugates.
 
-    Co-moments of real inputs (e.g. from :class:`nncompare.stats.SpectralMoments`, which
+    Co-moments of real inputs (e.g. from :class:`nncompare.SpectralMoments`, which
     fills -f by conjugating f) have this symmetry bit for bit; such a pair is decomposed
     once. Any other block, or any input that carries gradients, is computed on its own.
     """
@@ -973,7 +973,7 @@ def dft_cca_from_comoments(
 ) -> DFTCCAResult:
     """DFT CCA/SVCCA from per-frequency complex co-moments (*target, c1, c1) etc. or (F, ...).
 
-    Used by :func:`dft_cca` and by streaming comparisons (:class:`nncompare.stats.SpectralMoments`).
+    Used by :func:`dft_cca` and by streaming comparisons (:class:`nncompare.SpectralMoments`).
     Conjugate frequency pairs whose blocks are exact conjugates (co-moments of real
     inputs filled by symmetry) are decomposed once.
     """

@@ -1,0 +1,217 @@
+"""Streaming per-frequency moments of convolutional activations for the exact DFT path.
+
+:class:`SpectralMoments` accumulates, batch by batch, what :func:`nncompare.measures.conv.
+dft_cca_from_comoments` needs; it lives beside the DFT code whose internals (frequency
+plan, spectra, noise floors) it shares. Exposed as ``nncompare.SpectralMoments``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from nncompare._array import Array, as_array, device_of, harmonize, namespace
+from nncompare.measures.conv import (
+    _PRESCALE_EXP,
+    _frequency_plan,
+    _joint_comoments,
+    _scan,
+    _Source,
+    _units,
+    zero_rounding_level,
+)
+from nncompare.stats import _Block, _xp_from_name, _xp_name
+
+__all__ = ["SpectralMoments"]
+
+
+class SpectralMoments:
+    """Joint per-frequency moments of convolutional activations, for the exact DFT path.
+
+    Each batch of channels-last activations (b, *spatial, c) is transformed by a unitary
+    DFT over the spatial axes and cropped to the common frequency grid ``spatial`` (the
+    frequencies -h/2 ≤ f < h/2 of each axis, see :func:`nncompare.measures.conv.dft_cca`);
+    the accumulator keeps, for every kept frequency f, the complex means and centred
+    co-moments of all layers jointly: ``comoment[f] = Σ_s (z_sf - z̄_f)ᴴ (z_sf - z̄_f)``.
+    The inputs are real, so the moments at -f are the conjugates of those at f: only one
+    frequency of each such pair is kept (``frequencies``, shape (R, n_spatial), signed;
+    ``comoment`` (R, D, D), ``mean`` (R, D)), and :meth:`pair` fills in the grid. Each
+    batch costs one real FFT per layer and, per kept frequency, one real symmetric product
+    of the centred spectra (see :func:`nncompare.measures.conv.dft_cca`). Memory is
+    O(R·D²), independent of the number of samples; merging is exact (Chan et al. 1979,
+    with conjugates). Vector layers (b, d) count as spatial size 1, whose only frequency
+    (0) is the spatial mean.
+
+    Each layer's spectra are kept in units of a power of two near the layer's largest
+    magnitude (rescaled exactly when a later batch is larger), so data anywhere in float64's
+    range accumulate without over- or underflow; ``comoment`` and ``mean`` are in those units
+    (``magnitude[name]`` is a power of two at least the largest magnitude seen: the one
+    just above it when the data lie beyond 2^±190, see ``conv._scan`` and ``conv._units``;
+    inside that range the units are 1 and a bound from one pass suffices). Coefficients
+    whose variance is rounding noise (constant channels, fixed spatial patterns) are zeroed
+    by :meth:`pair`.
+
+    Parameters
+    ----------
+    spatial : tuple of int
+        The common frequency grid; every layer must be at least this large on each axis.
+    """
+
+    def __init__(self, spatial: tuple[int, ...]) -> None:
+        self.spatial = tuple(int(s) for s in spatial)
+        self.n = 0
+        self.blocks: dict[str, _Block] = {}
+        self.mean: Array | None = None
+        self.comoment: Array | None = None
+        self.magnitude: dict[str, float] = {}
+        self._floor: dict[str, Array] = {}
+        self._xp: Any = None
+        # pairs {f, -f} only where -f is itself a kept frequency (no wrap-around at -t/2):
+        # valid whatever spatial sizes (>= the grid) later batches bring
+        self._plan = _frequency_plan(self.spatial, conjugate=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_xp": _xp_name(self._xp)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _xp=_xp_from_name(state.get("_xp")))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.blocks)
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        """The signed frequencies (R, n_spatial) whose moments are kept (one per pair ±f)."""
+        return self._plan.reps
+
+    def __repr__(self) -> str:
+        return f"SpectralMoments(n={self.n}, spatial={self.spatial}, blocks={list(self.blocks)})"
+
+    def _as_conv(self, xp: Any, name: str, a: Array) -> Array:
+        nsp = len(self.spatial)
+        if a.ndim == 2:
+            a = xp.reshape(a, (a.shape[0], *([1] * nsp), a.shape[1]))
+        if a.ndim != nsp + 2:
+            raise ValueError(
+                f"layer {name!r}: expected channels-last activations with {nsp} spatial axes "
+                f"(b, {', '.join('s' for _ in range(nsp))}, c) or vectors (b, d); got shape "
+                f"{tuple(a.shape)}."
+            )
+        size = tuple(int(s) for s in a.shape[1:-1])
+        if any(s < t for s, t in zip(size, self.spatial, strict=True)):
+            raise ValueError(
+                f"layer {name!r} has spatial size {size}, smaller than the frequency grid "
+                f"{self.spatial} of this accumulator."
+            )
+        return a
+
+    def update(self, batches: Mapping[str, Any]) -> SpectralMoments:
+        """Add a batch: ``name -> (b, *spatial, c)`` channels-last activations (or (b, d)).
+
+        A batch of zero samples is a no-op.
+        """
+        if not isinstance(batches, Mapping) or not batches:
+            raise TypeError("update() expects a non-empty mapping {layer_name: activations}.")
+        arrays = {str(k): as_array(v, name=str(k)) for k, v in batches.items()}
+        names = list(arrays)
+        first = arrays[names[0]]
+        for k in names[1:]:
+            _, arrays[k] = harmonize(first, arrays[k])
+        sizes = {k: int(a.shape[0]) for k, a in arrays.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"all batches must hold the same samples; got batch sizes {sizes}.")
+        xp = namespace(*arrays.values())
+        arrays = {k: self._as_conv(xp, k, a) for k, a in arrays.items()}
+        widths = {k: int(a.shape[-1]) for k, a in arrays.items()}
+        if self.blocks and (
+            names != list(self.blocks) or any(widths[k] != self.blocks[k].dim for k in names)
+        ):
+            raise ValueError("batch layout differs from earlier batches.")
+        if sizes[names[0]] == 0:
+            return self
+        # validation, magnitude and noise floor in one pass per layer where possible
+        scans = {k: _scan(xp, a, f"batch {k!r}") for k, a in arrays.items()}
+        if not self.blocks:
+            start = 0
+            for k in names:
+                self.blocks[k] = _Block(k, start, start + widths[k])
+                start += widths[k]
+        # one power-of-two unit per layer, never decreasing: the largest magnitude seen
+        new_unit = {k: max(self.magnitude.get(k, 0.0), scans[k][0]) for k in names}
+        floors = {  # in the units of new_unit (the ratio of two powers of two is exact)
+            k: scans[k][2] * (_units(new_unit[k]) / scans[k][1]) ** 2 for k in names
+        }
+        sources = []
+        for k in names:
+            u = _units(new_unit[k])
+            big = u != 1.0 and int(np.frexp(new_unit[k])[1]) > _PRESCALE_EXP
+            sources.append(_Source(arrays[k], u, big))
+        mu, com = _joint_comoments(xp, sources, self._plan, half=True)  # (R, D), (R, D, D)
+        nb = sizes[names[0]]
+        if self.n == 0:
+            self._xp, self.n, self.mean, self.comoment = xp, nb, mu, com
+            self.magnitude, self._floor = new_unit, floors
+            return self
+        # rescale the accumulated sums to the new units (exact: ratios are powers of two)
+        ratio = np.concatenate(
+            [
+                np.full(self.blocks[k].dim, _units(new_unit[k]) / _units(self.magnitude[k]))
+                for k in names
+            ]
+        )
+        if not bool(np.all(ratio == 1.0)):
+            r = xp.asarray(ratio, device=device_of(self.comoment))
+            self.mean = self.mean * r
+            self.comoment = self.comoment * r[:, None] * r[None, :]
+            for k in names:
+                self._floor[k] = self._floor[k] * float(ratio[self.blocks[k].start]) ** 2
+        na, n = self.n, self.n + nb
+        delta = mu - self.mean
+        self.mean = self.mean + delta * (nb / n)
+        if isinstance(self.comoment, np.ndarray):  # in place: the blocks are large
+            self.comoment += com
+            self.comoment += (na * nb / n) * (np.conj(delta)[:, :, None] * delta[:, None, :])
+        else:
+            self.comoment = (
+                self.comoment
+                + com
+                + (na * nb / n) * (xp.conj(delta)[:, :, None] * delta[:, None, :])
+            )
+        for k in names:
+            self._floor[k] = self._floor[k] + floors[k]
+        self.magnitude = new_unit
+        self.n = n
+        return self
+
+    def pair(self, a: str, b: str) -> tuple[Array, Array, Array]:
+        """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d') over the
+        whole grid (F = prod(spatial); the partner -f of a kept frequency f gets the
+        conjugates of its moments, bit for bit), with the coefficients whose variance is
+        rounding noise zeroed (see ``zero_rounding_level``)."""
+        for k in (a, b):
+            if k not in self.blocks:
+                raise KeyError(f"no layer {k!r} in this accumulator; it holds {self.names}.")
+        xp = self._xp
+        ba, bb = self.blocks[a], self.blocks[b]
+        sa, sb = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
+        C = self.comoment
+        dev = device_of(C)
+        src = xp.asarray(self._plan.source, device=dev)
+        flip = xp.asarray(self._plan.conj, device=dev)[:, None, None]
+        any_flip = bool(self._plan.conj.any())
+
+        def grid(block: Array) -> Array:
+            full = xp.take(block, src, axis=0)
+            return xp.where(flip, xp.conj(full), full) if any_flip else full
+
+        return zero_rounding_level(
+            xp,
+            grid(C[:, sa, sa]),
+            grid(C[:, sb, sb]),
+            grid(C[:, sa, sb]),
+            self._floor[a],
+            self._floor[b],
+        )
