@@ -45,7 +45,7 @@ def _batches(n: int, batch: int, seed: int = 0):
 def _models():
     import torch
 
-    from nncompare.models import cifar_resnet
+    from nncompare.workbench.models import cifar_resnet
 
     torch.manual_seed(0)
     a = cifar_resnet(20).eval()

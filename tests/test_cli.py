@@ -14,7 +14,7 @@ import torch
 import nncompare as nc
 from nncompare._version import __version__
 from nncompare.cli.main import cli
-from nncompare.models import SmallCNN
+from nncompare.workbench.models import SmallCNN
 
 
 def test_version_is_fast_and_imports_nothing_heavy():

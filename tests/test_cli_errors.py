@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import nncompare.capture
 from cli_util import error_line as _error
 from nncompare.cli.main import cli
-from nncompare.models import SmallCNN, cifar_resnet
+from nncompare.workbench.models import SmallCNN, cifar_resnet
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

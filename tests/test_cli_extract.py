@@ -13,8 +13,8 @@ import nncompare as nc
 from cli_util import error_line as _error
 from nncompare.capture import default_layers, load_cache
 from nncompare.cli.main import cli
-from nncompare.data import prepare_images
-from nncompare.models import SmallCNN, cifar_preprocess, cifar_resnet
+from nncompare.workbench.data import prepare_images
+from nncompare.workbench.models import SmallCNN, cifar_preprocess, cifar_resnet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

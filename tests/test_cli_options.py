@@ -16,7 +16,13 @@ import nncompare as nc
 from cli_util import error_line as _error
 from nncompare.cli._options import parse_measure_spec
 from nncompare.cli.main import cli
-from nncompare.models import CIFAR_MEAN, CIFAR_STD, SmallCNN, cifar_preprocess, cifar_resnet
+from nncompare.workbench.models import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    SmallCNN,
+    cifar_preprocess,
+    cifar_resnet,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

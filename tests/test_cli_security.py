@@ -25,7 +25,7 @@ import torch
 from nncompare.cli._archives import UnsafeModelFileError
 from nncompare.cli.loading import load_model
 from nncompare.cli.main import cli
-from nncompare.models import SmallCNN
+from nncompare.workbench.models import SmallCNN
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -320,7 +320,7 @@ def test_full_model_pickle_loads_with_allow_pickle(runner, tmp_path):
     torch.save(model, path)
     res = runner.invoke(cli, ["layers", str(path)])
     assert res.exit_code != 0
-    assert "needs the Python object nncompare.models.small_cnn.SmallCNN" in res.output
+    assert "needs the Python object nncompare.workbench.models.small_cnn.SmallCNN" in res.output
     res = runner.invoke(cli, ["layers", str(path), "--allow-pickle", "--input-shape", "2,1,8,8"])
     assert res.exit_code == 0, res.output
     assert "conv1" in res.output and "(2, 10)" in res.output
@@ -430,6 +430,28 @@ def test_module_classes_and_nncompare_factories_need_no_trust(runner):
     assert "the class collections.OrderedDict, not a torch.nn.Module subclass" in res.output
     res = runner.invoke(cli, ["layers", "nncompare.models.resnet_cifar:torch"])
     assert res.exit_code != 0 and "it is a module, not a class or function" in res.output
+
+
+def test_model_zoo_is_trusted_under_both_names_and_nothing_else_of_the_workbench(runner):
+    """nncompare.models is an alias of nncompare.workbench.models: factories work under either
+    name; the rest of the workbench (data, training, the alias helper) stays untrusted."""
+    for spec in (
+        "nncompare.models:cifar_resnet(depth=20)",
+        "nncompare.workbench.models:cifar_resnet(depth=20)",
+        "nncompare.models.resnet_cifar:cifar_resnet(depth=20)",
+        "nncompare.workbench.models.resnet_cifar:cifar_resnet(depth=20)",
+    ):
+        res = runner.invoke(cli, ["layers", spec])
+        assert res.exit_code == 0, (spec, res.output)
+    for spec, where in (
+        ("nncompare.workbench.data:load_digits", "nncompare.workbench.data.digits"),
+        ("nncompare.data:load_digits", "nncompare.workbench.data.digits"),
+        ("nncompare.training:train", "nncompare.workbench.training"),
+        ("nncompare.workbench._alias:install_alias", "nncompare.workbench._alias"),
+    ):
+        res = runner.invoke(cli, ["layers", spec])
+        assert res.exit_code != 0
+        assert f"refusing to call {spec} (defined in {where!r})" in res.output, res.output
 
 
 def _evil_cwd(tmp_path: Path) -> tuple[Path, Path]:

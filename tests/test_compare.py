@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import nncompare as nc
-from nncompare.data import load_digits
-from nncompare.models import MLP, SmallCNN
+from nncompare.workbench.data import load_digits
+from nncompare.workbench.models import MLP, SmallCNN
 
 
 def _shared() -> Path:
@@ -222,7 +222,7 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 import nncompare as nc
-from nncompare.models import MLP
+from nncompare.workbench.models import MLP
 
 def batches(n, seed):  # a generator: the data themselves never sit in memory
     g = torch.Generator().manual_seed(seed)
@@ -297,7 +297,7 @@ def test_resnet20_vs_resnet32_streaming_grid_bounded_memory():
     data = root / "cifar10" / "cifar10_test_jpeg10k.npz"
     if not data.exists() or not ck.exists():
         pytest.skip("shared data not available")
-    from nncompare.models import cifar_preprocess, cifar_resnet
+    from nncompare.workbench.models import cifar_preprocess, cifar_resnet
 
     r20 = cifar_resnet(20, weights=ck / "resnet20-12fca82f.th")
     r32 = cifar_resnet(32, weights=ck / "resnet32-d509ac18.th")

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from nncompare.data import Dataset, load_array_file, load_digits, load_mnist1d, stratified_split
+from nncompare.workbench.data import (
+    Dataset,
+    load_array_file,
+    load_digits,
+    load_mnist1d,
+    stratified_split,
+)
 
 # ----------------------------------------------------------------------------- digits
 

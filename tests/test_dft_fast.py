@@ -424,7 +424,7 @@ def test_real_resnet_activations_against_the_oracle(shared_dir):
     data = shared_dir / "data" / "cifar10" / "cifar10_test_jpeg10k.npz"
     if not data.exists() or not ck.exists():
         pytest.skip("shared ResNet checkpoints / CIFAR-10 not available")
-    from nncompare.models import cifar_preprocess, cifar_resnet
+    from nncompare.workbench.models import cifar_preprocess, cifar_resnet
 
     with np.load(data) as f:
         x = cifar_preprocess(f["x"][:600])

@@ -18,8 +18,8 @@ import nncompare as nc
 from nncompare._validation import NNCompareWarning
 from nncompare.analyses import SerialExecutor, ThreadExecutor
 from nncompare.analyses.engine import PairTask
-from nncompare.models import MLP
 from nncompare.results import MeasureRecord
+from nncompare.workbench.models import MLP
 
 
 class RecordingExecutor:

@@ -140,14 +140,14 @@ def test_rsa_with_an_rdm_cache_too_small_still_gives_the_values():
 
 @pytest.fixture(scope="module")
 def digits():
-    from nncompare.data import load_digits
+    from nncompare.workbench.data import load_digits
 
     return load_digits("test")
 
 
 @pytest.fixture(scope="module")
 def nets():
-    from nncompare.models import SmallCNN
+    from nncompare.workbench.models import SmallCNN
 
     torch.manual_seed(0)
     a = SmallCNN()

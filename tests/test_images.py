@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nncompare.data import parse_scale, prepare_images  # noqa: E402
-from nncompare.models import CIFAR_MEAN, CIFAR_STD, cifar_preprocess  # noqa: E402
+from nncompare.workbench.data import parse_scale, prepare_images  # noqa: E402
+from nncompare.workbench.models import CIFAR_MEAN, CIFAR_STD, cifar_preprocess  # noqa: E402
 
 
 def _images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_shared_cifar_in_either_layout_gives_the_published_resnet20_accuracy(sha
     """The shared NHWC uint8 CIFAR-10 file, as is and transposed to NCHW, through
     prepare_images: ResNet-20 reaches the 91.64% measured on these 1017 images
     (shared/data/README.md)."""
-    from nncompare.models import cifar_resnet
+    from nncompare.workbench.models import cifar_resnet
 
     ckpt = sorted((shared_dir / "data" / "akamaster_resnet_cifar10").glob("resnet20-*.th"))
     if not ckpt:

@@ -14,7 +14,7 @@ from torch import nn
 
 import nncompare as nc
 from nncompare.capture import default_layers, resolve_layers
-from nncompare.models import MLP, SmallCNN, cifar_resnet
+from nncompare.workbench.models import MLP, SmallCNN, cifar_resnet
 
 
 def _blocks(stages: int, per_stage: int) -> list[str]:

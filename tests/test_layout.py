@@ -173,7 +173,7 @@ def test_capture_output_straight_into_cka_equals_compare_models_on_real_resnets(
     """The issue's reproducer on the pretrained ResNets: layer2.0 CKA from capture output
     passed straight into nc.cka is compare_models' value (0.935 on the full 1017 images),
     not the 0.154 of reading NCHW as NHWC."""
-    from nncompare.models import CIFAR_MEAN, CIFAR_STD, cifar_resnet
+    from nncompare.workbench.models import CIFAR_MEAN, CIFAR_STD, cifar_resnet
 
     folder = shared_dir / "data" / "akamaster_resnet_cifar10"
     c20, c32 = sorted(folder.glob("resnet20-*.th")), sorted(folder.glob("resnet32-*.th"))

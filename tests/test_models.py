@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nncompare.models import (
+from nncompare.workbench.models import (
     CIFAR_MEAN,
     CIFAR_STD,
     MLP,

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import nncompare as nc
-from nncompare.models import MLP, SmallCNN
+from nncompare.workbench.models import MLP, SmallCNN
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,7 @@ PUBLIC = [
     "stats",
     "svcca",
     "training",
+    "workbench",
 ]
 
 MEASURES = [
@@ -81,8 +82,10 @@ def test_public_names_pinned():
 
 MODULES = {
     "analyses", "capture", "data", "demo", "errors", "measures", "models", "plot", "report",
-    "stats", "training",
+    "stats", "training", "workbench",
 }  # fmt: skip
+#: short names of the workbench modules: the same module objects, at home in nncompare.workbench
+WORKBENCH = {"data", "models", "training"}
 CLASSES = {
     "ComparisonResult", "JointMoments", "LayoutArray", "LayoutWarning", "MinibatchCKA",
     "Moments", "ShapeMetric", "SpectralMoments",
@@ -100,8 +103,9 @@ def test_every_public_name_is_the_documented_object():
             continue
         if name in MODULES:
             assert isinstance(obj, types.ModuleType), (name, type(obj))
-            assert obj.__name__ == f"nncompare.{name}"
-            assert obj is sys.modules[f"nncompare.{name}"]
+            home = f"nncompare.workbench.{name}" if name in WORKBENCH else f"nncompare.{name}"
+            assert obj.__name__ == home
+            assert obj is sys.modules[f"nncompare.{name}"] is sys.modules[home]
         else:
             if name in CLASSES:
                 assert inspect.isclass(obj), (name, type(obj))
@@ -158,6 +162,39 @@ def test_import_does_not_load_the_measures():
         "import sys, nncompare\n"
         "nncompare.__version__\n"
         "print([k for k in ('nncompare.measures', 'numpy') if k in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_workbench_short_names_are_the_same_modules():
+    """``nncompare.models``/``data``/``training`` and their submodules are the workbench's
+    modules themselves (never a second copy), in a fresh process whichever path comes first."""
+    code = (
+        "import sys\n"
+        "from nncompare.models.resnet_cifar import CifarResNet\n"
+        "import nncompare.data.images, nncompare.training, nncompare.workbench as wb\n"
+        "from nncompare.models import cifar_resnet\n"
+        "import nncompare as nc\n"
+        "short = ('nncompare.models', 'nncompare.data', 'nncompare.training')\n"
+        "copies = [m for m, v in sys.modules.items()\n"
+        "          if getattr(v, '__name__', '').startswith(short)]\n"
+        "assert not copies, f'imported a second time under the short name: {copies}'\n"
+        "assert CifarResNet is wb.models.CifarResNet is nc.models.resnet_cifar.CifarResNet\n"
+        "assert cifar_resnet.__module__ == 'nncompare.workbench.models.resnet_cifar'\n"
+        "assert nc.data is wb.data and nc.training is wb.training\n"
+        "assert nc.data.images is sys.modules['nncompare.workbench.data.images']\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_workbench_import_is_lazy():
+    """``import nncompare.workbench`` (and ``nncompare.data``) loads no torch."""
+    code = (
+        "import sys, nncompare.workbench, nncompare.data\n"
+        "print([k for k in ('torch', 'nncompare.workbench.models') if k in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from nncompare.data import load_digits
-from nncompare.models import MLP, SmallCNN
-from nncompare.training import TrainResult, evaluate, save_state_dict, train
+from nncompare.workbench.data import load_digits
+from nncompare.workbench.models import MLP, SmallCNN
+from nncompare.workbench.training import TrainResult, evaluate, save_state_dict, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -47,6 +47,7 @@ _SUBMODULES = {
     "plot",
     "report",
     "training",
+    "workbench",
     "demo",
     "errors",
 }

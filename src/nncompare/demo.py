@@ -57,10 +57,10 @@ def run_demo(
     import torch
 
     from nncompare.analyses.compare import compare_models
-    from nncompare.data import load_digits
-    from nncompare.models import SmallCNN
     from nncompare.report import write_report
-    from nncompare.training import train
+    from nncompare.workbench.data import load_digits
+    from nncompare.workbench.models import SmallCNN
+    from nncompare.workbench.training import train
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

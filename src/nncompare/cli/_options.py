@@ -252,7 +252,7 @@ def parse_formats(text: str | None) -> tuple[str, ...]:
 def _scale_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    from nncompare.data.images import parse_scale
+    from nncompare.workbench.data.images import parse_scale
 
     try:
         parse_scale(value)
@@ -392,7 +392,7 @@ def prepare_inputs(
     """
     import torch
 
-    from nncompare.data import load_array_file, prepare_images
+    from nncompare.workbench.data import load_array_file, prepare_images
 
     name = Path(data_path).name
     convs = [(label, spec, _first_conv2d(net)) for label, spec, net in models]
@@ -410,7 +410,7 @@ def prepare_inputs(
     conv = next((c for *_, c in convs if c is not None), None)
     lines: list[str] = []
     if preset is not None:
-        from nncompare.models import CIFAR_MEAN, CIFAR_STD
+        from nncompare.workbench.models import CIFAR_MEAN, CIFAR_STD
 
         given = [o for o, v in (("--mean", mean), ("--std", std)) if v is not None]
         mean = mean if mean is not None else ",".join(f"{v:g}" for v in CIFAR_MEAN)

@@ -58,8 +58,10 @@ __all__ = [
     "scripted_model",
 ]
 
-#: Modules whose functions may be called as ``module:factory`` without ``--trust-module``.
-BUILTIN_TRUSTED_MODULES: tuple[str, ...] = ("nncompare.models",)
+#: Modules whose functions may be called as ``module:factory`` without ``--trust-module``:
+#: the model zoo, under its public name and its home (``nncompare.models`` is an alias of
+#: ``nncompare.workbench.models``, and a function's ``__module__`` names the home).
+BUILTIN_TRUSTED_MODULES: tuple[str, ...] = ("nncompare.models", "nncompare.workbench.models")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -489,8 +491,8 @@ def _num_classes_hint(
 
 def _architecture_hint(net: Any, state: Mapping[str, Any]) -> str | None:
     try:
-        from nncompare.models import CifarResNet
-        from nncompare.models.resnet_cifar import _guess_depth
+        from nncompare.workbench.models import CifarResNet
+        from nncompare.workbench.models.resnet_cifar import _guess_depth
     except ImportError:  # pragma: no cover
         return None
     if isinstance(net, CifarResNet):

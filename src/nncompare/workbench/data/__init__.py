@@ -11,11 +11,11 @@ Every loader returns a :class:`Dataset` (``x``, ``y``, ``name``, ``split``,
 ``num_classes``, ``info``). Torch is imported only when ``as_tensor=True``.
 """
 
-from nncompare.data._dataset import Dataset
-from nncompare.data.arrays import load_array_file
-from nncompare.data.digits import load_digits, stratified_split
-from nncompare.data.images import PreparedImages, parse_scale, prepare_images
-from nncompare.data.mnist1d import load_mnist1d
+from nncompare.workbench.data._dataset import Dataset
+from nncompare.workbench.data.arrays import load_array_file
+from nncompare.workbench.data.digits import load_digits, stratified_split
+from nncompare.workbench.data.images import PreparedImages, parse_scale, prepare_images
+from nncompare.workbench.data.mnist1d import load_mnist1d
 
 __all__ = [
     "Dataset",

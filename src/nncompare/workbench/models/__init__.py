@@ -9,9 +9,9 @@
 * :func:`vgg11_simplified` - simplified VGG-11 of Guth & Ménard (Appendix B.1).
 """
 
-from nncompare.models._layers import GlobalAvgPool
-from nncompare.models.mlp import MLP
-from nncompare.models.resnet_cifar import (
+from nncompare.workbench.models._layers import GlobalAvgPool
+from nncompare.workbench.models.mlp import MLP
+from nncompare.workbench.models.resnet_cifar import (
     CIFAR_MEAN,
     CIFAR_STD,
     BasicBlock,
@@ -21,8 +21,8 @@ from nncompare.models.resnet_cifar import (
     cifar_resnet,
     read_state_dict,
 )
-from nncompare.models.small_cnn import SmallCNN, SmallCNN1d
-from nncompare.models.vgg import SimplifiedVGG, vgg11_simplified
+from nncompare.workbench.models.small_cnn import SmallCNN, SmallCNN1d
+from nncompare.workbench.models.vgg import SimplifiedVGG, vgg11_simplified
 
 __all__ = [
     "CIFAR_MEAN",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from nncompare.models._layers import GlobalAvgPool, check_positive_int, check_widths
+from nncompare.workbench.models._layers import GlobalAvgPool, check_positive_int, check_widths
 
 __all__ = ["SmallCNN", "SmallCNN1d"]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from nncompare.models._layers import check_positive_int, check_widths, make_activation
+from nncompare.workbench.models._layers import check_positive_int, check_widths, make_activation
 
 __all__ = ["MLP"]
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from nncompare._io import read_state_dict as _read
 from nncompare._io import state_dict_from
-from nncompare.models._layers import GlobalAvgPool, check_positive_int
+from nncompare.workbench.models._layers import GlobalAvgPool, check_positive_int
 
 __all__ = [
     "CIFAR_MEAN",

@@ -7,8 +7,8 @@ import random
 
 import numpy as np
 
-from nncompare.data._common import check_split, to_output
-from nncompare.data._dataset import Dataset
+from nncompare.workbench.data._common import check_split, to_output
+from nncompare.workbench.data._dataset import Dataset
 
 __all__ = ["load_mnist1d"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nncompare.data._common import check_split, to_output
-from nncompare.data._dataset import Dataset
+from nncompare.workbench.data._common import check_split, to_output
+from nncompare.workbench.data._dataset import Dataset
 
 __all__ = ["load_digits", "stratified_split"]
 

@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from nncompare.models._layers import GlobalAvgPool, check_positive_int
+from nncompare.workbench.models._layers import GlobalAvgPool, check_positive_int
 
 __all__ = ["VGG11_PLAN", "SimplifiedVGG", "vgg11_simplified"]
 

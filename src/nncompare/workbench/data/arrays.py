@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nncompare.data._common import to_output
-from nncompare.data._dataset import Dataset
+from nncompare.workbench.data._common import to_output
+from nncompare.workbench.data._dataset import Dataset
 
 __all__ = ["load_array_file"]
 
