@@ -2,10 +2,13 @@
 
 All of them run through one engine (:mod:`nncompare.analyses.engine`): named activation
 sources -> streaming moments -> pair tasks mapped by an executor -> one tidy schema.
+The executors live in :mod:`nncompare.parallel`; ``nc.analyses.SerialExecutor`` and
+``nc.analyses.ThreadExecutor`` are kept as their former names (imported on first use).
 """
 
+from typing import Any
+
 from nncompare.analyses.compare import compare_checkpoints, compare_models, default_layers
-from nncompare.analyses.engine import SerialExecutor, ThreadExecutor
 from nncompare.analyses.grid import GridResult, grid_from_moments, pairwise
 from nncompare.results import ComparisonResult
 
@@ -20,3 +23,14 @@ __all__ = [
     "grid_from_moments",
     "pairwise",
 ]
+
+_MOVED = ("SerialExecutor", "ThreadExecutor", "ProcessExecutor")
+
+
+def __getattr__(name: str) -> Any:
+    # the executors sit above the engine (nncompare.parallel); imported only when asked for
+    if name in _MOVED:
+        import nncompare.parallel
+
+        return getattr(nncompare.parallel, name)
+    raise AttributeError(f"module 'nncompare.analyses' has no attribute {name!r}")

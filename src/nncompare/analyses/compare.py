@@ -24,12 +24,12 @@ from nncompare.analyses.engine import (
     Pair,
     Progress,
     capture_sources,
-    check_executor,
     evaluate,
     measure_metadata,
     models_result,
     tidy_frame,
     tidy_rows,
+    validate_executor,
 )
 from nncompare.analyses.engine import provenance as run_provenance
 from nncompare.analyses.grid import parse_measures
@@ -126,9 +126,12 @@ def compare_models(
     provenance : mapping, optional
         Extra provenance (seeds, data description) stored in ``df.attrs["provenance"]``.
     executor : object with ``map(fn, items)``, optional
-        Evaluates the (measure, layer pair) tasks: :class:`nncompare.analyses.SerialExecutor`
-        (the default, in this process), :class:`nncompare.analyses.ThreadExecutor`, or any
-        object whose ``map`` returns the results in order (e.g. a wrapper of a Dask client).
+        Evaluates the (measure, layer pair) tasks: None (the default) runs them in this
+        process; :class:`nncompare.parallel.ThreadExecutor`,
+        :class:`nncompare.parallel.ProcessExecutor`, a
+        :class:`concurrent.futures.ProcessPoolExecutor`, or any object whose
+        ``map(fn, items)`` returns the results in order (e.g. a wrapper of a Dask client;
+        see :mod:`nncompare.analyses.engine`). The results equal the serial ones.
 
     Returns
     -------
@@ -157,7 +160,7 @@ def compare_models(
     recorded layers of both models updates the streaming moments.
     """
     spec = parse_measures(measures)
-    run = check_executor(executor)
+    run = validate_executor(executor)
     same = model_b is model_a
     la = default_layers(model_a) if layers_a is None else layers_a
     if layers_b is None:
@@ -266,7 +269,7 @@ def compare_checkpoints(
     if len(checkpoints) < 1:
         raise ValueError("checkpoints must hold at least one state dict or path.")
     spec = parse_measures(measures)
-    run = check_executor(executor)
+    run = validate_executor(executor)
     if labels is None:
         labels = [_ckpt_label(c, i) for i, c in enumerate(checkpoints)]
     labels = [str(lab) for lab in labels]

@@ -13,14 +13,46 @@ Every comparison (:func:`nncompare.pairwise`, :func:`nncompare.compare_models`,
    (:class:`nncompare.SpectralMoments`, ``conv="dft"``); the kernel and neighbourhood
    measures keep the arrays (:class:`Accumulated`).
 3. **Pairs.** Each (measure, pair) is one :class:`PairTask`; an *executor* maps the tasks
-   (:class:`SerialExecutor` in process by default, :class:`ThreadExecutor`, or any object
-   with ``map(fn, items)``, e.g. a Dask client wrapper). Each layer's decomposition is
-   done once by the moments (cached per block); ``rsa`` keeps each layer's RDM
-   (:class:`nncompare.analyses.grid.RDMCache`); linear CKA of a whole grid can be read
-   off the joint product at once (:func:`nncompare.analyses.grid.cka_grid`).
+   (in this process by default; :mod:`nncompare.parallel` has threads and processes, and
+   any object with ``map(fn, items)`` will do, see *The executor seam* below). Each
+   layer's decomposition is done once by the moments (cached per block); ``rsa`` keeps
+   each layer's RDM (:class:`nncompare.analyses.grid.RDMCache`); linear CKA of a whole
+   grid can be read off the joint product at once
+   (:func:`nncompare.analyses.grid.cka_grid`).
 4. **Tidy rows.** :func:`tidy_rows` turns the outcomes into the one schema the front
    doors, the report and the plots share; :class:`nncompare.ComparisonResult` holds
    the frame with its typed metadata.
+
+The executor seam
+-----------------
+``executor=`` of every front door is ``None`` (the tasks run in this process, one after
+the other) or any object with ``map(fn, items)`` that returns ``fn(item)`` for every item,
+in the order of ``items`` (:func:`validate_executor` checks for ``map``; the results are
+checked to be one :class:`Outcome` per task). :func:`evaluate` calls ``map`` once per
+measure (and once more for mirrored pairs whose partner failed) with
+
+* ``fn``: a :class:`PairRunner`, a picklable callable carrying everything the measure
+  needs, i.e. the accumulated moments (:class:`nncompare.JointMoments`,
+  :class:`nncompare.SpectralMoments`), the kept arrays of the kernel measures, the
+  measures' options and an RDM cache; never the models, the data loader or the progress
+  bar;
+* ``items``: the :class:`PairTask` tuples ``(measure, index, key_a, key_b)``, small and
+  self-contained.
+
+``fn(task)`` returns an :class:`Outcome` (value or error message, notes, kept dims and
+ranks, spectrum). The executors of :mod:`nncompare.parallel` (threads, processes) and a
+plain :class:`concurrent.futures.ProcessPoolExecutor` fit as they are; a Dask cluster
+(``dask.distributed``, not a dependency of nncompare) takes five lines::
+
+    class DaskExecutor:
+        def __init__(self, client):
+            self.client = client
+        def map(self, fn, items):
+            return self.client.gather(self.client.map(fn, list(items), pure=False))
+
+    df = nc.compare_models(a, b, x, executor=DaskExecutor(distributed.Client()))
+
+Neither the measures nor the front doors change for a new executor.
 """
 
 from __future__ import annotations
@@ -32,10 +64,9 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,12 +77,9 @@ from nncompare.stats import JointMoments
 
 __all__ = [
     "Accumulated",
-    "Executor",
     "Outcome",
     "PairRunner",
     "PairTask",
-    "SerialExecutor",
-    "ThreadExecutor",
     "array_sources",
     "capture_sources",
     "evaluate",
@@ -60,6 +88,7 @@ __all__ = [
     "provenance",
     "tidy_frame",
     "tidy_rows",
+    "validate_executor",
 ]
 
 Key = tuple[str, str]  # (source, layer): a model label, a checkpoint label, "a"/"b" ...
@@ -72,43 +101,19 @@ _DETAILS = ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y")
 
 
 # ---------------------------------------------------------------------- executors
-class Executor(Protocol):
-    """What the engine needs of an executor: ``map(fn, items)`` -> results in order."""
+def validate_executor(executor: Any) -> Any:
+    """``executor`` itself (None: the tasks run in this process); TypeError without ``map``.
 
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterable[Any]: ...
-
-
-class SerialExecutor:
-    """Evaluate the pair tasks one after the other in this process (the default)."""
-
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-        return [fn(item) for item in items]
-
-
-class ThreadExecutor:
-    """Evaluate the pair tasks on a pool of threads (:mod:`concurrent.futures`).
-
-    Useful where the measures spend their time in BLAS/LAPACK or on a GPU (which release
-    the GIL); the results equal the serial ones. ``max_workers`` as in
-    :class:`concurrent.futures.ThreadPoolExecutor`.
+    The engine needs nothing of an executor but ``map(fn, items)``; the executors
+    themselves live in :mod:`nncompare.parallel`, above the engine.
     """
-
-    def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = max_workers
-
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            return list(pool.map(fn, items))
-
-
-def check_executor(executor: Any) -> Any:
-    """``executor`` itself, :class:`SerialExecutor` for None; TypeError without ``map``."""
     if executor is None:
-        return SerialExecutor()
+        return None
     if not callable(getattr(executor, "map", None)):
         raise TypeError(
             "executor must have a map(fn, items) method returning the results in order (e.g. "
-            f"nc.analyses.SerialExecutor() or nc.analyses.ThreadExecutor()); got {executor!r}."
+            "nncompare.parallel.ThreadExecutor() or ProcessExecutor(), or a "
+            f"concurrent.futures pool), or be None to run in this process; got {executor!r}."
         )
     return executor
 
@@ -438,24 +443,27 @@ def moment_sources(jm: JointMoments, blocks: Mapping[Key, str]) -> Accumulated:
 # ---------------------------------------------------------------------- one pair
 def _dft_options(measure: str, opts: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of :func:`dft_cca_from_comoments` for ``measure``'s options,
-    each value checked as the measure itself checks it (``nc.svcca(..., conv="dft")``)."""
-    from nncompare._validation import check_fraction, check_positive_int
+    each value checked by the measure's declared constraints, as ``nc.svcca(..., conv="dft")``
+    checks it (the same message)."""
     from nncompare.measures._linalg import DEFAULT_RTOL
-    from nncompare.measures.cca import _validate_rtol
 
-    kw: dict[str, Any] = {"rtol": _validate_rtol(opts.get("rtol", DEFAULT_RTOL))}
+    get_measure(measure).check_options(opts)
+    kw: dict[str, Any] = {"rtol": float(opts.get("rtol", DEFAULT_RTOL))}
     if measure != "svcca":
         return kw
     dims = opts.get("dims")
     if dims is None:
-        kw["variance"] = check_fraction("variance", opts.get("variance", 0.99))
+        variance = opts.get("variance", 0.99)
+        if variance is None:
+            raise ValueError(
+                "svcca: variance=None needs dims (the number of directions to keep); pass a "
+                "fraction of variance such as variance=0.99, or dims=20."
+            )
+        kw["variance"] = float(variance)
     elif isinstance(dims, tuple | list):
-        if len(dims) != 2:
-            raise ValueError(f"dims must be an int or a pair (dims_x, dims_y); got {dims!r}.")
-        kw["dims"] = tuple(check_positive_int("dims", d) for d in dims)
+        kw["dims"] = (int(dims[0]), int(dims[1]))
     else:
-        d = check_positive_int("dims", dims)
-        kw["dims"] = (d, d)
+        kw["dims"] = (int(dims), int(dims))
     return kw
 
 
@@ -552,8 +560,12 @@ class _Notes:
 
     The measures' own warnings (:class:`NNCompareWarning`) become the task's notes; any
     other warning is emitted again once the evaluation is over. Thread-safe: each thread
-    records into its own task. Tasks run in another process keep their warnings there.
+    records into its own task. In another process (a worker of a process pool or a
+    cluster) the tasks route the measures' warnings to their notes themselves
+    (:func:`_route_notes_here`); other warnings stay in that process.
     """
+
+    open_here = 0  # evaluations recording notes in this process
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -567,11 +579,13 @@ class _Notes:
         self._cm.__enter__()
         warnings.simplefilter("always", NNCompareWarning)
         warnings.showwarning = self._show
+        _Notes.open_here += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if not self.enabled:
             return
+        _Notes.open_here -= 1
         self._cm.__exit__(*exc)
         for message, category, filename, lineno in self._others:
             warnings.warn_explicit(message, category, filename, lineno)
@@ -583,6 +597,34 @@ class _Notes:
             return
         with self._lock:
             self._others.append((message, category, filename, lineno))
+
+
+_ROUTED_HERE = False  # whether _route_notes_here ran in this process
+
+
+def _route_notes_here() -> None:
+    """Route the measures' warnings to the running task's notes in this process, for good.
+
+    Done once, by the first task that records notes in a process where no evaluation is
+    open (a worker), so that its notes equal those of the serial run: every
+    :class:`NNCompareWarning` is shown (not once per location) and, inside a task, becomes
+    a note; other warnings, and those raised outside tasks, are shown as before.
+    """
+    global _ROUTED_HERE
+    if _ROUTED_HERE:
+        return
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
+        notes = getattr(_TASK, "notes", None)
+        if notes is not None and issubclass(category, NNCompareWarning):
+            notes.append(str(message))
+            return
+        shown(message, category, filename, lineno, *args)
+
+    warnings.filterwarnings("always", category=NNCompareWarning)
+    warnings.showwarning = show
+    _ROUTED_HERE = True
 
 
 def _outcome(
@@ -620,11 +662,14 @@ class PairRunner:
     keep_spectra: bool = False
     keep_results: bool = False
     progress: Progress | None = None
+    record_notes: bool = False
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "progress": None}
 
     def __call__(self, t: PairTask) -> Outcome:
+        if self.record_notes and not _Notes.open_here:  # in a worker process
+            _route_notes_here()
         with _task_notes() as said:
             try:
                 res = compute_pair(
@@ -663,8 +708,9 @@ def evaluate(
 ) -> dict[str, list[Outcome]]:
     """Every measure of ``spec`` on every pair: ``{measure: [Outcome per pair]}``.
 
-    Each (measure, pair) is one :class:`PairTask`, mapped by ``executor`` (default
-    :class:`SerialExecutor`); the tasks of one measure are mapped together, in pair order.
+    Each (measure, pair) is one :class:`PairTask`, mapped by ``executor`` (default None:
+    an inline loop in this process; see the module docstring for what an executor
+    receives); the tasks of one measure are mapped together, in pair order.
     A pair whose measure is undefined gets NaN and the message (``errors="record"``), or
     the exception propagates (``"raise"``). With ``record_notes`` the measures' warnings
     become per-pair notes instead of being raised.
@@ -678,7 +724,7 @@ def evaluate(
     from nncompare.analyses.grid import RDMCache
 
     check_option("errors", errors, ("record", "raise"))
-    run = check_executor(executor)
+    run = validate_executor(executor)
     bar = progress if progress is not None else Progress(False)
     runner = PairRunner(
         acc,
@@ -688,13 +734,23 @@ def evaluate(
         keep_spectra=keep_spectra,
         keep_results=keep_results,
         progress=bar,
+        record_notes=record_notes,
     )
 
     def mapped(items: list[PairTask]) -> list[Outcome]:
         if not items:
             return []
+        if run is None:  # in this process, one after the other
+            return [runner(t) for t in items]
         before = bar.count
         got = list(run.map(runner, items))
+        if len(got) != len(items) or not all(isinstance(g, Outcome) for g in got):
+            raise TypeError(
+                f"executor.map(fn, items) must return fn(item) for every item, in order: it "
+                f"returned {len(got)} result(s) for {len(items)} task(s) "
+                f"({', '.join(sorted({type(g).__name__ for g in got})) or 'nothing'}); check "
+                f"the map method of {type(run).__name__}."
+            )
         bar.update(len(got) - (bar.count - before))  # tasks that ran elsewhere
         return got
 

@@ -409,8 +409,8 @@ def pairwise(
         products agree with ``precision="float64"`` (the exact path) to about 1e-6 or
         better (4.5e-9 for CKA on the 10 × 5000 × 256 benchmark grid).
     executor : object with ``map(fn, items)``, optional
-        Evaluates the (measure, pair) tasks (:class:`nncompare.analyses.SerialExecutor` by
-        default; see :mod:`nncompare.analyses.engine`).
+        Evaluates the (measure, pair) tasks (None: in this process; threads and processes
+        in :mod:`nncompare.parallel`; see :mod:`nncompare.analyses.engine`).
 
     Returns
     -------
