@@ -27,7 +27,7 @@ _LAZY: dict[str, str] = {
     "Moments": "nncompare.stats",
     "JointMoments": "nncompare.stats",
     "SpectralMoments": "nncompare.measures._spectral",
-    "MinibatchCKA": "nncompare.stats",
+    "MinibatchCKA": "nncompare.measures.cka",
     # grids
     "pairwise": "nncompare.analyses.grid",
     # capture and models
@@ -97,5 +97,5 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from nncompare import analyses, capture, data, measures, models, stats  # noqa: F401
     from nncompare.measures.cca import cca, cca_r2, pwcca, svcca  # noqa: F401
-    from nncompare.measures.cka import cka, cka_debiased, cka_rbf  # noqa: F401
-    from nncompare.stats import JointMoments, MinibatchCKA, Moments  # noqa: F401
+    from nncompare.measures.cka import MinibatchCKA, cka, cka_debiased, cka_rbf  # noqa: F401
+    from nncompare.stats import JointMoments, Moments  # noqa: F401

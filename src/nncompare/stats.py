@@ -10,22 +10,20 @@ cross-products of *all* pairs of layers come from one joint product of the
 concatenated batch, a layer × layer grid costs one pass and one product per
 batch.
 
-:class:`MinibatchCKA` accumulates the unbiased HSIC estimator over minibatches
-(Nguyen, Raghu & Kornblith 2021), for kernel CKA at any number of samples.
+:class:`nncompare.MinibatchCKA`, the minibatch accumulator of kernel CKA (Nguyen, Raghu &
+Kornblith 2021), lives beside the measure it serves, in :mod:`nncompare.measures.cka`.
 
 References
 ----------
 Chan, T. F., Golub, G. H. & LeVeque, R. J. (1979). Updating formulae and a pairwise
 algorithm for computing sample variances. Stanford CS report STAN-CS-79-773.
-Nguyen, T., Raghu, M. & Kornblith, S. (2021). Do wide and deep networks learn the same
-things? ICLR 2021, Section 3.1 (minibatch CKA).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -40,7 +38,9 @@ from nncompare._array import (
 )
 from nncompare._validation import check_finite, check_option, constant_mask, dtype_eps
 
-__all__ = ["JointMoments", "MinibatchCKA", "Moments"]
+__all__ = ["JointMoments", "Moments"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -591,6 +591,37 @@ class Moments:
     def _const(self, side: slice) -> Array:
         s = self._snap
         return s.xp.asarray(s.const[side], device=device_of(s.mean))
+
+    def cached(self, which: str, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """A per-side preparation of X (``which="x"``) or Y (``"y"``), computed once.
+
+        Returns the value stored under ``key`` for that side, calling ``compute()`` to make
+        it on first use. The measures keep their decompositions of one side here (e.g. the
+        CCA whitening of X): the cache belongs to the layer, not to the pair, so the views of
+        one :class:`JointMoments` (:meth:`JointMoments.pair`) and :meth:`swapped` share it,
+        and a grid of pairs decomposes each layer once. It is emptied when the moments
+        change (``update``, ``merge``). ``key`` must name everything the value depends on
+        besides this side's moments (e.g. ``("whiten", rtol)``).
+
+        Parameters
+        ----------
+        which : {"x", "y"}
+            The side.
+        key : hashable
+            What the value is (the measure's preparation and its options).
+        compute : callable
+            ``compute()`` returns the value; called only when it is not cached yet.
+
+        Returns
+        -------
+        object
+            The cached or newly computed value.
+        """
+        check_option("which", which, ("x", "y"))
+        cache = self._cache_x if which == "x" else self._cache_y
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
 
     def relative_scale(self, which: str) -> tuple[Array, float]:
         """(scale / g, g) for side ``"x"`` or ``"y"``: g is the largest scale of a non-constant
@@ -1494,151 +1525,6 @@ def centred_normalised(xp: Any, X: Array) -> tuple[Array, float]:
     wv = xp.asarray(w, device=dev)
     Xt = (Xd * 0.5 - mu * 0.5) * wv if halve else (Xd - mu) * wv
     return Xt, g
-
-
-# ---------------------------------------------------------------------- minibatch CKA
-class MinibatchCKA:
-    """Kernel CKA accumulated over minibatches with the unbiased HSIC estimator.
-
-    For each minibatch b of m samples, the unbiased estimator HSIC₁ of Song et al.
-    (2012) is computed for the pairs (K, L), (K, K) and (L, L); CKA is
-
-    .. math:: \\mathrm{CKA}_{mb} = \\frac{\\sum_b \\mathrm{HSIC}_1(K_b, L_b)}
-              {\\sqrt{\\sum_b \\mathrm{HSIC}_1(K_b, K_b)\\,\\sum_b \\mathrm{HSIC}_1(L_b, L_b)}}
-
-    (Nguyen, Raghu & Kornblith 2021, eq. 3). Memory is O(m²) per batch and O(1) across
-    batches. With one batch holding all samples and a linear kernel, this is the debiased
-    linear CKA of Kornblith et al. (2019).
-
-    Parameters
-    ----------
-    kernel : {"linear", "rbf"}
-        Gram matrices; "rbf" uses exp(-‖x-y‖² / (2 σ²)) with σ² = threshold² · median of the
-        squared distances *within each batch* (Kornblith's bandwidth convention, per batch).
-    threshold : float
-        RBF bandwidth as a fraction of the median distance.
-    """
-
-    def __init__(self, kernel: str = "linear", *, threshold: float = 1.0) -> None:
-        check_option("kernel", kernel, ("linear", "rbf"))
-        self.kernel = kernel
-        self.threshold = float(threshold)
-        # sums of the batch HSICs in units where the data of X and Y have magnitudes gx, gy
-        # (powers of two, the largest seen; linear kernel only): no over/underflow
-        self._sxy: Any = 0.0
-        self._sxx: Any = 0.0
-        self._syy: Any = 0.0
-        self._gx = self._gy = 1.0
-        self.n_batches = 0
-        self.n = 0
-        self._xp: Any = None
-
-    @property
-    def hsic_xy(self) -> Any:
-        """Summed HSIC(K, L) in the data's units (over/underflows only for extreme data)."""
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            return self._sxy * _sq(self._gx) * _sq(self._gy)
-
-    @property
-    def hsic_xx(self) -> Any:
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            return self._sxx * _sq(self._gx) * _sq(self._gx)
-
-    @property
-    def hsic_yy(self) -> Any:
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            return self._syy * _sq(self._gy) * _sq(self._gy)
-
-    def update(self, X: Any, Y: Any) -> MinibatchCKA:
-        """Add a minibatch (at least 4 samples; a batch of 0 samples is a no-op)."""
-        from nncompare._validation import check_pair
-        from nncompare.measures._kernels import gram, hsic_unbiased
-
-        X0, Y0 = harmonize(as_array(X, name="X"), as_array(Y, name="Y"))
-        if X0.ndim == 2 and Y0.ndim == 2 and X0.shape[0] == 0 and Y0.shape[0] == 0:
-            return self
-        X, Y = check_pair(X0, Y0, min_samples=4)
-        xp = namespace(X, Y)
-        # centred, in units of the batch's largest feature scale, constant features zeroed:
-        # both kernels are invariant to that (RBF's bandwidth is relative to the median)
-        Xt, gx = centred_normalised(xp, X)
-        Yt, gy = centred_normalised(xp, Y)
-        K = gram(xp, Xt, self.kernel, self.threshold)
-        L = gram(xp, Yt, self.kernel, self.threshold)
-        hxy = hsic_unbiased(xp, K, L)
-        hxx = hsic_unbiased(xp, K, K)
-        hyy = hsic_unbiased(xp, L, L)
-        if self.kernel == "rbf":
-            gx = gy = 1.0
-        self._add(xp, hxy, hxx, hyy, gx, gy)
-        self.n_batches += 1
-        self.n += int(X.shape[0])
-        return self
-
-    def _add(self, xp: Any, hxy: Any, hxx: Any, hyy: Any, gx: float, gy: float) -> None:
-        """Add HSIC sums given in units (gx, gy), converting to the running units."""
-        first = self.n_batches == 0
-        Gx, Gy = (gx, gy) if first else (max(self._gx, gx), max(self._gy, gy))
-        # exact powers of two <= 1 (they may underflow to 0: negligible contributions)
-        ax, ay = _sq(self._gx / Gx), _sq(self._gy / Gy)
-        bx, by = _sq(gx / Gx), _sq(gy / Gy)
-        if first:
-            self._sxy, self._sxx, self._syy = hxy * (bx * by), hxx * (bx * bx), hyy * (by * by)
-        else:
-            self._sxy = self._sxy * (ax * ay) + hxy * (bx * by)
-            self._sxx = self._sxx * (ax * ax) + hxx * (bx * bx)
-            self._syy = self._syy * (ay * ay) + hyy * (by * by)
-        self._gx, self._gy = Gx, Gy
-        self._xp = xp
-
-    def merge(self, other: MinibatchCKA) -> MinibatchCKA:
-        if not isinstance(other, MinibatchCKA):
-            raise TypeError(f"merge() expects a MinibatchCKA; got {type(other).__name__}.")
-        if (other.kernel, other.threshold) != (self.kernel, self.threshold):
-            raise ValueError("cannot merge MinibatchCKA accumulators with different kernels.")
-        if other.n_batches == 0:
-            return self
-        self._add(other._xp, other._sxy, other._sxx, other._syy, other._gx, other._gy)
-        self.n_batches += other.n_batches
-        self.n += other.n
-        return self
-
-    def compute(self) -> Any:
-        """The minibatch CKA as a :class:`~nncompare.results.CKAResult`."""
-        from nncompare.results import CKAResult
-
-        if self.n_batches == 0:
-            raise ValueError("MinibatchCKA is empty: call update(X_batch, Y_batch) first.")
-        xp = self._xp
-        sxx, syy = self._sxx, self._syy
-        if float(sxx) <= 0 or float(syy) <= 0:
-            raise ValueError(
-                "minibatch CKA is undefined: the summed unbiased HSIC of a representation with "
-                f"itself is not positive (HSIC(K,K)={float(self.hsic_xx):.3g}, "
-                f"HSIC(L,L)={float(self.hsic_yy):.3g}). Use larger batches or check for "
-                "constant activations."
-            )
-        denom = xp.sqrt(sxx * syy) if is_torch(sxx) else float(np.sqrt(float(sxx) * float(syy)))
-        value = self._sxy / denom
-        return CKAResult(
-            measure="cka_minibatch",
-            value=value,
-            n_samples=self.n,
-            conventions={
-                "kernel": self.kernel,
-                "threshold": self.threshold if self.kernel == "rbf" else None,
-                "estimator": "unbiased HSIC_1 (Song et al. 2012) summed over "
-                f"{self.n_batches} minibatches (Nguyen et al. 2021)",
-            },
-            hsic_xy=self.hsic_xy,
-            hsic_xx=self.hsic_xx,
-            hsic_yy=self.hsic_yy,
-        )
-
-
-def _sq(g: float) -> float:
-    with np.errstate(over="ignore", under="ignore"):
-        return float(np.float64(g) * np.float64(g))
 
 
 def iter_pairs(names_a: Iterable[str], names_b: Iterable[str]) -> list[tuple[str, str]]:

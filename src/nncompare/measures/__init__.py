@@ -27,6 +27,7 @@ globals().update(_MEASURES)
 
 __all__ = [
     "MeasureInfo",
+    "MinibatchCKA",
     "available",
     "compute",
     "dft_cca",
@@ -52,6 +53,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from
 
 
 def __getattr__(name: str) -> Any:
+    if name == "MinibatchCKA":  # the streaming accumulator of kernel CKA, beside its family
+        from nncompare.measures.cka import MinibatchCKA
+
+        return MinibatchCKA
     # measures added with nncompare.measures.register() after this module was imported
     info = available().get(name) if not name.startswith("__") else None
     if info is None:

@@ -26,12 +26,15 @@ recompute the moments in float64 (:func:`linear_moments`), accumulated ``Moments
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nncompare._array import Array, conj_t, device_of, is_torch, real
 from nncompare.errors import NNCompareError
+
+if TYPE_CHECKING:
+    from nncompare.stats import Moments
 
 DEFAULT_RTOL = 1e-10
 
@@ -264,6 +267,30 @@ def check_products(
         "(nc.Moments(precision='float64'), nc.JointMoments(precision='float64')), or pass the "
         "arrays themselves (the measure then recomputes in float64)."
     )
+
+
+def whitening_side(m: Moments, which: str, rtol: float, measure: str = "cca") -> Side:
+    """The whitening of one side of ``m`` (``which`` "x" or "y"), cached on the moments.
+
+    Whitens the rescaled features (x - mean) / scale (CCA is invariant to per-feature
+    scales); ``unscale`` = 1 / scale takes directions back to the data's units. Shared by
+    the CCA family and the fully whitened shape metric (alpha = 0), so a grid computing
+    both decomposes each layer once (:meth:`nncompare.Moments.cached`).
+
+    Raises :class:`ProductPrecisionError` when the moments' products were float32 and this
+    inversion amplifies their rounding too much.
+    """
+
+    def compute() -> Side:
+        C = m.zxx if which == "x" else m.zyy
+        const = m.constant_x() if which == "x" else m.constant_y()
+        side = whiten(m.xp, C, const, rtol=rtol)
+        side.unscale = 1.0 / (m.scale_x if which == "x" else m.scale_y)
+        return side
+
+    side = m.cached(which, ("whiten", rtol), compute)
+    check_products(m.product_precision, side.amplification, measure=measure, label=which.upper())
+    return side
 
 
 def linear_moments(

@@ -67,8 +67,8 @@ from nncompare.measures._linalg import (
     diag,
     eigh_desc_stable,
     linear_moments,
-    whiten,
     whitened_cross,
+    whitening_side,
     with_exact_fallback,
 )
 from nncompare.results import CCAResult, PWCCAResult, SVCCAResult
@@ -78,25 +78,6 @@ __all__ = ["cca", "cca_r2", "pwcca", "svcca"]
 
 
 # ---------------------------------------------------------------------- helpers
-def _side(m: Moments, which: str, rtol: float, measure: str = "cca") -> Side:
-    """Whitening of the rescaled features (x - mean) / scale (CCA is invariant to per-feature
-    scales); ``unscale`` = 1 / scale takes directions back to the data's units.
-
-    Raises :class:`~nncompare.measures._linalg.ProductPrecisionError` when the moments' products
-    were float32 and this inversion amplifies their rounding too much."""
-    cache = m._cache_x if which == "x" else m._cache_y
-    key = ("whiten", rtol)
-    if key not in cache:
-        C = m.zxx if which == "x" else m.zyy
-        const = m.constant_x() if which == "x" else m.constant_y()
-        side = whiten(m.xp, C, const, rtol=rtol)
-        side.unscale = 1.0 / (m.scale_x if which == "x" else m.scale_y)
-        cache[key] = side
-    side = cache[key]
-    check_products(m.product_precision, side.amplification, measure=measure, label=which.upper())
-    return side
-
-
 def _warn_rank(m: Moments, sx: Side, sy: Side, measure: str) -> None:
     for label, side, d in (("X", sx, m.d1), ("Y", sy, m.d2)):
         if side.n_constant:
@@ -137,8 +118,8 @@ def _core(
     want_vectors: bool = True,
     decompose: bool = True,
 ) -> CCACore:
-    sx = sx if sx is not None else _side(m, "x", rtol, measure)
-    sy = sy if sy is not None else _side(m, "y", rtol, measure)
+    sx = sx if sx is not None else whitening_side(m, "x", rtol, measure)
+    sy = sy if sy is not None else whitening_side(m, "y", rtol, measure)
     _all_constant(m, sx, sy, measure)
     check_not_trivial(m.n, sx.rank, sy.rank, what=measure)
     if warn_rank:
@@ -502,19 +483,17 @@ def _svcca(
     xp = m.xp
     # PCA is invariant to isotropic scaling only: work in units of each side's largest scale
     txx, tyy, txy = m.normalized()
-    key_x = ("pca", variance, dx, rtol)
-    key_y = ("pca", variance, dy, rtol)
-    for key, cache, C, label, d, which in (
-        (key_x, m._cache_x, txx, "X", dx, "x"),
-        (key_y, m._cache_y, tyy, "Y", dy, "y"),
-    ):
-        if key not in cache:
-            side, explained = _pca_side(xp, C, variance=variance, dims=d, label=label, rtol=rtol)
-            _, g = m.relative_scale(which)
-            side.unscale = xp.full(C.shape[-1], 1.0 / g, dtype=C.dtype, device=device_of(C))
-            cache[key] = (side, explained)
-    sx, ex = m._cache_x[key_x]
-    sy, ey = m._cache_y[key_y]
+
+    def pca(which: str, C: Array, d: int | None) -> tuple[Side, Any]:
+        side, explained = _pca_side(
+            xp, C, variance=variance, dims=d, label=which.upper(), rtol=rtol
+        )
+        _, g = m.relative_scale(which)
+        side.unscale = xp.full(C.shape[-1], 1.0 / g, dtype=C.dtype, device=device_of(C))
+        return side, explained
+
+    sx, ex = m.cached("x", ("pca", variance, dx, rtol), lambda: pca("x", txx, dx))
+    sy, ey = m.cached("y", ("pca", variance, dy, rtol), lambda: pca("y", tyy, dy))
     check_products(m.product_precision, sx.amplification, measure="svcca", label="X")
     check_products(m.product_precision, sy.amplification, measure="svcca", label="Y")
     check_not_trivial(m.n, sx.rank, sy.rank, what="svcca")
@@ -630,7 +609,7 @@ def _pwcca(
 ) -> PWCCAResult:
     xp = m.xp
     if convention == "google":
-        sx, sy = _side(m, "x", rtol, "pwcca"), _side(m, "y", rtol, "pwcca")
+        sx, sy = whitening_side(m, "x", rtol, "pwcca"), whitening_side(m, "y", rtol, "pwcca")
         _all_constant(m, sx, sy, "pwcca")
         check_not_trivial(m.n, sx.rank, sy.rank, what="pwcca")
         return _pwcca_google(m, epsilon=epsilon)

@@ -45,6 +45,7 @@ from nncompare.measures._linalg import (
     diag,
     linear_moments,
     svdvals_via_gram,
+    whitening_side,
     with_exact_fallback,
 )
 from nncompare.results import Pending, ProcrustesResult, ShapeResult
@@ -224,10 +225,7 @@ def _shape(m: Any, alpha: float, rtol: float, conv: str | None) -> ShapeResult:
     if alpha == 0.0:
         # full whitening: any whitening gives the same nuclear norm; the scale-normalised
         # one of the CCA core keeps features of wildly different scales exact.
-
-        from nncompare.measures.cca import _side
-
-        sx, sy = _side(m, "x", rtol, "shape"), _side(m, "y", rtol, "shape")
+        sx, sy = whitening_side(m, "x", rtol, "shape"), whitening_side(m, "y", rtol, "shape")
         cross = xp.matrix_transpose(sx.W) @ m.zxy @ sy.W
         s = _singular_values(xp, cross, m.product_precision)
         value = xp.sum(s) / xp.sqrt(xp.asarray(float(sx.rank * sy.rank), dtype=s.dtype))
@@ -248,11 +246,8 @@ def _shape(m: Any, alpha: float, rtol: float, conv: str | None) -> ShapeResult:
         )
     cxx, cyy, cxy = m.normalized()
     key = ("partial_whitener", alpha, rtol)
-    if key not in m._cache_x:
-        m._cache_x[key] = _partial_whitener(xp, cxx, alpha, rtol)
-    if key not in m._cache_y:
-        m._cache_y[key] = _partial_whitener(xp, cyy, alpha, rtol)
-    (Zx, nx, ax), (Zy, ny, ay) = m._cache_x[key], m._cache_y[key]
+    Zx, nx, ax = m.cached("x", key, lambda: _partial_whitener(xp, cxx, alpha, rtol))
+    Zy, ny, ay = m.cached("y", key, lambda: _partial_whitener(xp, cyy, alpha, rtol))
     check_products(m.product_precision, ax, measure="shape", label="X")
     check_products(m.product_precision, ay, measure="shape", label="Y")
     cross = xp.matrix_transpose(Zx) @ cxy @ Zy
