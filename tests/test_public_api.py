@@ -53,6 +53,8 @@ PUBLIC = [
     "shape_cv",
     "similarity",
     "stats",
+    "stitch",
+    "stitching",
     "svcca",
     "training",
     "workbench",
@@ -82,7 +84,7 @@ def test_public_names_pinned():
 
 MODULES = {
     "analyses", "capture", "data", "demo", "errors", "measures", "models", "plot", "report",
-    "stats", "training", "workbench",
+    "stats", "stitching", "training", "workbench",
 }  # fmt: skip
 #: short names of the workbench modules: the same module objects, at home in nncompare.workbench
 WORKBENCH = {"data", "models", "training"}

@@ -35,6 +35,8 @@ _LAZY: dict[str, str] = {
     "compare_models": "nncompare.analyses.compare",
     "compare_checkpoints": "nncompare.analyses.compare",
     "ComparisonResult": "nncompare.results",
+    # stitching (the function lens)
+    "stitch": "nncompare.stitching",
 }
 
 _SUBMODULES = {
@@ -48,6 +50,7 @@ _SUBMODULES = {
     "report",
     "training",
     "workbench",
+    "stitching",
     "demo",
     "errors",
 }
