@@ -366,12 +366,12 @@ def test_measure_names_are_case_insensitive(runner, small):
         (
             "svcca:variance=1.5",
             "Error: Invalid value for --measure: svcca:variance=1.5: variance must lie in "
-            "(0, 1]; got 1.5.",
+            "(0, 1] or be None; got 1.5. Pass e.g. variance=0.99 (the default).",
         ),
         (
             "pwcca:convention=goo",
             "Error: Invalid value for --measure: pwcca:convention=goo: convention must be one "
-            "of 'paper', 'google'; got 'goo'.",
+            "of 'paper', 'google'; got 'goo'. Pass e.g. convention='paper' (the default).",
         ),
         (
             "pwcca:epsilon=1e-6",

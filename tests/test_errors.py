@@ -13,6 +13,7 @@ from nncompare import errors
 
 EXCEPTIONS = {
     "InsufficientMemoryError": MemoryError,
+    "InvalidParameterError": ValueError,
     "ProductPrecisionError": ValueError,
     "UnsafeCheckpointError": ValueError,
     "NotFittedError": ValueError,

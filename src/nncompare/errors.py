@@ -10,6 +10,7 @@ Every warning derives from :class:`NNCompareWarning`, so
 
 =========================  ===========================================================
 ``NNCompareError``         base of nncompare's exceptions
+``InvalidParameterError``  an option outside its declared values (``ValueError``, ``TypeError``)
 ``InsufficientMemoryError`` an O(n²) measure would not fit in memory (``MemoryError``)
 ``ProductPrecisionError``  float32 co-moments too inexact for an inversion (``ValueError``)
 ``UnsafeCheckpointError``  a checkpoint holds pickled code (``ValueError``)
@@ -53,6 +54,7 @@ class ConstantFeatureWarning(NNCompareWarning):
 # Defined beside the code that raises them (some need torch); importable from here.
 _ELSEWHERE = {
     "InsufficientMemoryError": "nncompare.measures._kernels",
+    "InvalidParameterError": "nncompare._validation",
     "ProductPrecisionError": "nncompare.measures._linalg",
     "UnsafeCheckpointError": "nncompare._io",
     "NotFittedError": "nncompare.measures.shape_cv",

@@ -160,14 +160,26 @@ def _probe(name: str, function: Callable[..., Any], options: dict[str, Any], tex
         ) from exc
 
 
+def _check_declared(info: Any, options: dict[str, Any], text: str) -> None:
+    """Check option values against the measure's declared constraints (no data needed)."""
+    from nncompare._validation import InvalidParameterError
+
+    try:
+        info.check_options(options)
+    except InvalidParameterError as exc:
+        raise click.BadParameter(f"{text}: {exc.reason}", param_hint="--measure") from None
+
+
 def parse_measures(texts: Sequence[str], *, conv: str) -> dict[str, dict[str, Any]]:
     """``--measure`` values to the ``{name: options}`` mapping of ``compare_models``.
 
     Names are looked up case-insensitively among the activation measures of the
     registry (unknown names get the registry's "did you mean" error); option names are
-    checked against the measure function's keyword arguments, and option values by
-    calling the measure once on small random data, so that the library's own error
-    for a bad value comes before any model runs. With ``conv="dft"`` only measures
+    checked against the measure function's keyword arguments, and option values against
+    the measure's declared constraints (:attr:`MeasureInfo.parameters`), then by calling
+    the measure once on small random data (for rules between options, such as pwcca's
+    epsilon with convention='google'), so that the library's own error for a bad value
+    comes before any model runs. With ``conv="dft"`` only measures
     whose registry entry lists the ``dft`` policy are accepted.
 
     Raises
@@ -226,7 +238,8 @@ def parse_measures(texts: Sequence[str], *, conv: str) -> dict[str, dict[str, An
                     param_hint="--measure",
                 )
         if options:
-            _probe(name, info.function, options, text)
+            _check_declared(info, options, text)
+            _probe(name, info.function, options, text)  # what the declarations cannot say
         out[name] = options
     return out
 

@@ -240,6 +240,33 @@ class MeasureInfo:
         """The measure function, ``module.name`` (imported on first use)."""
         return getattr(importlib.import_module(self.module), self.name)
 
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The declared constraints of the function's options, ``{option: constraints}``.
+
+        Read from the function (its ``@constrain(...)`` declaration, see
+        :func:`nncompare._validation.constrain`), not declared a second time here; each value
+        has ``accepts(value)``, ``phrase`` ("lie in (0, 1] or be None") and ``example()``.
+        Empty for a function without declared constraints (e.g. a measure registered from
+        outside nncompare). Check options with :meth:`check_options`.
+        """
+        from nncompare._validation import constraints_of
+
+        return constraints_of(self.function)
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Check option values against :attr:`parameters` without running the measure.
+
+        Raises
+        ------
+        nncompare._validation.InvalidParameterError
+            A ``ValueError`` and ``TypeError``, with the message a call would give.
+            Options without a declared constraint are not checked here.
+        """
+        from nncompare._validation import check_parameters
+
+        check_parameters(self.function, options, name=self.name)
+
     def supports(self, feature: str) -> bool:
         """Whether the measure has ``feature``: a conv policy, "spectrum" or "streaming"."""
         if feature == "spectrum":

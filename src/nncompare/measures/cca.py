@@ -52,9 +52,6 @@ from nncompare._array import Array, conj_t, device_of, to_numpy
 from nncompare._validation import (
     ConstantFeatureWarning,
     RankDeficiencyWarning,
-    check_fraction,
-    check_option,
-    check_positive_int,
     warn,
 )
 from nncompare.measures._linalg import (
@@ -70,6 +67,18 @@ from nncompare.measures._linalg import (
     whitened_cross,
     whitening_side,
     with_exact_fallback,
+)
+from nncompare.measures._params import (
+    CONV,
+    LAYOUT,
+    POSITIVE_INT,
+    PRECISION,
+    RTOL,
+    Boolean,
+    Interval,
+    Options,
+    Pair,
+    constrain,
 )
 from nncompare.results import CCAResult, PWCCAResult, SVCCAResult
 from nncompare.stats import Moments
@@ -204,6 +213,7 @@ def _dft_precision(precision: str, measure: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- CCA
+@constrain(conv=CONV, layout=LAYOUT, rtol=RTOL, precision=PRECISION)
 def cca(
     X: Any,
     Y: Any = None,
@@ -260,7 +270,7 @@ def cca(
     >>> round(float(r), 8)
     1.0
     """
-    rtol = _validate_rtol(rtol)
+    rtol = float(rtol)
     if conv == "dft":
         from nncompare.measures.conv import dft_cca
 
@@ -288,6 +298,7 @@ def _cca(m: Moments, rtol: float, conv: str | None) -> CCAResult:
     )
 
 
+@constrain(conv=CONV, layout=LAYOUT, rtol=RTOL, precision=PRECISION)
 def cca_r2(
     X: Any,
     Y: Any = None,
@@ -306,7 +317,7 @@ def cca_r2(
     parameters and details as :func:`cca`. Kornblith et al. divide by min(d1, d2); we divide
     by the ranks, which equals it for full-rank inputs and stays meaningful otherwise.
     """
-    rtol = _validate_rtol(rtol)
+    rtol = float(rtol)
     base = cca(X, Y, conv=conv, layout=layout, rtol=rtol, precision=precision)
     rho = base.rho if conv != "dft" else None
     if conv == "dft":
@@ -399,6 +410,14 @@ def _pca_side(
     return side, explained
 
 
+@constrain(
+    variance=[Interval(float, 0, 1, closed="right"), None],
+    dims=[POSITIVE_INT, Pair(POSITIVE_INT, ("dims_x", "dims_y")), None],
+    conv=CONV,
+    layout=LAYOUT,
+    rtol=RTOL,
+    precision=PRECISION,
+)
 def svcca(
     X: Any,
     Y: Any = None,
@@ -444,18 +463,18 @@ def svcca(
     uncentred data (not translation invariant); google's tutorial keeps a fixed k and adds
     a 1e-10 ridge; rtd centres the wrong axis. See the README's measure table.
     """
-    rtol = _validate_rtol(rtol)
+    rtol = float(rtol)
     dx = dy = None
-    if dims is not None:
-        if isinstance(dims, tuple | list):
-            if len(dims) != 2:
-                raise ValueError(f"dims must be an int or a pair (dims_x, dims_y); got {dims!r}.")
-            dx, dy = (check_positive_int("dims", d) for d in dims)
-        else:
-            dx = dy = check_positive_int("dims", dims)
+    if dims is not None:  # values checked by @constrain
+        dx, dy = (int(d) for d in dims) if isinstance(dims, tuple | list) else (int(dims),) * 2
         variance = None
+    elif variance is None:
+        raise ValueError(
+            "svcca: variance=None needs dims (the number of directions to keep); pass a "
+            "fraction of variance such as variance=0.99, or dims=20."
+        )
     else:
-        variance = check_fraction("variance", variance)
+        variance = float(variance)
     if conv == "dft":
         from nncompare.measures.conv import dft_cca
 
@@ -540,6 +559,15 @@ def _svcca(
 
 
 # ---------------------------------------------------------------------- PWCCA
+@constrain(
+    convention=Options("paper", "google"),
+    symmetric=Boolean(),
+    conv=CONV,
+    layout=LAYOUT,
+    rtol=RTOL,
+    epsilon=Interval(float, 0, None, closed="left"),
+    precision=PRECISION,
+)
 def pwcca(
     X: Any,
     Y: Any = None,
@@ -587,8 +615,7 @@ def pwcca(
     PWCCAResult
         ``value``, ``rho``, ``weights`` (aligned with rho), ``weights_y`` when symmetric.
     """
-    check_option("convention", convention, ("paper", "google"))
-    rtol = _validate_rtol(rtol)
+    rtol = float(rtol)
     if conv == "dft":
         raise ValueError(
             "pwcca does not support conv='dft' (projection weights need the neuron basis, "

@@ -45,6 +45,7 @@ from nncompare._array import (
 from nncompare._validation import check_option, check_pair
 from nncompare.measures._inputs import prepare_pair, to_moments
 from nncompare.measures._kernels import center_gram, gram, hsic_unbiased, ucenter_gram
+from nncompare.measures._params import CONV, LAYOUT, PRECISION, Boolean, Interval, constrain
 from nncompare.results import CKAResult
 from nncompare.stats import Moments, _check_precision, centred_normalised
 
@@ -78,16 +79,7 @@ def _undefined(label: str) -> ValueError:
     )
 
 
-def _positive(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number; got {value!r}.") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise ValueError(f"{name} must be a finite positive number; got {v}.")
-    return v
-
-
+@constrain(conv=CONV, layout=LAYOUT, precision=PRECISION)
 def cka(
     X: Any,
     Y: Any = None,
@@ -181,6 +173,7 @@ def cka(
     )
 
 
+@constrain(conv=CONV, layout=LAYOUT, precision=PRECISION)
 def cka_debiased(
     X: Any,
     Y: Any = None,
@@ -280,6 +273,12 @@ def _debiased_result(
     )
 
 
+@constrain(
+    threshold=Interval(float, 0, None, closed="neither"),
+    debiased=Boolean(),
+    conv=CONV,
+    layout=LAYOUT,
+)
 def cka_rbf(
     X: Any,
     Y: Any = None,
@@ -308,8 +307,7 @@ def cka_rbf(
     threshold : float > 0, default 1.0
         Bandwidth as a fraction of the median distance (Kornblith's notebook uses 0.2–1.0).
     """
-    threshold = _positive("threshold", threshold)
-    check_option("debiased", debiased, (True, False))
+    threshold = float(threshold)  # values checked by @constrain
     if isinstance(X, Moments):
         raise TypeError(
             "cka_rbf needs the samples themselves (a kernel is not a function of moments); "

@@ -37,7 +37,6 @@ import math
 from typing import Any
 
 from nncompare._array import Array, is_torch, to_scalar_float
-from nncompare._validation import check_fraction
 from nncompare.measures._inputs import prepare_pair
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
@@ -48,6 +47,7 @@ from nncompare.measures._linalg import (
     whitening_side,
     with_exact_fallback,
 )
+from nncompare.measures._params import CONV, LAYOUT, PRECISION, RTOL, Interval, constrain
 from nncompare.results import Pending, ProcrustesResult, ShapeResult
 from nncompare.stats import JointMoments, Moments, cross_moments
 
@@ -78,6 +78,7 @@ def _check_norms(tx: Array, ty: Array) -> tuple[Array, Array]:
     return tx, ty
 
 
+@constrain(conv=CONV, layout=LAYOUT, precision=PRECISION)
 def procrustes(
     X: Any,
     Y: Any = None,
@@ -178,6 +179,13 @@ def _float(v: Array) -> float:
     return float(v.detach()) if is_torch(v) else float(v)
 
 
+@constrain(
+    alpha=Interval(float, 0, 1, closed="both"),
+    conv=CONV,
+    layout=LAYOUT,
+    rtol=RTOL,
+    precision=PRECISION,
+)
 def shape(
     X: Any,
     Y: Any = None,
@@ -212,7 +220,7 @@ def shape(
     isotropic scaling. netrep whitens with the unnormalised Xcᵀ Xc, which makes its
     0 < alpha < 1 results depend on the data's scale; at alpha = 0 and 1 the two agree.
     """
-    alpha = check_fraction("alpha", alpha, low_open=False)
+    alpha = float(alpha)  # values checked by @constrain
     m, exact = linear_moments(
         X, Y, conv=conv, layout=layout, measure="shape", precision=precision, min_samples=3
     )

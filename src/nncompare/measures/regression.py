@@ -15,11 +15,13 @@ from nncompare._array import to_scalar_float
 from nncompare._validation import ConstantFeatureWarning, RankDeficiencyWarning, warn
 from nncompare.measures._inputs import to_moments
 from nncompare.measures._linalg import DEFAULT_RTOL, check_products, diag, whiten
+from nncompare.measures._params import CONV, LAYOUT, RTOL, constrain
 from nncompare.results import RegressionResult
 
 __all__ = ["lr_r2"]
 
 
+@constrain(conv=CONV, layout=LAYOUT, rtol=RTOL)
 def lr_r2(
     X: Any,
     Y: Any = None,

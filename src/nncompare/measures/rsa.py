@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._array import Array, device_of, is_torch, namespace, to_numpy, to_scalar_float
-from nncompare._validation import check_matrix, check_option, check_positive_int
+from nncompare._validation import check_matrix, check_option, check_parameters
 from nncompare.measures._inputs import prepare_pair
 from nncompare.measures._kernels import (
     RDM_N2_ARRAYS,
@@ -48,6 +48,7 @@ from nncompare.measures._kernels import (
     gram_rounding,
     input_eps,
 )
+from nncompare.measures._params import CONV, LAYOUT, POSITIVE_INT, Options, constrain
 from nncompare.results import Result
 
 __all__ = ["mutual_knn", "rdm", "rsa"]
@@ -275,8 +276,7 @@ def _rsa_inputs(
     X: Any, Y: Any, *, rdm: str, compare: str, conv: str | None, layout: str | None
 ) -> tuple[Any, Any, Any, int]:
     """Options checked, inputs validated, memory checked: (X, Y, namespace, n)."""
-    check_option("rdm", rdm, ("correlation", "euclidean"))
-    check_option("compare", compare, ("spearman", "pearson"))
+    check_parameters(rsa, {"rdm": rdm, "compare": compare})  # rsa's declaration, all paths
     X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="rsa")
     n = int(X.shape[0])
     check_memory(
@@ -336,6 +336,12 @@ def _rsa_result(
     )
 
 
+@constrain(
+    rdm=Options("correlation", "euclidean"),
+    compare=Options("spearman", "pearson"),
+    conv=CONV,
+    layout=LAYOUT,
+)
 def rsa(
     X: Any,
     Y: Any,
@@ -417,6 +423,7 @@ def _top_k(S: np.ndarray, k: int, tol: float) -> np.ndarray:
     return definite | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
 
 
+@constrain(k=POSITIVE_INT, metric=Options("cosine", "euclidean"), conv=CONV, layout=LAYOUT)
 def mutual_knn(
     X: Any,
     Y: Any,
@@ -446,8 +453,7 @@ def mutual_knn(
     index, so the value does not depend on the scale of X or Y. Not differentiable:
     ``backward()`` on a torch result raises a ``RuntimeError`` saying so.
     """
-    check_option("metric", metric, ("cosine", "euclidean"))
-    k = check_positive_int("k", k)
+    k = int(k)  # values checked by @constrain
     X, Y = prepare_pair(X, Y, conv=conv, layout=layout, min_samples=3, measure="mutual_knn")
     n = int(X.shape[0])
     if k >= n:
