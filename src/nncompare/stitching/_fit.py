@@ -284,8 +284,8 @@ def fit(
     stitched.method = method
     return StitchResult(
         method=method,
-        matrix=stitched.matrix,
-        bias=stitched.bias,
+        matrix=M,
+        bias=bias,
         layer_a=stitched.layer_a,
         layer_b=stitched.layer_b,
         kind=stitched.kind,

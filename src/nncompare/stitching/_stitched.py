@@ -396,7 +396,7 @@ def stitch(
         )
     rank = _check_rank(kind, rank)
     traced_a = trace(model_a, "model_a")
-    traced_b = traced_a if model_b is model_a else trace(model_b, "model_b")
+    traced_b = trace(model_b, "model_b")
     cut_a = traced_a.cut_node(layer_a)
     cut_b = traced_b.check_back(layer_b)
     dev_a, dev_b = _model_device(model_a), _model_device(model_b)
