@@ -385,3 +385,13 @@ def test_rules_between_options_stay_in_the_function():
         nc.svcca(X, Y, dims=50)
     with pytest.raises(ValueError, match=r"epsilon applies to convention='google' only"):
         nc.pwcca(X, Y, epsilon=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [(k, b) for k, spec in constraints_of(nc.rdm).items() for b in spec.invalid()],
+)
+def test_rdm_options_are_declared_too(key, bad):
+    spec = constraints_of(nc.rdm)[key]
+    with pytest.raises(InvalidParameterError, match=rf"^rdm: {key} must {re.escape(spec.phrase)}"):
+        nc.rdm(X, **{key: bad})

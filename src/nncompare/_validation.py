@@ -325,7 +325,10 @@ class Interval(Constraint):
         return self._check_type(value)
 
     def accepts(self, value: Any) -> bool:
-        if not self._check_type(value):
+        kind = type(value)
+        if not (kind is float or kind is int or self._check_type(value)):
+            return False
+        if kind is float and self.kind is int:
             return False
         if self.kind is float and not math.isfinite(value):
             return False

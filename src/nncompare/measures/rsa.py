@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._array import Array, device_of, is_torch, namespace, to_numpy, to_scalar_float
-from nncompare._validation import check_matrix, check_option, check_parameters
+from nncompare._validation import check_matrix, check_parameters
 from nncompare.measures._inputs import prepare_pair
 from nncompare.measures._kernels import (
     RDM_N2_ARRAYS,
@@ -128,6 +128,7 @@ def _upper(xp: Any, M: Array) -> Array:
     return M[idx[:, None] < idx[None, :]]
 
 
+@constrain(metric=Options("correlation", "euclidean"), conv=CONV, layout=LAYOUT)
 def rdm(
     X: Any, *, metric: str = "correlation", conv: str | None = None, layout: str | None = None
 ) -> Any:
@@ -168,7 +169,6 @@ def rdm(
     >>> R.shape
     (5, 5)
     """
-    check_option("metric", metric, ("correlation", "euclidean"))
     if conv is not None:
         from nncompare.measures.conv import reshape_conv
 
