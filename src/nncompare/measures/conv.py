@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -476,15 +477,19 @@ def _joint_comoments_numpy(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The numpy route of :func:`_joint_comoments` (chunked, BLAS syrk accumulation).
 
-    Per chunk of samples, one FFT per input straight from the data; per frequency, the
-    chunk's spectra are centred on the mean spectrum into one real (chunk, 2D) buffer
-    (one pass, cache resident), whose symmetric product is accumulated in place.
-    (Centring the data before the FFT instead would cost a pass over the data itself.)
+    One pass over the data: per chunk of samples, one FFT per input straight from the
+    data; per frequency, the chunk's spectra minus a shift μ₀ go into one real
+    (chunk, 2D + 2) buffer (one pass, cache resident) whose symmetric product is
+    accumulated in place. The buffer's last two columns hold (1, 0), so the same product
+    also sums the shifted spectra; the centred co-moments follow as
+    ``Σ (z - μ₀)ᴴ (z - μ₀) - n δᴴ δ`` with δ = mean - μ₀. The shift is the first
+    sample's spectrum: constant coefficients (dead channels, fixed patterns) then give
+    exact zeros, and since the shift is one of the samples, a coefficient's shifted sum of
+    squares is at most n + 1 times its centred one (log2(n + 1) bits lost to the
+    correction, at worst). Where it exceeds 2^_SHIFT_BITS times (many samples and an
+    outlying first one), the pass is repeated with the exact mean spectrum (the spectrum
+    of the mean image) as the shift.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from scipy.linalg import get_blas_funcs
-
     R, D = len(plan.reps), int(starts[-1])
     n = int(sources[0].X.shape[0])
     inputs = []
@@ -493,62 +498,147 @@ def _joint_comoments_numpy(
         X = s.X * s.units if s.prescale else s.X
         size = tuple(int(v) for v in X.shape[1:-1])
         slots, conj = _slots(plan, size, half=half)
-        dt = np.complex128 if X.dtype.kind == "c" else np.float64
-        # the mean spectrum is the spectrum of the mean image (linearity): (S', C)
-        mu = _dft(np, X.mean(axis=0, dtype=dt)[None], half=half)[:, 0, :]
-        inputs.append((X, slots, conj, 1.0 if s.prescale else s.units, mu))
-        per_sample += int(mu.size)
-    mean = np.empty((R, D), dtype=np.complex128)
-    for k, (_, slots, conj, u, mu) in enumerate(inputs):
-        m = mu[slots] * u
-        mean[:, starts[k] : starts[k + 1]] = np.where(conj[:, None], np.conj(m), m)
+        inputs.append((X, slots, conj, 1.0 if s.prescale else s.units))
+        per_sample += (
+            int(np.prod(size[:-1], dtype=np.int64))
+            * (size[-1] // 2 + 1 if half else size[-1])
+            * int(X.shape[-1])
+        )
     chunk = int(max(16, min(n, _CHUNK_BYTES // (16 * max(per_sample, 1)))))
-    # lower triangles of the real (2D, 2D) products, accumulated in place (syrk on the
-    # transposed view: a C-ordered (2D, 2D) block is a Fortran one's transpose)
-    acc = np.zeros((R, 2 * D, 2 * D))
-    syrk = get_blas_funcs("syrk", (acc,))
     workers = min(_fft_workers(), R)
-    groups = [range(i, R, workers) for i in range(workers)]
-    bufs = [np.empty((chunk, 2 * D)) for _ in range(workers)]
+    with _blas_single_threaded(), _pool(workers) as pool:
+        mean, com, excess = _shifted_pass(
+            inputs, R, D, starts, n, chunk, pool, workers, None, half=half
+        )
+        if excess:
+            shifts = []
+            for X, _, _, _ in inputs:
+                dt = np.complex128 if X.dtype.kind == "c" else np.float64
+                shifts.append(_dft(np, X.mean(axis=0, dtype=dt)[None], half=half)[:, 0, :])
+            mean, com, _ = _shifted_pass(
+                inputs, R, D, starts, n, chunk, pool, workers, shifts, half=half
+            )
+    return mean, com
 
+
+# the first-sample shift is kept while no coefficient's shifted sum of squares exceeds its
+# centred one by more than 2^_SHIFT_BITS (bits of the products lost to the correction)
+_SHIFT_BITS = 10
+
+
+def _pool(workers: int) -> Any:
+    """A thread pool of ``workers`` threads, or an inline stand-in for one worker."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers > 1:
+        return ThreadPoolExecutor(workers)
+    return contextlib.nullcontext(_InlinePool())
+
+
+class _InlinePool:
+    """``map`` in the calling thread (no thread hand-off for one worker)."""
+
+    @staticmethod
+    def map(fn: Any, items: Any) -> Any:
+        return map(fn, items)
+
+
+def _shifted_pass(
+    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+    R: int,
+    D: int,
+    starts: np.ndarray,
+    n: int,
+    chunk: int,
+    pool: Any,
+    workers: int,
+    shifts: list[np.ndarray] | None,
+    *,
+    half: bool,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One pass of :func:`_joint_comoments_numpy` with the given shifts (S', C) per input
+    (None: the first sample's spectra). Returns the means, the centred co-moments and
+    whether the shift lost more than _SHIFT_BITS bits on some coefficient."""
+    from scipy.linalg import get_blas_funcs
+
+    # lower triangles of the real (2D + 2, 2D + 2) products, accumulated in place (syrk
+    # on the transposed view: a C-ordered block is a Fortran one's transpose)
+    E = 2 * D + 2
+    acc = np.zeros((R, E, E))
+    syrk = get_blas_funcs("syrk", (acc,))
+    groups = [range(i, R, workers) for i in range(workers)]
+    bufs = [np.empty((chunk, E)) for _ in range(workers)]
+    for b in bufs:
+        b[:, -2], b[:, -1] = 1.0, 0.0
     errors = np.geterr()  # the caller's floating-point error handling, for the workers
+    mus = shifts
 
     def accumulate(reps: range, spectra: list[np.ndarray], rows: int) -> None:
         buf = bufs[reps.start][:rows]
         cbuf = buf.view(np.complex128)
         with np.errstate(**errors):
             for r in reps:
-                for k, (_, slots, conj, u, mu) in enumerate(inputs):
+                for k, (_, slots, conj, u) in enumerate(inputs):
                     part = cbuf[:, starts[k] : starts[k + 1]]
-                    np.subtract(spectra[k][slots[r]], mu[slots[r]], out=part)
+                    np.subtract(spectra[k][slots[r]], mus[k][slots[r]], out=part)
                     if conj[r]:
                         np.conjugate(part, out=part)
                     if u != 1.0:
                         part *= u
                 syrk(1.0, buf.T, beta=1.0, c=acc[r].T, trans=0, lower=0, overwrite_c=1)
 
-    with _blas_single_threaded(), ThreadPoolExecutor(workers) as pool:
-        for s0 in range(0, n, chunk):
-            rows = min(chunk, n - s0)
-            spectra = [_dft(np, X[s0 : s0 + rows], half=half) for X, *_ in inputs]
-            list(pool.map(functools.partial(accumulate, spectra=spectra, rows=rows), groups))
-    return mean, _hermitian_from_real_lower(acc)
+    for s0 in range(0, n, chunk):
+        rows = min(chunk, n - s0)
+        spectra = [_dft(np, X[s0 : s0 + rows], half=half) for X, *_ in inputs]
+        if mus is None:
+            mus = [F[:, 0, :].copy() for F in spectra]
+        list(pool.map(functools.partial(accumulate, spectra=spectra, rows=rows), groups))
+    # the shifts at the representatives, in the co-moments' units and orientation
+    mu0 = np.empty((R, D), dtype=np.complex128)
+    for k, (_, slots, conj, u) in enumerate(inputs):
+        m = mus[k][slots] * u
+        mu0[:, starts[k] : starts[k + 1]] = np.where(conj[:, None], np.conj(m), m)
+    sums = np.empty((R, D), dtype=np.complex128)
+    sums.real = acc[:, 2 * D, 0 : 2 * D : 2]
+    sums.imag = acc[:, 2 * D, 1 : 2 * D : 2]
+    delta = sums / n
+    com = np.empty((R, D, D), dtype=np.complex128)
+    bounds = np.linspace(0, R, workers + 1).astype(int)
+    slices = [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+    def assemble(sl: slice) -> bool:
+        with np.errstate(**errors):
+            c = com[sl]
+            _hermitian_from_real_lower(acc[sl, : 2 * D, : 2 * D], out=c)
+            idx = np.arange(D)
+            shifted = c.real[:, idx, idx].copy()
+            d = delta[sl]
+            c -= n * (np.conj(d)[:, :, None] * d[:, None, :])
+            c.imag[:, idx, idx] = 0.0
+            centred = c.real[:, idx, idx]
+            with np.errstate(invalid="ignore"):
+                lost = shifted > np.ldexp(np.maximum(centred, 0.0), _SHIFT_BITS)
+            return bool(np.any(lost & (shifted > 0)))
+
+    excess = any(list(pool.map(assemble, slices)))
+    return mu0 + delta, com, excess and shifts is None
 
 
-def _hermitian_from_real_lower(acc: np.ndarray) -> np.ndarray:
+def _hermitian_from_real_lower(acc: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Complex Hermitian (R, D, D) blocks from the lower triangles of real (R, 2D, 2D)
     products of interleaved (re, im) columns: Re = Σ ar br + ai bi, Im = Σ ar bi - ai br."""
     D = acc.shape[-1] // 2
-    com = np.empty((acc.shape[0], D, D), dtype=np.complex128)
-    # on and below the diagonal the entries read the lower triangle (2a >= 2b, 2a + 1 > 2b)
-    np.add(acc[:, 0::2, 0::2], acc[:, 1::2, 1::2], out=com.real)
-    np.subtract(acc[:, 0::2, 1::2], acc[:, 1::2, 0::2], out=com.imag)
+    com = np.empty((acc.shape[0], D, D), dtype=np.complex128) if out is None else out
     idx = np.arange(D)
-    com.imag[:, idx, idx] = 0.0
-    # above the diagonal both formulas read zeros (syrk fills the lower triangle only), so
-    # adding the conjugate transpose fills the upper triangle and doubles the diagonal
-    com += np.conj(np.swapaxes(com, -1, -2))
-    com[:, idx, idx] *= 0.5
+    for a, c in zip(acc, com, strict=True):  # block by block: each stays in cache
+        # on and below the diagonal the entries read the lower triangle (2a >= 2b, 2a + 1 > 2b)
+        np.add(a[0::2, 0::2], a[1::2, 1::2], out=c.real)
+        np.subtract(a[0::2, 1::2], a[1::2, 0::2], out=c.imag)
+        c.imag[idx, idx] = 0.0
+        # above the diagonal both formulas read zeros (syrk fills the lower triangle only),
+        # so adding the conjugate transpose fills the upper triangle and doubles the diagonal
+        c += np.conj(c.T)
+        c[idx, idx] *= 0.5
     return com
 
 
@@ -668,13 +758,20 @@ def _pca_blocks(
     variance: float | None,
     dims: int | None,
     rtol: float,
+    pool: Any = None,
 ) -> tuple[Side, int]:
     """Principal directions selected globally over all frequency blocks, then whitened.
 
     ``multiplicity`` counts the grid points each block stands for (a representative and
-    its conjugate partner have identical eigenvalues).
+    its conjugate partner have identical eigenvalues). ``pool`` (numpy blocks): a thread
+    pool the eigen-decompositions are split over.
     """
-    evals, evecs = xp.linalg.eigh(C)
+    if pool is None:
+        evals, evecs = xp.linalg.eigh(C)
+    else:
+        parts = list(pool.map(np.linalg.eigh, [C[sl] for sl in _block_slices(len(C), 2)]))
+        evals = np.concatenate([e for e, _ in parts])
+        evecs = np.concatenate([v for _, v in parts])
     evals = xp.flip(evals, axis=-1)
     evecs = xp.flip(evecs, axis=-1)
     ev = to_numpy(evals)
@@ -708,6 +805,20 @@ def _pca_blocks(
     return side, int((keep.sum(axis=-1) * multiplicity).sum())
 
 
+def _block_slices(m: int, parts: int) -> list[slice]:
+    """``parts`` contiguous slices covering range(m) (fewer when m is smaller)."""
+    bounds = np.linspace(0, m, max(1, min(parts, m)) + 1).astype(int)
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a] or [slice(0, m)]
+
+
+def _side_rows(side: Side, sl: slice) -> Side:
+    """The blocks ``sl`` of a stacked whitening."""
+    fields = ("W", "evals", "evecs", "mask", "rank", "scale")
+    return replace(
+        side, **{f: getattr(side, f)[sl] for f in fields if getattr(side, f) is not None}
+    )
+
+
 def _evaluate(
     xp: Any,
     Cxx: Array,
@@ -725,23 +836,53 @@ def _evaluate(
     shape = plan.target
     mult = plan.multiplicity
     svd_mode = variance is not None or dims is not None
-    if svd_mode:
-        dx, dy = dims if dims is not None else (None, None)
-        sx, kx = _pca_blocks(xp, Cxx, mult, variance=variance, dims=dx, rtol=rtol)
-        sy, ky = _pca_blocks(xp, Cyy, mult, variance=variance, dims=dy, rtol=rtol)
-    else:
-        sx = _whiten_blocks(xp, Cxx, rtol=rtol)
-        sy = _whiten_blocks(xp, Cyy, rtol=rtol)
-        kx = ky = None
-        if int(xp.max(sx.rank)) == 0 or int(xp.max(sy.rank)) == 0:
-            raise ValueError("dft CCA is undefined: an input is constant at every frequency.")
-    rank_x, rank_y = to_numpy(sx.rank), to_numpy(sy.rank)
-    check_not_trivial(n, rank_x, rank_y, what="dft CCA")
-    core = cca_core(xp, sx, sy, Cxy, want_vectors=False)
+    # numpy blocks are decomposed by as many threads as the FFT uses (numpy's linear
+    # algebra releases the GIL; BLAS is held to one thread by the callers); every block is
+    # decomposed on its own, so the split does not change any result
+    workers = min(_fft_workers(), len(Cxx)) if isinstance(Cxx, np.ndarray) else 1
+    with _pool(workers) as pool:
+        slices = _block_slices(len(Cxx), workers)
+        if svd_mode:
+            dx, dy = dims if dims is not None else (None, None)
+            par = pool if workers > 1 else None
+            sx, kx = _pca_blocks(xp, Cxx, mult, variance=variance, dims=dx, rtol=rtol, pool=par)
+            sy, ky = _pca_blocks(xp, Cyy, mult, variance=variance, dims=dy, rtol=rtol, pool=par)
+            rank_x, rank_y = to_numpy(sx.rank), to_numpy(sy.rank)
+            check_not_trivial(n, rank_x, rank_y, what="dft CCA")
+
+            def part(sl: slice) -> Array:
+                a, b = (sx, sy) if len(slices) == 1 else (_side_rows(sx, sl), _side_rows(sy, sl))
+                return cca_core(xp, a, b, Cxy[sl], want_vectors=False).rho
+
+            rhos = list(pool.map(part, slices))
+        else:
+            kx = ky = None
+
+            def part(sl: slice) -> tuple[np.ndarray, np.ndarray, Array]:
+                one = len(slices) == 1
+                a = _whiten_blocks(xp, Cxx if one else Cxx[sl], rtol=rtol)
+                b = _whiten_blocks(xp, Cyy if one else Cyy[sl], rtol=rtol)
+                if int(xp.max(a.rank)) == 0 or int(xp.max(b.rank)) == 0:
+                    # nothing to correlate in these blocks (all of them: an error below)
+                    width = min(int(Cxy.shape[-2]), int(Cxy.shape[-1]))
+                    rows = sl.stop - sl.start
+                    empty = None if one else np.zeros((rows, width))
+                    return to_numpy(a.rank), to_numpy(b.rank), empty
+                core = cca_core(xp, a, b, Cxy if one else Cxy[sl], want_vectors=False)
+                return to_numpy(a.rank), to_numpy(b.rank), core.rho
+
+            results = list(pool.map(part, slices))
+            rank_x = np.concatenate([r[0] for r in results])
+            rank_y = np.concatenate([r[1] for r in results])
+            if int(rank_x.max()) == 0 or int(rank_y.max()) == 0:
+                raise ValueError("dft CCA is undefined: an input is constant at every frequency.")
+            check_not_trivial(n, rank_x, rank_y, what="dft CCA")
+            rhos = [r[2] for r in results]
+    rho_all = rhos[0] if len(rhos) == 1 else np.concatenate(rhos)
     k_np = np.minimum(rank_x, rank_y)
     kmax = int(k_np.max())
-    dev = device_of(core.rho)
-    rho = core.rho[..., :kmax]
+    dev = device_of(rho_all)
+    rho = rho_all[..., :kmax]
     valid = xp.asarray(np.arange(kmax)[None, :] < k_np[:, None], device=dev)
     rho = xp.where(valid, rho, xp.zeros_like(rho))
     # The flattened representation has min(total rank_x, total rank_y) canonical
