@@ -10,6 +10,7 @@ kept dimensions, weights, the conventions used).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -29,6 +30,8 @@ __all__ = [
     "SVCCAResult",
     "ShapeResult",
     "as_frame",
+    "bare_frame",
+    "with_metadata",
 ]
 
 
@@ -364,10 +367,12 @@ class MeasureRecord:
 
     @classmethod
     def from_dict(cls, d: Any) -> MeasureRecord:
-        d = dict(d or {})
+        """The record of an ``attrs["measures"][name]`` dict (anything else: an empty one)."""
+        d = dict(d) if isinstance(d, Mapping) else {}
+        opts, conv = d.get("options"), d.get("conventions")
         return cls(
-            options=dict(d.get("options") or {}),
-            conventions=dict(d.get("conventions") or {}),
+            options=dict(opts) if isinstance(opts, Mapping) else {},
+            conventions=dict(conv) if isinstance(conv, Mapping) else {},
             higher_is_better=d.get("higher_is_better"),
             reference=d.get("reference"),
             description=d.get("description"),
@@ -375,12 +380,37 @@ class MeasureRecord:
         )
 
 
-def _pair_key(k: Any) -> tuple[str, str]:
-    """A legacy ``"a|b"`` attrs key as a tuple (tuples pass through)."""
-    if isinstance(k, tuple):
+def _pair_key(
+    k: Any, layers_a: Sequence[str] = (), layers_b: Sequence[str] = ()
+) -> tuple[str, str]:
+    """A ``"layer_a|layer_b"`` attrs key as a tuple (tuples pass through); the known layer
+    names decide where a name holding ``"|"`` ends."""
+    if isinstance(k, tuple | list) and len(k) == 2:
         return (str(k[0]), str(k[1]))
-    a, _, b = str(k).partition("|")
+    key = str(k)
+    names_b = set(layers_b)
+    for a in sorted(layers_a, key=len, reverse=True):
+        if key.startswith(a + "|") and (not names_b or key[len(a) + 1 :] in names_b):
+            return (a, key[len(a) + 1 :])
+    a, _, b = key.partition("|")
     return (a, b)
+
+
+def _kept_pair(v: Any) -> tuple[int | None, int | None] | None:
+    """An ``attrs["kept_dims"]`` entry ``[kept_x, kept_y]`` as ints (None where missing);
+    None for an entry that is not such a pair."""
+    try:
+        x, y = list(v)[:2]
+        return (None if x is None else int(x), None if y is None else int(y))
+    except (TypeError, ValueError):
+        return None
+
+
+def _mapping(v: Any) -> dict[Any, Any]:
+    return dict(v) if isinstance(v, Mapping) else {}
+
+
+_TYPED_ATTRS = ("provenance", "measures", "spectra", "kept_dims", "layer_aliases", "title")
 
 
 @dataclass
@@ -392,8 +422,10 @@ class ComparisonResult:
     metadata in ``DataFrame.attrs`` (``provenance``, ``measures``, ``spectra``,
     ``kept_dims``, ``layer_aliases``, ``title``), so ``df.query(...)`` and
     ``nc.report.write_report(df, ...)`` work as always. Readers get the typed view back
-    with :meth:`from_frame`; the report and the plots accept either. Columns and item
-    access (``result["value"]``, ``len(result)``, ``result.query(...)``) are the frame's.
+    with :meth:`from_frame` (of such a frame, of a :class:`nncompare.GridResult`, or of
+    this object itself), once, and then read the typed fields: the report, the plots and
+    the CLI accept all three. Columns and item access (``result["value"]``,
+    ``len(result)``, ``result.query(...)``) are the frame's.
 
     Attributes
     ----------
@@ -415,6 +447,8 @@ class ComparisonResult:
     layer_aliases : dict of model label -> {merged name: kept name}
     n_samples : int
     title : str or None
+    extra : dict
+        Any other ``attrs`` entries of the frame it was read from (kept, and written back).
     """
 
     frame: Any
@@ -429,6 +463,7 @@ class ComparisonResult:
     layer_aliases: dict[str, dict[str, str]] = field(default_factory=dict)
     n_samples: int = 0
     title: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -446,6 +481,8 @@ class ComparisonResult:
             out["layer_aliases"] = {k: dict(v) for k, v in self.layer_aliases.items()}
         if self.title is not None:
             out["title"] = self.title
+        for k, v in self.extra.items():
+            out.setdefault(k, v)
         return out
 
     def to_frame(self) -> Any:
@@ -455,18 +492,35 @@ class ComparisonResult:
 
     @classmethod
     def from_frame(cls, df: Any) -> ComparisonResult:
-        """The typed view of a comparison frame (its ``attrs`` read once; missing ones are
-        empty). A :class:`ComparisonResult` is returned as it is."""
+        """The typed view of a comparison: the one place where ``DataFrame.attrs`` is read.
+
+        Accepts the frame of :func:`nncompare.compare_models` or
+        :func:`nncompare.compare_checkpoints` (its ``attrs`` read once; missing or malformed
+        entries are empty), a :class:`nncompare.GridResult` (via its ``to_comparison()``),
+        or a :class:`ComparisonResult` (returned as it is).
+        """
         if isinstance(df, ComparisonResult):
             return df
+        to_comparison = getattr(df, "to_comparison", None)
+        if callable(to_comparison) and not hasattr(df, "columns"):
+            return to_comparison()
         cols = set(getattr(df, "columns", ()))
         if not {"measure", "value"} <= cols:
             raise TypeError(
                 "ComparisonResult.from_frame expects the DataFrame returned by compare_models "
-                "or compare_checkpoints (columns measure, value, ...); got "
-                f"{type(df).__name__}{' with columns ' + str(sorted(cols)) if cols else ''}."
+                "or compare_checkpoints (columns measure, value, ...) or a GridResult of "
+                f"nc.pairwise; got {type(df).__name__}"
+                f"{' with columns ' + str(sorted(map(str, cols))) if cols else ''}."
             )
-        attrs = dict(getattr(df, "attrs", {}) or {})
+        return cls.from_table(df, getattr(df, "attrs", None))
+
+    @classmethod
+    def from_table(cls, df: Any, attrs: Any = None) -> ComparisonResult:
+        """The typed view of a tidy table ``df`` (columns ``measure``, ``value``, ...) with
+        the metadata ``attrs`` in the ``DataFrame.attrs`` form (e.g. read from
+        ``results.json``)."""
+        attrs = _mapping(attrs)
+        cols = set(getattr(df, "columns", ()))
         kind = "checkpoints" if "checkpoint" in cols else "models"
 
         def uniq(col: str) -> list[str]:
@@ -478,10 +532,25 @@ class ComparisonResult:
         else:
             names = tuple(uniq("checkpoint"))
             la = lb = uniq("layer")
-        prov = dict(attrs.get("provenance") or {})
+        prov = _mapping(attrs.get("provenance"))
         n = prov.get("n_samples")
         if n is None and "n_samples" in cols and len(df):
             n = df["n_samples"].iloc[0]
+        try:
+            n_samples = int(n) if n is not None else 0
+        except (TypeError, ValueError):
+            n_samples = 0
+        spectra: dict[str, dict[tuple[str, str], list[float]]] = {}
+        for m, per in _mapping(attrs.get("spectra")).items():
+            spectra[str(m)] = {
+                _pair_key(k, la, lb): list(v) for k, v in _mapping(per).items() if v is not None
+            }
+        kept: dict[tuple[str, str], Any] = {}
+        for k, v in _mapping(attrs.get("kept_dims")).items():
+            pair = _kept_pair(v)
+            if pair is not None:
+                kept[_pair_key(k, la, lb)] = pair
+        title = attrs.get("title")
         return cls(
             frame=df,
             kind=kind,
@@ -489,21 +558,24 @@ class ComparisonResult:
             layers_a=la,
             layers_b=lb,
             measures={
-                str(m): MeasureRecord.from_dict(v) for m, v in (attrs.get("measures") or {}).items()
+                str(m): MeasureRecord.from_dict(v)
+                for m, v in _mapping(attrs.get("measures")).items()
             },
             provenance=prov,
-            spectra={
-                str(m): {_pair_key(k): list(v) for k, v in (per or {}).items()}
-                for m, per in (attrs.get("spectra") or {}).items()
+            spectra=spectra,
+            kept_dims=kept,
+            layer_aliases={
+                str(k): _mapping(v) for k, v in _mapping(attrs.get("layer_aliases")).items()
             },
-            kept_dims={
-                _pair_key(k): (int(v[0]), int(v[1]))
-                for k, v in (attrs.get("kept_dims") or {}).items()
-            },
-            layer_aliases={str(k): dict(v) for k, v in (attrs.get("layer_aliases") or {}).items()},
-            n_samples=int(n) if n is not None else 0,
-            title=attrs.get("title"),
+            n_samples=n_samples,
+            title=None if title is None else str(title),
+            extra={str(k): v for k, v in attrs.items() if k not in _TYPED_ATTRS},
         )
+
+    @property
+    def table(self) -> Any:
+        """The tidy frame without its ``attrs`` (for column work; see :func:`bare_frame`)."""
+        return bare_frame(self.frame)
 
     # the frame's own interface, for code written against the DataFrame
     def __len__(self) -> int:
@@ -516,6 +588,23 @@ class ComparisonResult:
         if name.startswith("__") or name == "frame":
             raise AttributeError(name)
         return getattr(self.frame, name)
+
+
+def bare_frame(df: Any) -> Any:
+    """``df`` without its ``DataFrame.attrs`` (a shallow copy when it has any): pandas
+    deep-copies ``attrs`` (spectra and all) into every derived Series and frame, which
+    dominates the cost of column work on a frame with large metadata."""
+    if not getattr(df, "attrs", None):
+        return df
+    out = df.copy(deep=False)
+    out.attrs = {}
+    return out
+
+
+def with_metadata(df: Any, attrs: Any) -> Any:
+    """``df`` with ``attrs`` (a mapping; anything else: none) as its ``DataFrame.attrs``."""
+    df.attrs = dict(attrs) if isinstance(attrs, Mapping) else {}
+    return df
 
 
 def as_frame(obj: Any) -> Any:

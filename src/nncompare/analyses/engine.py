@@ -98,6 +98,12 @@ POLICIES = ("mean", "samples", "flatten", "dft")
 DFT_MEASURES = ("cca", "cca_r2", "svcca")
 SPECTRUM_MEASURES = ("cca", "svcca", "pwcca", "cca_r2")
 _DETAILS = ("kept_dims_x", "kept_dims_y", "rank_x", "rank_y")
+_MIRRORED = {  # a detail of (a, b) as the detail of (b, a)
+    "kept_dims_x": "kept_dims_y",
+    "kept_dims_y": "kept_dims_x",
+    "rank_x": "rank_y",
+    "rank_y": "rank_x",
+}
 
 
 # ---------------------------------------------------------------------- executors
@@ -828,7 +834,8 @@ def _evaluate_measure(
     for index, partner in later:
         src = got[partner]
         if src is not None and src.error is None:
-            got[index] = Outcome(measure, index, value=src.value)
+            swapped = {_MIRRORED.get(k, k): v for k, v in src.details.items()}
+            got[index] = Outcome(measure, index, value=src.value, details=swapped)
             bar.update(1)
         else:
             again.append(PairTask(measure, index, *pairs[index]))

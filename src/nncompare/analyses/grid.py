@@ -25,7 +25,15 @@ import numpy as np
 from nncompare._array import as_array, device_of, is_torch, to_numpy, to_scalar_float
 from nncompare._layout import resolve_layout, to_channels_last_if
 from nncompare._validation import check_option, dtype_eps
-from nncompare.analyses.engine import array_sources, evaluate, moment_sources
+from nncompare.analyses.engine import (
+    SPECTRUM_MEASURES,
+    array_sources,
+    evaluate,
+    measure_metadata,
+    moment_sources,
+    tidy_frame,
+)
+from nncompare.analyses.engine import provenance as run_provenance
 from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
@@ -49,6 +57,19 @@ class GridResult:
         Why a pair has no value (e.g. CCA trivially perfect because n ≤ rank).
     n_samples : int
     options : dict of measure -> dict of options used
+    details : dict of (measure, a, b) -> dict of str -> int
+        The integer details of each value (SVCCA's kept dims, ranks) where they apply.
+    measure_info : dict of measure -> MeasureRecord
+        Options, conventions and the registry's direction, reference and description.
+    policies_a, policies_b : dict of layer -> str
+        How each layer was reduced to a matrix ("none" for 2-D activations, else the
+        ``conv`` policy).
+    provenance : dict
+        Versions, platform, time and the comparison's settings.
+
+    :meth:`to_comparison` gives the :class:`nncompare.ComparisonResult` that the report and
+    the plots read (``nc.report.write_report(grid, out)``, ``nc.plot.heatmap(grid, "cka")``
+    accept the grid itself).
     """
 
     names_a: list[str]
@@ -58,6 +79,11 @@ class GridResult:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     results: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     errors: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    details: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)
+    measure_info: dict[str, Any] = field(default_factory=dict)
+    policies_a: dict[str, str] = field(default_factory=dict)
+    policies_b: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def measures(self) -> list[str]:
@@ -96,6 +122,69 @@ class GridResult:
                     row.update(extra_columns)
                     rows.append(row)
         return pd.DataFrame(rows)
+
+    def to_comparison(
+        self, names: tuple[str, str] = ("A", "B"), *, title: str | None = None
+    ) -> Any:
+        """The grid as a :class:`nncompare.ComparisonResult`, in the schema of
+        :func:`nncompare.compare_models`.
+
+        Columns ``model_a``, ``model_b`` (the ``names``), ``layer_a``, ``layer_b``,
+        ``measure``, ``value``, ``distance``, ``policy``, ``n_samples``, the integer details
+        that occur (``kept_dims_x`` ...), ``error`` and ``note``; the metadata typed:
+        measures, provenance, SVCCA's kept dims and, from kept results
+        (``keep_results=True``), the canonical-correlation spectra.
+        """
+        from nncompare.results import ComparisonResult
+
+        if len(names) != 2:
+            raise ValueError(f"names must be two labels (model A, model B); got {names!r}.")
+        name_a, name_b = str(names[0]), str(names[1])
+        rows = []
+        spectra: dict[str, dict[tuple[str, str], list[float]]] = {}
+        kept: dict[tuple[str, str], tuple[int, int]] = {}
+        for measure, mat in self.values.items():
+            for i, a in enumerate(self.names_a):
+                for j, b in enumerate(self.names_b):
+                    key = (measure, a, b)
+                    pa, pb = self.policies_a.get(a, "none"), self.policies_b.get(b, "none")
+                    det = self.details.get(key, {})
+                    rows.append(
+                        {
+                            "model_a": name_a,
+                            "model_b": name_b,
+                            "layer_a": a,
+                            "layer_b": b,
+                            "measure": measure,
+                            "value": float(mat[i, j]),
+                            "distance": measure_distance(measure, float(mat[i, j])),
+                            "policy": pa if pa == pb else f"{pa}/{pb}",
+                            "n_samples": self.n_samples,
+                            **det,
+                            "error": self.errors.get(key),
+                            "note": None,
+                        }
+                    )
+                    if measure == "svcca" and {"kept_dims_x", "kept_dims_y"} <= set(det):
+                        kept[(a, b)] = (det["kept_dims_x"], det["kept_dims_y"])
+                    res = self.results.get(key)
+                    rho = getattr(res, "rho", None) if res is not None else None
+                    if measure in SPECTRUM_MEASURES and rho is not None:
+                        spectra.setdefault(measure, {})[(a, b)] = [float(r) for r in to_numpy(rho)]
+        info = self.measure_info or measure_metadata(self.options, {})
+        return ComparisonResult(
+            frame=tidy_frame(rows),
+            kind="models",
+            names=tuple(dict.fromkeys((name_a, name_b))),
+            layers_a=list(self.names_a),
+            layers_b=list(self.names_b),
+            measures=dict(info),
+            provenance={"n_samples": self.n_samples, **self.provenance},
+            spectra=spectra,
+            kept_dims=kept,
+            n_samples=self.n_samples,
+            title=title if title is not None else f"{name_a} vs {name_b}",
+        )
 
 
 # options set for the whole comparison, not per measure
@@ -470,7 +559,22 @@ def pairwise(
         cka_at_once=True,
         record_notes=False,
     )
-    return _grid(names_a, names_b, acc.n_samples, spec, outcomes)
+    out = _grid(names_a, names_b, acc.n_samples, spec, outcomes)
+
+    def policy(v: Any) -> str:
+        return str(conv) if getattr(v, "ndim", 2) > 2 else "none"
+
+    out.policies_a = {str(k): policy(v) for k, v in acts_a.items()}
+    out.policies_b = {str(k): policy(v) for k, v in acts_b_.items()}
+    out.provenance = run_provenance(
+        {
+            "n_samples": acc.n_samples,
+            "conv_policy": conv,
+            "precision": precision,
+            "memory": "arrays in memory",
+        }
+    )
+    return out
 
 
 def _grid(
@@ -497,8 +601,11 @@ def _grid(
                 out.errors[key] = o.error
                 continue
             out.values[measure][i, j] = o.value
+            if o.details:
+                out.details[key] = dict(o.details)
             if o.result is not None:
                 out.results[key] = o.result
+    out.measure_info = measure_metadata(spec, outcomes)
     return out
 
 
@@ -536,4 +643,8 @@ def grid_from_moments(
     outcomes = evaluate(
         acc, pairs, spec, keep_results=keep_results, cka_at_once=True, record_notes=False
     )
-    return _grid(la, lb, jm.n, spec, outcomes)
+    out = _grid(la, lb, jm.n, spec, outcomes)
+    out.provenance = run_provenance(
+        {"n_samples": jm.n, "memory": "streaming moments (independent of n)"}
+    )
+    return out

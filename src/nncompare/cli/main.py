@@ -347,6 +347,7 @@ def compare(
     from nncompare.capture import LayerNotFoundError, resolve_layers
     from nncompare.cli.loading import load_model
     from nncompare.report import write_report
+    from nncompare.results import ComparisonResult
 
     conv = conv.lower()
     given = bool(measure_specs)
@@ -403,9 +404,10 @@ def compare(
             "command": " ".join(sys.argv),
         },
     )
+    result = ComparisonResult.from_frame(df)  # the report reads the typed result
     if title is not None:
-        df.attrs["title"] = title
-    rep = write_report(df, out_dir, title=title, formats=figure_formats)
+        result.title = title
+    rep = write_report(result, out_dir, title=title, formats=figure_formats)
     click.echo(f"report:  {Path(rep.html).resolve()}")
     click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
     for fmt, paths in (getattr(rep, "figures", None) or {}).items():

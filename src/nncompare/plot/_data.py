@@ -1,7 +1,11 @@
-"""Reading the tidy comparison frame (``nc.compare_models``) for plots and reports.
+"""Reading a comparison (``nc.compare_models``, ``nc.pairwise``) for plots and reports.
 
-Everything here tolerates missing optional columns and attrs and NaN values: a frame needs
-only ``layer_a``, ``layer_b``, ``measure`` and ``value``.
+Every entry point turns its input into a :class:`nncompare.ComparisonResult` once
+(:func:`comparison`: the tidy frame of :func:`nncompare.compare_models`, a
+:class:`nncompare.GridResult` or the result itself) and the helpers here read its typed
+fields (``measures``, ``spectra``, ``kept_dims``, ...). Everything tolerates missing
+optional columns and metadata and NaN values: a frame needs only ``layer_a``,
+``layer_b``, ``measure`` and ``value``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from nncompare.results import ComparisonResult, bare_frame
+
 __all__ = [
     "REQUIRED_COLUMNS",
     "ColorScale",
@@ -23,6 +29,7 @@ __all__ = [
     "color_limits",
     "color_scale",
     "color_scale_note",
+    "comparison",
     "kept_dims_table",
     "layer_order",
     "lean",
@@ -54,7 +61,8 @@ def check_frame(df: Any) -> None:
     cols = getattr(df, "columns", None)
     if cols is None:
         raise TypeError(
-            f"expected the pandas DataFrame returned by nc.compare_models; got {type(df).__name__}."
+            "expected the pandas DataFrame returned by nc.compare_models (or a "
+            f"ComparisonResult, or the GridResult of nc.pairwise); got {type(df).__name__}."
         )
     missing = [c for c in REQUIRED_COLUMNS if c not in cols]
     if missing:
@@ -65,14 +73,28 @@ def check_frame(df: Any) -> None:
         )
 
 
+def comparison(obj: Any) -> ComparisonResult:
+    """``obj`` as a :class:`nncompare.ComparisonResult`, checked to be a layer × layer
+    comparison: a result is returned as it is, a :class:`nncompare.GridResult` converted
+    (``to_comparison()``), a frame checked (:func:`check_frame`) and read once
+    (:meth:`nncompare.ComparisonResult.from_frame`)."""
+    if isinstance(obj, ComparisonResult):
+        res = obj
+    elif callable(getattr(obj, "to_comparison", None)) and not hasattr(obj, "columns"):
+        res = ComparisonResult.from_frame(obj)
+    else:
+        check_frame(obj)
+        return ComparisonResult.from_frame(obj)
+    check_frame(res.frame)
+    return res
+
+
 def lean(df: Any) -> Any:
-    """``df`` without its attrs, for column work: pandas deep-copies ``attrs`` (spectra and
-    all) into every derived Series and frame, which dominates the cost of large attrs."""
-    if not getattr(df, "attrs", None):
-        return df
-    out = df.copy(deep=False)
-    out.attrs = {}
-    return out
+    """The tidy frame of ``df`` (a frame or a :class:`nncompare.ComparisonResult`) without
+    its metadata, for column work (:func:`nncompare.results.bare_frame`)."""
+    if isinstance(df, ComparisonResult):
+        return bare_frame(df.frame)
+    return bare_frame(df)
 
 
 def _unique(values: Any) -> list[Any]:
@@ -148,11 +170,10 @@ class MeasureMeta:
 
 
 def measure_meta(df: Any, measure: Any) -> MeasureMeta:
-    """Metadata from ``df.attrs["measures"]``, completed from the measure registry."""
-    attrs = getattr(df, "attrs", {}) or {}
-    entry = (attrs.get("measures") or {}).get(measure) or {}
-    if not isinstance(entry, Mapping):
-        entry = {}
+    """Metadata of ``measure`` recorded in the comparison (``ComparisonResult.measures``),
+    completed from the measure registry."""
+    record = comparison(df).measures.get(str(measure))
+    entry: dict[str, Any] = record.as_dict() if record is not None else {}
     info = None
     try:
         from nncompare.measures._registry import get
@@ -506,11 +527,23 @@ def split_pair(
     return (a, b) if sep else (key, "")
 
 
+def is_comparison(obj: Any) -> bool:
+    """Whether ``obj`` is a comparison the plots read (a frame, a
+    :class:`nncompare.ComparisonResult` or a :class:`nncompare.GridResult`), not a mapping."""
+    return isinstance(obj, ComparisonResult) or (
+        not isinstance(obj, Mapping)
+        and (hasattr(obj, "columns") or callable(getattr(obj, "to_comparison", None)))
+    )
+
+
 def spectra_of(obj: Any, measure: str) -> dict[str, np.ndarray]:
-    """Canonical-correlation spectra ``{"a|b": rho (descending)}`` of one measure from a frame
-    (``attrs["spectra"]``), a ``{measure: {pair: rho}}`` mapping or a ``{pair: rho}`` mapping."""
-    if hasattr(obj, "attrs") and hasattr(obj, "columns"):
-        src = (obj.attrs.get("spectra") or {}).get(measure) or {}
+    """Canonical-correlation spectra ``{"a|b": rho (descending)}`` of one measure from a
+    comparison (``ComparisonResult.spectra``; a frame or a grid is read with
+    :func:`comparison`), a ``{measure: {pair: rho}}`` mapping or a ``{pair: rho}`` mapping."""
+    src: Mapping[Any, Any]
+    if is_comparison(obj):
+        per = comparison(obj).spectra.get(str(measure)) or {}
+        src = {f"{k[0]}|{k[1]}" if isinstance(k, tuple) else str(k): v for k, v in per.items()}
     elif isinstance(obj, Mapping):
         if obj and all(isinstance(v, Mapping) for v in obj.values()):
             src = obj.get(measure) or {}
@@ -533,7 +566,9 @@ def spectra_of(obj: Any, measure: str) -> dict[str, np.ndarray]:
 
 def kept_dims_table(df: Any, measure: str = "svcca") -> tuple[dict[str, int], dict[str, int]]:
     """Kept SVCCA dimensions per layer of A (x side) and of B (y side), from the
-    ``kept_dims_x``/``kept_dims_y`` columns, else from ``attrs["kept_dims"]``."""
+    ``kept_dims_x``/``kept_dims_y`` columns, else from ``ComparisonResult.kept_dims``."""
+    res = comparison(df)
+    df = res.frame
     kx: dict[str, int] = {}
     ky: dict[str, int] = {}
     cols = getattr(df, "columns", ())
@@ -547,19 +582,9 @@ def kept_dims_table(df: Any, measure: str = "svcca") -> tuple[dict[str, int], di
             for name, v in zip(sub[f"layer_{side}"], vals, strict=True):
                 if np.isfinite(v):
                     store.setdefault(str(name), round(float(v)))
-    attrs = getattr(df, "attrs", {}) or {}
-    kept = attrs.get("kept_dims") or {}
-    if isinstance(kept, Mapping) and kept:
-        la = [str(x) for x in layer_order(df, "a")] if "layer_a" in cols else None
-        lb = [str(x) for x in layer_order(df, "b")] if "layer_b" in cols else None
-        for key, dims in kept.items():
-            try:
-                x, y = (None if d is None else int(d) for d in list(dims)[:2])
-            except (TypeError, ValueError):
-                continue
-            a, b = split_pair(str(key), la, lb)
-            if x is not None:
-                kx.setdefault(a, x)
-            if y is not None:
-                ky.setdefault(b, y)
+    for (a, b), (x, y) in res.kept_dims.items():
+        if x is not None:
+            kx.setdefault(str(a), x)
+        if y is not None:
+            ky.setdefault(str(b), y)
     return kx, ky

@@ -1,8 +1,10 @@
 """Figures of a layer-by-layer comparison: heatmaps, CCA spectra, SVCCA kept dims, profiles.
 
-Every function takes the tidy frame of :func:`nncompare.compare_models` (or, for
-:func:`spectrum`, a spectra mapping), draws into ``ax`` when one is given (else into a new
-pyplot-free Figure) and returns the Figure.
+Every function takes a comparison: the tidy frame of :func:`nncompare.compare_models`, a
+:class:`nncompare.ComparisonResult` or the :class:`nncompare.GridResult` of
+:func:`nncompare.pairwise` (or, for :func:`spectrum`, a spectra mapping), reads it once
+(:func:`nncompare.plot._data.comparison`), draws into ``ax`` when one is given (else into a
+new pyplot-free Figure) and returns the Figure.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 from nncompare.plot._data import (
     Reference,
     best_matches,
-    check_frame,
     color_scale,
+    comparison,
+    is_comparison,
     kept_dims_table,
     layer_order,
     measure_matrix,
@@ -96,8 +99,9 @@ def heatmap(
 
     Parameters
     ----------
-    df : pandas.DataFrame
-        The tidy frame of :func:`nncompare.compare_models`.
+    df : pandas.DataFrame, ComparisonResult or GridResult
+        The tidy frame of :func:`nncompare.compare_models`, its typed view, or the grid of
+        :func:`nncompare.pairwise`.
     measure : str
         Which measure to draw (a value of the ``measure`` column).
     ax : matplotlib Axes, optional
@@ -126,7 +130,7 @@ def heatmap(
     matplotlib.figure.Figure
         Undefined (NaN) cells are grey and hatched, with a legend entry saying so.
     """
-    check_frame(df)
+    df = comparison(df)
     rows, cols, mat = measure_matrix(df, measure)
     if not rows or not cols:
         held = sorted(map(str, measures_in(df)))
@@ -291,8 +295,9 @@ def spectrum(
     Parameters
     ----------
     df_or_spectra : DataFrame or mapping
-        The frame of :func:`nncompare.compare_models` (spectra in ``attrs["spectra"]``), a
-        mapping ``{measure: {"a|b": rho}}`` or ``{"a|b": rho}``.
+        A comparison (the frame of :func:`nncompare.compare_models`, whose spectra are
+        ``ComparisonResult.spectra``; a :class:`nncompare.GridResult` kept with
+        ``keep_results=True``), a mapping ``{measure: {"a|b": rho}}`` or ``{"a|b": rho}``.
     measure : str
         A measure with a canonical-correlation spectrum (``nc.measures.with_spectrum()``:
         "cca", "cca_r2", "svcca", "pwcca").
@@ -319,9 +324,8 @@ def spectrum(
     matplotlib.figure.Figure
         With no spectrum recorded, the axes say so (no lines).
     """
-    is_frame = hasattr(df_or_spectra, "columns") and hasattr(df_or_spectra, "attrs")
-    df = df_or_spectra if is_frame else None
-    spectra = spectra_of(df_or_spectra, measure)
+    df = comparison(df_or_spectra) if is_comparison(df_or_spectra) else None
+    spectra = spectra_of(df if df is not None else df_or_spectra, measure)
     if df is not None:
         layers_a = [str(x) for x in layer_order(df, "a")]
         layers_b = [str(x) for x in layer_order(df, "b")]
@@ -344,7 +348,7 @@ def spectrum(
         candidates, kind = keys, "chosen"
     name_a, name_b = model_names(df) if df is not None else ("A", "B")
     pair_values: dict[str, float] = {}
-    if df is not None and "measure" in df.columns:
+    if df is not None:
         rows, cols, mat = measure_matrix(df, measure)
         for i, a in enumerate(rows):
             for j, b in enumerate(cols):
@@ -471,21 +475,21 @@ def kept_dims(
     """Bar chart of the singular directions SVCCA kept per layer, for both models.
 
     Values come from the ``kept_dims_x`` (layers of A) / ``kept_dims_y`` (layers of B)
-    columns, or from ``attrs["kept_dims"]``. Layers are in depth order (the order they have
-    in the results frame, i.e. in the models). When both models have the same layers, one
-    pair of bars per layer; otherwise one panel per model (with ``ax``: the layers of A,
-    then those of B, on one axes).
+    columns, or from ``ComparisonResult.kept_dims``. ``df`` is a comparison frame, its
+    :class:`nncompare.ComparisonResult` or a :class:`nncompare.GridResult`. Layers are in
+    depth order (the order they have in the results frame, i.e. in the models). When both
+    models have the same layers, one pair of bars per layer; otherwise one panel per model
+    (with ``ax``: the layers of A, then those of B, on one axes).
     """
+    df = comparison(df)
     kx, ky = kept_dims_table(df, measure)
-    is_frame = hasattr(df, "columns")
-    name_a, name_b = model_names(df) if is_frame else ("A", "B")
-    if is_frame and "layer_a" in df.columns:
-        kx = _ordered(kx, [str(x) for x in layer_order(df, "a")])
-        ky = _ordered(ky, [str(x) for x in layer_order(df, "b")])
+    name_a, name_b = model_names(df)
+    kx = _ordered(kx, [str(x) for x in layer_order(df, "a")])
+    ky = _ordered(ky, [str(x) for x in layer_order(df, "b")])
     names_a, names_b = list(kx), list(ky)
     together = not kx or not ky or names_a == names_b
     thr = ""
-    opts = measure_meta(df, measure) if is_frame else None
+    opts = measure_meta(df, measure)
     if opts is not None:
         if opts.options.get("dims") is not None:
             thr = f" (dims = {opts.options['dims']})"
@@ -620,7 +624,7 @@ def layer_profile(
     reference : {"auto", "name", "stage", "depth"}
         How the reference pairs are made (:func:`nncompare.plot._data.reference_pairs`).
     """
-    check_frame(df)
+    df = comparison(df)
     rows, best_name, best_val, _ = best_matches(df, measure)
     if not rows:
         raise ValueError(

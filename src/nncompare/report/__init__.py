@@ -1,13 +1,15 @@
 """Self-contained reports of a layer-by-layer comparison.
 
-:func:`write_report` turns the tidy frame of :func:`nncompare.compare_models` into a folder
-with
+:func:`write_report` turns a comparison (the tidy frame of :func:`nncompare.compare_models`,
+a :class:`nncompare.ComparisonResult`, or the :class:`nncompare.GridResult` of
+:func:`nncompare.pairwise`) into a folder with
 
 * ``report.html`` — one file, no external resources and no script: summary, heatmaps,
   canonical-correlation spectra, SVCCA kept dimensions, every value, provenance;
 * ``results.csv`` — the tidy table;
-* ``results.json`` — the table plus ``df.attrs`` (provenance, measures and their conventions,
-  spectra, kept dims) as strict JSON (NaN is written as ``null``);
+* ``results.json`` — the table plus its metadata (provenance, measures and their conventions,
+  spectra, kept dims; in the form of ``DataFrame.attrs``) as strict JSON (NaN is written as
+  ``null``);
 
 each written atomically. :func:`load_results` reads ``results.json`` back into a frame.
 """

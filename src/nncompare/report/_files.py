@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from nncompare._io import atomic_write
-from nncompare.plot._data import check_frame
+from nncompare.plot._data import comparison
 from nncompare.report._json import dumps_strict, frame_to_json_dict, from_json_dict
 
 __all__ = [
@@ -43,10 +43,11 @@ class ReportFiles:
 
 
 def results_json(df: Any, *, indent: int | None = 1) -> str:
-    """The frame and its attrs as strict JSON text (``{"format": "nncompare.results", ...,
-    "columns", "records", "attrs"}``; NaN and ±inf are written as null)."""
-    check_frame(df)
-    return dumps_strict(frame_to_json_dict(df), indent=indent)
+    """A comparison (frame, :class:`nncompare.ComparisonResult` or
+    :class:`nncompare.GridResult`) as strict JSON text (``{"format": "nncompare.results",
+    ..., "columns", "records", "attrs"}``, ``attrs`` the metadata in the form of
+    ``DataFrame.attrs``; NaN and ±inf are written as null)."""
+    return dumps_strict(frame_to_json_dict(comparison(df)), indent=indent)
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -91,9 +92,7 @@ def results_csv(df: Any) -> str:
     bare ``\\n`` terminator Python's csv writer leaves a lone ``\\r`` unquoted, which
     splits the row). ``results.json`` keeps every string exactly as it was.
     """
-    check_frame(df)
-    out = df.copy(deep=False)
-    out.attrs = {}
+    out = comparison(df).table.copy(deep=False)  # cells are replaced below, not in df
     for col in out.columns:
         series = out[col]
         if series.dtype.kind in "biufcmM":  # numeric, boolean and datetime columns
@@ -104,8 +103,10 @@ def results_csv(df: Any) -> str:
 
 
 def load_results(path: str | os.PathLike[str]) -> Any:
-    """Read ``results.json`` (a file, or the report folder holding it) back into the frame,
-    with ``df.attrs`` restored; nulls become NaN in ``value``."""
+    """Read ``results.json`` (a file, or the report folder holding it) back into the frame
+    of :func:`nncompare.compare_models`, its metadata in ``DataFrame.attrs``
+    (:meth:`nncompare.ComparisonResult.from_frame` gives them typed); nulls become NaN in
+    ``value``."""
     p = Path(path)
     if p.is_dir():
         p = p / JSON_NAME
@@ -127,13 +128,16 @@ def write_report(
 
     Parameters
     ----------
-    df : pandas.DataFrame or nncompare.ComparisonResult
+    df : pandas.DataFrame, nncompare.ComparisonResult or nncompare.GridResult
         The tidy frame of :func:`nncompare.compare_models` (at least ``layer_a``, ``layer_b``,
-        ``measure`` and ``value``; every other column and attr is optional).
+        ``measure`` and ``value``; every other column and metadata entry is optional), its
+        typed view, or the grid of :func:`nncompare.pairwise`. It is read once
+        (:meth:`nncompare.ComparisonResult.from_frame`).
     out_dir : path
         Created if needed; existing report files in it are replaced.
     title : str, optional
-        Default: ``df.attrs["title"]``, else "<model A> vs <model B>".
+        Default: the comparison's title (``ComparisonResult.title``), else
+        "<model A> vs <model B>".
     image_format : {"png", "svg"}
         Figures as base64 PNG data URIs or as inline SVG.
     dpi : int
@@ -162,10 +166,8 @@ def write_report(
     escapes (``\\u202e``).
     """
     from nncompare.report._html import render_html
-    from nncompare.results import as_frame
 
-    df = as_frame(df)  # a ComparisonResult: its frame with the metadata in attrs
-    check_frame(df)
+    df = comparison(df)  # read once: the HTML, the JSON and the CSV read the typed fields
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from nncompare.plot._export import FigureFiles

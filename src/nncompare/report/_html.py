@@ -29,8 +29,8 @@ import numpy as np
 from nncompare.measures._registry import with_spectrum
 from nncompare.plot._data import (
     best_matches,
-    check_frame,
     color_scale_note,
+    comparison,
     kept_dims_table,
     layer_order,
     lean,
@@ -274,9 +274,8 @@ def _n_samples(data: Any, prov: Mapping[str, Any]) -> Any:
     return prov.get("n_samples")
 
 
-def _date(df: Any) -> str:
-    prov = df.attrs.get("provenance") or {}
-    ts = prov.get("timestamp") if isinstance(prov, Mapping) else None
+def _date(prov: Mapping[str, Any]) -> str:
+    ts = prov.get("timestamp")
     if ts:
         return str(ts)
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -514,22 +513,22 @@ def render_html(
 ) -> str:
     """The report as one self-contained HTML document (see :func:`write_report`).
 
-    ``figure_sink``, when given, is called with ``(name, figure)`` for each figure before it
-    is embedded (names such as ``"heatmap_cka"``, ``"spectrum_cca"``, ``"kept_dims"``);
-    :func:`write_report` uses it to write the figures as files."""
+    ``df`` is a comparison frame, a :class:`nncompare.ComparisonResult` or a
+    :class:`nncompare.GridResult`, read once. ``figure_sink``, when given, is called with
+    ``(name, figure)`` for each figure before it is embedded (names such as
+    ``"heatmap_cka"``, ``"spectrum_cca"``, ``"kept_dims"``); :func:`write_report` uses it
+    to write the figures as files."""
     from nncompare import plot
 
-    check_frame(df)
-    attrs = dict(getattr(df, "attrs", {}) or {})
-    data = lean(df)  # column work without copying attrs each time
+    df = comparison(df)  # read once; every part below reads the typed fields
+    data = lean(df)  # the bare table, for column work
     name_a, name_b = model_names(df)
     if title is None:
-        title = attrs.get("title") or f"{name_a} vs {name_b}"
+        title = df.title or f"{name_a} vs {name_b}"
     title = str(title)
     figs = _Figures(image_format, dpi, figure_sink)
     measures = measures_in(df)
-    prov = attrs.get("provenance")
-    prov = prov if isinstance(prov, Mapping) else {}
+    prov = df.provenance
     n = _n_samples(data, prov)
     from nncompare import __version__
 
@@ -541,7 +540,7 @@ def render_html(
         f"<h1>{_e(title)}</h1>"
         f'<p class="meta">Model A: <b>{_e(name_a)}</b> &nbsp;·&nbsp; Model B: <b>{_e(name_b)}</b>'
         f" &nbsp;·&nbsp; n = <b>{_e(n if n is not None else '—')}</b> samples"
-        f" &nbsp;·&nbsp; {_e(_date(df))} &nbsp;·&nbsp; nncompare {_e(version)}</p>"
+        f" &nbsp;·&nbsp; {_e(_date(prov))} &nbsp;·&nbsp; nncompare {_e(version)}</p>"
         "</header>"
     )
     if not measures:
@@ -585,9 +584,7 @@ def render_html(
             parts.append(_error_notes(data, m))
         parts.append(_shortened_names(df))
 
-        spectra_measures = [
-            m for m in (attrs.get("spectra") or {}) if m in measures and spectra_of(df, str(m))
-        ]
+        spectra_measures = [m for m in df.spectra if m in measures and spectra_of(df, str(m))]
         spectrum_order = with_spectrum()  # registry order of the measures with spectra
         spectra_measures.sort(
             key=lambda m: spectrum_order.index(m) if m in spectrum_order else len(spectrum_order)
@@ -646,11 +643,7 @@ def render_html(
         parts.append(_measures_table(df, measures))
         parts.append("<h3>Reshape policies for convolutional layers</h3>")
         parts.append(_policies_table(data))
-    extra = {
-        k: v
-        for k, v in attrs.items()
-        if k not in ("provenance", "measures", "spectra", "kept_dims", "title")
-    }
+    extra = {**({"layer_aliases": df.layer_aliases} if df.layer_aliases else {}), **df.extra}
     if extra:
         parts.append("<h3>Other metadata</h3>")
         parts.append(_kv_table(extra))

@@ -1,4 +1,9 @@
-"""Strict-JSON conversion of the results frame and its attrs (NaN and ±inf become null)."""
+"""Strict-JSON conversion of a comparison and its metadata (NaN and ±inf become null).
+
+The JSON is written from the typed :class:`nncompare.ComparisonResult`; its ``"attrs"``
+member is the metadata in the serialised form of ``DataFrame.attrs``
+(:attr:`nncompare.ComparisonResult.attrs`), so a file reads back into the same frame.
+"""
 
 from __future__ import annotations
 
@@ -62,16 +67,22 @@ def to_jsonable(x: Any) -> Any:
 
 
 def frame_to_json_dict(df: Any) -> dict[str, Any]:
-    """``{"format", "format_version", "title", "columns", "records", "attrs"}``."""
-    columns = [str(c) for c in df.columns]
+    """``{"format", "format_version", "title", "columns", "records", "attrs"}`` of a
+    comparison (a frame, a :class:`nncompare.ComparisonResult` or a
+    :class:`nncompare.GridResult`, read once)."""
+    from nncompare.plot._data import comparison
+
+    res = comparison(df)
+    table = res.table
+    columns = [str(c) for c in table.columns]
     records = [
-        {str(k): to_jsonable(v) for k, v in rec.items()} for rec in df.to_dict(orient="records")
+        {str(k): to_jsonable(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")
     ]
-    attrs = to_jsonable(dict(getattr(df, "attrs", {}) or {}))
+    attrs = to_jsonable(res.attrs)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "title": attrs.get("title"),
+        "title": res.title,
         "columns": columns,
         "records": records,
         "attrs": attrs,
@@ -84,7 +95,8 @@ def dumps_strict(obj: Any, *, indent: int | None = 1) -> str:
 
 
 def from_json_dict(doc: Mapping[str, Any]) -> Any:
-    """Inverse of :func:`frame_to_json_dict`: the DataFrame with its attrs (null -> NaN/NA)."""
+    """Inverse of :func:`frame_to_json_dict`: the DataFrame with its metadata in
+    ``DataFrame.attrs`` (null -> NaN/NA), as :func:`nncompare.compare_models` returns it."""
     import pandas as pd
 
     if doc.get("format") != FORMAT:
@@ -96,5 +108,9 @@ def from_json_dict(doc: Mapping[str, Any]) -> Any:
     for col in _INT_COLUMNS:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    df.attrs.update(dict(doc.get("attrs") or {}))
-    return df
+    from nncompare.results import ComparisonResult, with_metadata
+
+    meta = doc.get("attrs")
+    if {"measure", "value"} <= set(df.columns):
+        return ComparisonResult.from_table(df, meta).to_frame()
+    return with_metadata(df, meta)  # not a comparison table: the metadata as it was
