@@ -384,3 +384,29 @@ def test_only_stats_touches_the_private_caches_of_the_moments():
         if isinstance(node, ast.Attribute) and node.attr in STATS_PRIVATE_ATTRIBUTES
     )
     assert offenders == [], "use Moments.cached(which, key, compute):\n" + "\n".join(offenders)
+
+
+#: private names of nncompare.stats imported by a measure module: (importer, name)
+KNOWN_STATS_PRIVATE: set[tuple[str, str]] = {
+    # SpectralMoments shares the layer-block record and the pickling of the array namespace
+    # with JointMoments: public names in stats.py (or _xp_name/_xp_from_name in _array.py)
+    ("nncompare.measures._spectral", "_Block"),
+    ("nncompare.measures._spectral", "_xp_from_name"),
+    ("nncompare.measures._spectral", "_xp_name"),
+}
+
+
+def test_the_measures_use_only_public_names_of_the_statistics():
+    """stats.py offers the measures what they need by public name (check_precision,
+    batch_stats, centred_normalised, Moments.cached, ...)."""
+    found = {
+        (module, alias.name)
+        for module, path in _modules()
+        if layer_of(module) == "measures"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module == "nncompare.stats"
+        for alias in node.names
+        if alias.name.startswith("_")
+    }
+    assert sorted(found - KNOWN_STATS_PRIVATE) == []
+    assert sorted(KNOWN_STATS_PRIVATE - found) == [], "fixed: delete from KNOWN_STATS_PRIVATE"

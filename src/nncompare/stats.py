@@ -118,7 +118,7 @@ class JointMoments:
     """
 
     def __init__(self, *, precision: str = "auto", dtype: str | None = None) -> None:
-        self.precision = _check_precision(precision, dtype)
+        self.precision = check_precision(precision, dtype)
         self.product_precision: str | None = None  # "float32" once any product was float32
         self.n = 0
         self.blocks: dict[str, _Block] = {}
@@ -479,7 +479,7 @@ class Moments:
     """
 
     def __init__(self, *, precision: str = "auto", dtype: str | None = None) -> None:
-        self.precision = _check_precision(precision, dtype)
+        self.precision = check_precision(precision, dtype)
         self._joint = JointMoments(precision=self.precision)
         self._snap: _Snapshot | None = None
         self._sx = self._sy = slice(0, 0)
@@ -780,8 +780,21 @@ class _BatchStats:
 PRECISIONS = ("auto", "float32", "float64")
 
 
-def _check_precision(precision: str, dtype: str | None = None) -> str:
-    """Validate ``precision`` (or its former name ``dtype``); returns the precision name."""
+def check_precision(precision: str, dtype: str | None = None) -> str:
+    """Validate ``precision`` (or its former name ``dtype``); returns the precision name.
+
+    Parameters
+    ----------
+    precision : {"auto", "float32", "float64"}
+        Precision of the products (see :class:`JointMoments`).
+    dtype : {"float64", "float32"}, optional
+        Former name of ``precision``; when given, it must agree with ``precision``.
+
+    Returns
+    -------
+    str
+        The precision name.
+    """
     if dtype is not None:
         check_option("dtype", dtype, ("float64", "float32"))
         if precision != "auto" and precision != dtype:
@@ -921,7 +934,7 @@ def _mean64(xp: Any, a: Array, inv: np.ndarray | None = None) -> Array:
     return total / nb
 
 
-def _batch_stats(
+def batch_stats(
     xp: Any,
     arrays: Sequence[Array],
     dt: Any,
@@ -980,6 +993,9 @@ def _batch_stats(
     return stats
 
 
+_batch_stats = batch_stats  # former private name (JointMoments.update)
+
+
 @dataclass
 class CrossMoments:
     """What a measure needing no within-layer covariance (Procrustes) needs of (X, Y).
@@ -1010,7 +1026,7 @@ def cross_moments(X: Array, Y: Array, *, precision: str = "auto") -> CrossMoment
     """
     xp = namespace(X, Y)
     arrays = [X, Y]
-    dt = product_dtype(xp, arrays, _check_precision(precision))
+    dt = product_dtype(xp, arrays, check_precision(precision))
     nb = int(X.shape[0])
     d1 = int(X.shape[1])
     lo, hi, eps, means = _first_pass(xp, arrays)

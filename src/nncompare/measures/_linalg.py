@@ -311,9 +311,9 @@ def linear_moments(
     Moments are returned as they are (``precision`` must then be left at "auto").
     """
     from nncompare.measures._inputs import prepare_pair, to_moments
-    from nncompare.stats import JointMoments, Moments, _check_precision
+    from nncompare.stats import JointMoments, Moments, check_precision
 
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     if isinstance(X, Moments | JointMoments):
         if precision != "auto":
             raise ValueError(

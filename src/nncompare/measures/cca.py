@@ -196,9 +196,9 @@ def _validate_rtol(rtol: Any) -> float:
 
 def _dft_precision(precision: str, measure: str) -> dict[str, Any]:
     """Keyword arguments passing ``precision`` on to the DFT path (which may not take it)."""
-    from nncompare.stats import _check_precision
+    from nncompare.stats import check_precision
 
-    if _check_precision(precision) == "auto":
+    if check_precision(precision) == "auto":
         return {}
     import inspect
 

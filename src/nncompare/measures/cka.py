@@ -47,7 +47,7 @@ from nncompare.measures._inputs import prepare_pair, to_moments
 from nncompare.measures._kernels import center_gram, gram, hsic_unbiased, ucenter_gram
 from nncompare.measures._params import CONV, LAYOUT, PRECISION, Boolean, Interval, constrain
 from nncompare.results import CKAResult
-from nncompare.stats import Moments, _check_precision, centred_normalised
+from nncompare.stats import Moments, centred_normalised, check_precision
 
 __all__ = ["MinibatchCKA", "cka", "cka_debiased", "cka_rbf"]
 
@@ -124,7 +124,7 @@ def cka(
     # largest feature scale (g_x, g_y), so no finite input over- or underflows; constant
     # features (equal up to rounding) are exactly zero. hsic_* are reported in the data's
     # units (they over/underflow beyond about 1e+-75; the value does not).
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     if isinstance(X, Moments):
         if precision != "auto":
             raise ValueError(
@@ -195,7 +195,7 @@ def cka_debiased(
     :func:`cka` (float32 products for float32 arrays by default; the absolute error of the
     value is then about 1e-7).
     """
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     if conv == "dft":
         raise ValueError("cka_debiased does not support conv='dft'.")
     if isinstance(X, Moments):
@@ -210,10 +210,10 @@ def cka_debiased(
     # as in cka: products in units of each side's largest feature scale, constant features 0
     if n * n >= d1 * d1 + d2 * d2 + d1 * d2:
         # feature space, from one chunked joint product (no centred copies of the data)
-        from nncompare.stats import _batch_stats, product_dtype
+        from nncompare.stats import batch_stats, product_dtype
 
         norms: list[Any] = []
-        st = _batch_stats(xp, [X, Y], product_dtype(xp, (X, Y), precision), row_norms=norms)
+        st = batch_stats(xp, [X, Y], product_dtype(xp, (X, Y), precision), row_norms=norms)
         a, b = norms
         rx, gx = st.relative(0, d1)
         ry, gy = st.relative(d1, d1 + d2)
