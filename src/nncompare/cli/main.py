@@ -647,6 +647,12 @@ def _short(spec: str, weights: str | None) -> str:
     return base if len(base) <= 40 else base[:18] + "…" + base[-18:]
 
 
+# ``nncompare stitch`` lives in its own module.
+from nncompare.cli.stitch import stitch as _stitch_command  # noqa: E402
+
+cli.add_command(_stitch_command)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``nncompare`` console script (and of ``python -m``).
 

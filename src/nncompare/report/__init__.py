@@ -17,12 +17,22 @@ each written atomically. :func:`load_results` reads ``results.json`` back into a
 from nncompare.report._example import example_frame
 from nncompare.report._files import ReportFiles, load_results, results_json, write_report
 from nncompare.report._html import render_html
+from nncompare.report._stitching import (
+    StitchingData,
+    load_stitching_results,
+    stitching_figures,
+    write_stitching_report,
+)
 
 __all__ = [
     "ReportFiles",
+    "StitchingData",
     "example_frame",
     "load_results",
+    "load_stitching_results",
     "render_html",
     "results_json",
+    "stitching_figures",
     "write_report",
+    "write_stitching_report",
 ]
