@@ -444,3 +444,38 @@ def test_untraceable_model_is_refused_naming_the_failure():
         r"TraceError: symbolically traced variables cannot be used as inputs to control flow",
     ):
         nc.stitch(net, "block", net, "block")
+
+
+def test_hard_target_and_l1_penalty():
+    a, b = TinyNet(6, seed=1), TinyNet(6, seed=2)
+    x, y = _data(64)
+    sizes = {}
+    for l1 in (0.0, 20.0):
+        s = nc.stitch(a, "block", b, "block")
+        r = nc.stitching.train(
+            s, (x, y), target="hard", init="identity", epochs=10, lr=5e-2, l1=l1,
+            batch_size=32, progress=False,
+        )  # fmt: skip
+        assert r.options["target"] == "hard" and r.n_samples == 64
+        assert all(0 <= h["accuracy"] <= 1 for h in r.history[1:])
+        sizes[l1] = np.abs(r.matrix).mean()
+    assert sizes[20.0] < 0.5 * sizes[0.0]
+
+
+def test_stitched_train_mode_touches_only_the_stitching_layer():
+    a, b = TinyNet(6, seed=1), TinyNet(8, seed=2)
+    x, _ = _data(16)
+    s = nc.stitch(a, "block", b, "block", example_input=x[:2]).train()
+    assert s.stitch_layer.training
+    assert not any(m.training for part in (s.front_a, s.front_b, s.back_b) for m in part.modules())
+    running = s.front_a.bn1.running_mean.clone()
+    s(x)
+    assert torch.equal(running, s.front_a.bn1.running_mean)  # eval-mode BatchNorm
+
+
+def test_monitor_names_must_be_measures():
+    a = TinyNet()
+    x, _ = _data(16)
+    s = nc.stitch(a, "block", a, "block")
+    with pytest.raises(ValueError, match=r"unknown measure 'ckaa'\. Did you mean 'cka'"):
+        nc.stitching.train(s, x, monitor=["ckaa"], progress=False)

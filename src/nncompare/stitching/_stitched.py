@@ -64,6 +64,10 @@ class Stitched(nn.Module):
         S: a 1×1 convolution (``nn.Conv2d``/``nn.Conv1d``) for (N, C, ...) activations or an
         ``nn.Linear`` for (N, D) vectors; for ``"lowrank"`` an ``nn.Sequential`` of two such
         layers (C_a → rank without bias, rank → C_b with bias).
+    method : str or None
+        How S was last set: ``"identity"`` (a new linear layer between equal widths) or
+        ``"random"`` (torch's default initialisation, seed 0) when built, then the
+        :func:`~nncompare.stitching.fit` method or ``"task"``.
     """
 
     def __init__(

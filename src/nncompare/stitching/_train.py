@@ -412,7 +412,7 @@ def train(
             print(f"stitching.train: {shown}", file=sys.stderr)
 
     record(0, 0)
-    step = 0
+    step = n_inputs = 0
     stitched.train(True)
     try:
         for epoch in range(1, epochs + 1):
@@ -444,6 +444,8 @@ def train(
                 loss.backward()
                 optimizer.step()
                 step += 1
+                if epoch == 1:
+                    n_inputs += len(x)
                 run["loss"] += float(loss.detach())
                 run["steps"] += 1
                 with torch.no_grad():
@@ -485,7 +487,7 @@ def train(
         rank=stitched.rank,
         resize=stitched.resize,
         options=options,
-        n_samples=None,
+        n_samples=n_inputs,
         history=history,
         accuracy=None if result is None else result.accuracy,
         accuracy_b=None if result is None else result.accuracy_b,
