@@ -184,16 +184,6 @@ def conj_t_(a: Array) -> Array:
     return conj_t(array_api_compat.array_namespace(a), a)
 
 
-def _validate_rtol(rtol: Any) -> float:
-    try:
-        r = float(rtol)
-    except (TypeError, ValueError):
-        raise TypeError(f"rtol must be a small positive number; got {rtol!r}.") from None
-    if not 0 < r < 1:
-        raise ValueError(f"rtol must lie in (0, 1); got {r}.")
-    return r
-
-
 def _dft_precision(precision: str, measure: str) -> dict[str, Any]:
     """Keyword arguments passing ``precision`` on to the DFT path (which may not take it)."""
     from nncompare.stats import check_precision
