@@ -1367,14 +1367,34 @@ def _zcom_numpy_f32(
                 sq *= 1.0 / (gs[idx] * gs[idx])
                 row_norms[base + idx][s0:s1] = sq
         p = Z.T @ Z
+        if s1 == nb and com is None:  # one block: cast, correct and rescale in one go
+            return _finish_f32_product(p, nb, c, inv)
         if com is None:
             com = p.astype(np.float64)
         else:
             com += p
-    com -= nb * np.outer(c, c)
-    com *= inv[:, None]
-    com *= inv[None, :]
-    return com
+    return _finish_f32_product(com, nb, c, inv)
+
+
+def _finish_f32_product(p: np.ndarray, nb: int, c: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """(p - nb c cᵀ) · inv invᵀ in float64, by blocks of rows that stay in cache.
+
+    ``p`` (float32 or float64) is the product of the data centred on the float32-rounded
+    means, ``c`` the residual means (see :func:`_zcom_numpy_f32`); the inverse scales are
+    powers of two (or 0), so the rescaling is exact.
+    """
+    D = int(p.shape[0])
+    out = p if p.dtype == np.float64 else np.empty((D, D))
+    u = (nb * c) * inv  # nb c_i inv_i
+    v = c * inv
+    step = max(1, (1 << 17) // max(D, 1))
+    for r0 in range(0, D, step):
+        r1 = min(D, r0 + step)
+        blk = out[r0:r1]
+        np.multiply(p[r0:r1], inv[r0:r1, None], out=blk)
+        blk *= inv[None, :]
+        blk -= u[r0:r1, None] * v[None, :]
+    return out
 
 
 def _zcom_generic(
