@@ -171,9 +171,11 @@ class SpectralMoments:
         na, n = self.n, self.n + nb
         delta = mu - self.mean
         self.mean = self.mean + delta * (nb / n)
-        if isinstance(self.comoment, np.ndarray):  # in place: the blocks are large
-            self.comoment += com
-            self.comoment += (na * nb / n) * (np.conj(delta)[:, :, None] * delta[:, None, :])
+        if isinstance(self.comoment, np.ndarray):  # in place, block by block (in cache)
+            w = na * nb / n
+            for acc, add, d in zip(self.comoment, com, delta, strict=True):
+                acc += add
+                acc += (w * np.conj(d))[:, None] * d[None, :]
         else:
             self.comoment = (
                 self.comoment

@@ -609,12 +609,11 @@ def _shifted_pass(
     def assemble(sl: slice) -> bool:
         with np.errstate(**errors):
             c = com[sl]
-            _hermitian_from_real_lower(acc[sl, : 2 * D, : 2 * D], out=c)
+            a = acc[sl, : 2 * D, : 2 * D]
+            sq = np.diagonal(a, axis1=1, axis2=2)
+            shifted = sq[:, 0::2] + sq[:, 1::2]
+            _hermitian_from_real_lower(a, out=c, minus=(float(n), delta[sl]))
             idx = np.arange(D)
-            shifted = c.real[:, idx, idx].copy()
-            d = delta[sl]
-            c -= n * (np.conj(d)[:, :, None] * d[:, None, :])
-            c.imag[:, idx, idx] = 0.0
             centred = c.real[:, idx, idx]
             with np.errstate(invalid="ignore"):
                 lost = shifted > np.ldexp(np.maximum(centred, 0.0), _SHIFT_BITS)
@@ -624,13 +623,22 @@ def _shifted_pass(
     return mu0 + delta, com, excess and shifts is None
 
 
-def _hermitian_from_real_lower(acc: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+def _hermitian_from_real_lower(
+    acc: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    minus: tuple[float, np.ndarray] | None = None,
+) -> np.ndarray:
     """Complex Hermitian (R, D, D) blocks from the lower triangles of real (R, 2D, 2D)
-    products of interleaved (re, im) columns: Re = Σ ar br + ai bi, Im = Σ ar bi - ai br."""
+    products of interleaved (re, im) columns: Re = Σ ar br + ai bi, Im = Σ ar bi - ai br.
+
+    ``minus=(w, δ)`` (δ of shape (R, D)) subtracts w δ_rᴴ δ_r from block r on the way
+    (the shift correction of :func:`_shifted_pass`), while the block is in cache.
+    """
     D = acc.shape[-1] // 2
     com = np.empty((acc.shape[0], D, D), dtype=np.complex128) if out is None else out
     idx = np.arange(D)
-    for a, c in zip(acc, com, strict=True):  # block by block: each stays in cache
+    for r, (a, c) in enumerate(zip(acc, com, strict=True)):  # block by block, in cache
         # on and below the diagonal the entries read the lower triangle (2a >= 2b, 2a + 1 > 2b)
         np.add(a[0::2, 0::2], a[1::2, 1::2], out=c.real)
         np.subtract(a[0::2, 1::2], a[1::2, 0::2], out=c.imag)
@@ -639,6 +647,10 @@ def _hermitian_from_real_lower(acc: np.ndarray, *, out: np.ndarray | None = None
         # so adding the conjugate transpose fills the upper triangle and doubles the diagonal
         c += np.conj(c.T)
         c[idx, idx] *= 0.5
+        if minus is not None:
+            d = minus[1][r]
+            c -= (minus[0] * np.conj(d))[:, None] * d[None, :]
+            c.imag[idx, idx] = 0.0
     return com
 
 
