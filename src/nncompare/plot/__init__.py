@@ -14,6 +14,8 @@ All functions take the tidy frame returned by :func:`nncompare.compare_models` a
 * :func:`kept_dims` — SVCCA kept dimensions per layer.
 * :func:`layer_profile` — for each layer of A, the best-matching layer of B.
 * :func:`plot_rdm` — a representational dissimilarity matrix (``nc.rdm(X)``), samples × samples.
+* ``stitch_*`` — the stitching experiments of :mod:`nncompare.stitching.experiments`
+  (Csiszárik et al. 2021, Figs. 2-8), one function per experiment (:mod:`.stitching`).
 
 Requires matplotlib (``pip install "nncompare[plot]"``); it is imported only when a figure
 is drawn.
@@ -23,6 +25,16 @@ from nncompare.plot._export import figure_to_png_bytes, figure_to_svg
 from nncompare.plot._style import paper_style, shorten
 from nncompare.plot.figures import heatmap, kept_dims, layer_profile, spectrum
 from nncompare.plot.rdm import plot_rdm
+from nncompare.plot.stitching import (
+    stitch_cka_penalty,
+    stitch_initialisation,
+    stitch_layer_sweep,
+    stitch_low_rank,
+    stitch_mode_connectivity,
+    stitch_similarity_training,
+    stitch_sparsity,
+    stitch_width_sweep,
+)
 
 __all__ = [
     "figure_to_png_bytes",
@@ -34,4 +46,12 @@ __all__ = [
     "plot_rdm",
     "shorten",
     "spectrum",
+    "stitch_cka_penalty",
+    "stitch_initialisation",
+    "stitch_layer_sweep",
+    "stitch_low_rank",
+    "stitch_mode_connectivity",
+    "stitch_similarity_training",
+    "stitch_sparsity",
+    "stitch_width_sweep",
 ]
