@@ -196,7 +196,8 @@ def _load_labels(path: str, key: str | None, x_key: str | None, n: int, option: 
                 f"{option} {name} has no array {key!r}; it holds {', '.join(keys)}",
                 param_hint="--labels",
             )
-        if key == x_key:
+        inputs_key = x_key if x_key is not None else ("x" if "x" in keys else None)
+        if key == inputs_key:
             raise click.BadParameter(
                 f"--labels and --x-key both name {key!r}; the labels must be another array",
                 param_hint="--labels",
@@ -330,6 +331,7 @@ def _stitch_all(
     from nncompare.stitching import evaluate, fit, stitch, train
 
     run = _Run()
+    n_eval = len(eval_data[0] if isinstance(eval_data, tuple) else eval_data)
     for la, lb in pairs:
         label = la if la == lb else f"{la} -> {lb}"
         for spec in specs:
@@ -392,7 +394,14 @@ def _stitch_all(
                 raise click.ClickException(f"{where}: {_cli_words(str(exc))}") from exc
             seconds = time.perf_counter() - t0
             row = result.to_row()
-            row.update(model_a=names[0], model_b=names[1], seconds=round(seconds, 3))
+            if spec.name == "identity":
+                row["n_samples"] = None  # nothing was fitted
+            row.update(
+                model_a=names[0],
+                model_b=names[1],
+                n_eval_samples=n_eval,
+                seconds=round(seconds, 3),
+            )
             notes = sorted({" ".join(str(w.message).split()) for w in caught})
             if notes:
                 row["note"] = "; ".join(notes)
