@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         task = nc.stitching.train(
             s,
             train,
-            init="ls",
+            init=None,  # start from the LS fit just made
             epochs=args.epochs,
             lr=args.lr,
             batch_size=args.batch_size,
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{stage}: LS rel. acc {ev_ls.relative_accuracy:.4f} (fit {t_fit:.1f} s, "
             f"{ls.n_positions} positions), task loss {task.relative_accuracy:.4f} "
-            f"({t_task:.1f} s incl. LS init and evaluations)",
+            f"({t_task:.1f} s incl. evaluations)",
             flush=True,
         )
 

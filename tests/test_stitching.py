@@ -479,3 +479,54 @@ def test_monitor_names_must_be_measures():
     s = nc.stitch(a, "block", a, "block")
     with pytest.raises(ValueError, match=r"unknown measure 'ckaa'\. Did you mean 'cka'"):
         nc.stitching.train(s, x, monitor=["ckaa"], progress=False)
+
+
+def test_train_refuses_one_shot_iterators_and_lowrank_fit_ranks():
+    a, b = TinyNet(6, seed=1), TinyNet(8, seed=2)
+    x, _ = _data(32)
+    s = nc.stitch(a, "block", b, "block")
+    with pytest.raises(TypeError, match=r"iterated several times.*one-shot iterator \(generator\)"):
+        nc.stitching.train(s, (xb for xb in x.split(8)), progress=False)
+    assert nc.stitching.fit(s, (xb for xb in x.split(8))).n_samples == 32  # one pass: fine
+    low = nc.stitch(a, "block", b, "block", kind="lowrank", rank=2)
+    with pytest.raises(ValueError, match=r"Expected rank <= 2, the bottleneck width.*rank=3"):
+        nc.stitching.fit(low, x, "rrr", rank=3)
+    with pytest.raises(ValueError, match=r"rank-2 bottleneck.*method='ls' gives a full-rank one"):
+        nc.stitching.fit(low, x, "ls")
+
+
+def test_pretrained_resnet20_into_resnet32_at_layer3(shared_dir):
+    """Real models: LS direct matching of ResNet-20's layer3 into ResNet-32's recovers B's
+    accuracy on exact CIFAR-10 test images; the untransformed stitch (identity) does not.
+    Expected values measured with benchmarks/stitching_resnet.py (README table)."""
+    from nncompare.models import cifar_preprocess, cifar_resnet
+
+    folder, cifar = (
+        shared_dir / "data" / "akamaster_resnet_cifar10",
+        shared_dir / "data" / "cifar10",
+    )
+    if not (folder.is_dir() and (cifar / "cifar10_test_exact1017.npz").is_file()):
+        pytest.skip("pretrained CIFAR ResNets or CIFAR-10 not in the shared folder")
+    a = cifar_resnet(20, next(folder.glob("resnet20-*.th"))).eval()
+    b = cifar_resnet(32, next(folder.glob("resnet32-*.th"))).eval()
+    with np.load(cifar / "cifar10_train_exact1017.npz") as f:
+        train = cifar_preprocess(f["x"][:128]), torch.from_numpy(f["y"][:128])
+    with np.load(cifar / "cifar10_test_exact1017.npz") as f:
+        test = cifar_preprocess(f["x"][:128]), torch.from_numpy(f["y"][:128])
+    s = nc.stitch(a, "layer3", b, "layer3")
+    baseline = nc.stitching.evaluate(s, test)
+    nc.stitching.fit(s, train)
+    ls = nc.stitching.evaluate(s, test)
+    assert baseline.method == "identity" and baseline.relative_accuracy < 0.5
+    assert ls.accuracy_b > 0.85  # ResNet-32's own accuracy on these images
+    assert ls.relative_accuracy > 0.9 and ls.cross_entropy < 0.6 * baseline.cross_entropy
+
+
+def test_train_init_none_keeps_the_current_layer():
+    a, b = TinyNet(6, seed=1), TinyNet(8, seed=2)
+    x, y = _data(32)
+    s = nc.stitch(a, "block", b, "block")
+    ls = nc.stitching.fit(s, x)
+    r = nc.stitching.train(s, (x, y), init=None, epochs=1, lr=1e-9, progress=False)
+    np.testing.assert_allclose(r.matrix, ls.matrix, atol=1e-5)
+    assert r.options["init"] == "kept (ls)"

@@ -27,6 +27,7 @@ of Multivariate Analysis 5, 248-264.
 
 from __future__ import annotations
 
+from nncompare.stitching import experiments
 from nncompare.stitching._cut import Cut, InvalidCutError, valid_cuts
 from nncompare.stitching._fit import METHODS, fit
 from nncompare.stitching._result import StitchResult
@@ -43,6 +44,7 @@ __all__ = [
     "StitchResult",
     "Stitched",
     "evaluate",
+    "experiments",
     "fit",
     "stitch",
     "train",

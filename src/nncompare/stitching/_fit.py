@@ -214,8 +214,15 @@ def fit(
             f"it can hold only a low-rank matrix; method={method!r} gives a full-rank one. "
             f"Use method='rrr' (rank {stitched.rank}), or stitch with kind='linear'."
         )
-    if method == "rrr" and rank is None and stitched.kind == "lowrank":
-        rank = stitched.rank
+    if method == "rrr" and stitched.kind == "lowrank":
+        if rank is None:
+            rank = stitched.rank
+        elif isinstance(rank, int | np.integer) and rank > stitched.rank:
+            raise ValueError(
+                f"Expected rank <= {stitched.rank}, the bottleneck width of this "
+                f"kind='lowrank' stitched model, got rank={rank}. Leave rank=None to use "
+                "the bottleneck width."
+            )
     if method == "lasso":
         if alpha is None or isinstance(alpha, bool) or not np.isfinite(float(alpha)) or alpha <= 0:
             raise ValueError(

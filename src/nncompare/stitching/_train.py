@@ -105,6 +105,14 @@ def _batches(
     )
 
 
+def _one_shot(data: Any) -> bool:
+    """True for an iterator (a generator, say), which can be iterated only once."""
+    try:
+        return iter(data) is data
+    except TypeError:  # not iterable at all: iter_batches names what is accepted
+        return False
+
+
 def _resolve_monitor(monitor: Sequence[Any]) -> list[tuple[str, Callable[..., Any]]]:
     if isinstance(monitor, str) or callable(monitor):
         monitor = [monitor]
@@ -229,7 +237,13 @@ def evaluate(
 # --------------------------------------------------------------------------- train
 
 
-def _initialise(stitched: Stitched, data: Any, init: str, seed: int, batch_size: int) -> None:
+def _initialise(
+    stitched: Stitched, data: Any, init: str | None, seed: int, batch_size: int
+) -> None:
+    if init is None:  # keep the layer as it is (built from the first batch if need be)
+        x0, _ = next(iter(_batches(stitched, data, batch_size)))
+        stitched.build(x0)
+        return
     if init in ("ls", "procrustes"):
         method = "rrr" if (init == "ls" and stitched.kind == "lowrank") else init
         fit(stitched, data, method, batch_size=batch_size)
@@ -275,7 +289,7 @@ def train(
     *,
     target: str = "soft",
     temperature: float = 1.0,
-    init: str = "ls",
+    init: str | None = "ls",
     epochs: int = 1,
     lr: float = 1e-3,
     seed: int = 0,
@@ -306,10 +320,11 @@ def train(
     target : {"soft", "hard"}, default "soft"
     temperature : float, default 1.0
         Softmax temperature of the soft target (both sides).
-    init : {"ls", "identity", "random", "procrustes"}, default "ls"
+    init : {"ls", "identity", "random", "procrustes"} or None, default "ls"
         Starting point: the least-squares fit on ``data`` (rank-reduced for a ``"lowrank"``
         layer; the paper's most stable choice), the identity (equal widths), torch's default
-        random initialisation from ``seed``, or the Procrustes fit.
+        random initialisation from ``seed``, or the Procrustes fit. None: start from the
+        stitching layer as it is (after a :func:`fit`, say).
     epochs : int, default 1
     lr : float, default 1e-3
         Adam's learning rate.
@@ -352,7 +367,7 @@ def train(
     check_stitched(stitched, "nc.stitching.train")
     if target not in TARGETS:
         raise ValueError(f"Expected target to be one of {TARGETS}, got {target!r}.")
-    if init not in INITS:
+    if init is not None and init not in INITS:
         raise ValueError(f"Expected init to be one of {INITS}, got {init!r}.")
     temperature = _check_number("temperature", temperature, positive=True)
     lr = _check_number("lr", lr, positive=True)
@@ -365,6 +380,14 @@ def train(
     if eval_every is not None:
         eval_every = _check_int("eval_every", eval_every)
     measures = _resolve_monitor(monitor)
+    for name, value in (("data", data), ("eval_data", eval_data)):
+        if value is not None and _one_shot(value):
+            raise TypeError(
+                f"Expected {name} that can be iterated several times (arrays, (inputs, labels), "
+                "a Dataset or a DataLoader), got a one-shot iterator "
+                f"({type(value).__name__}): training reads the data once per epoch and for "
+                "every evaluation. Materialise it first, e.g. as a DataLoader."
+            )
 
     first_x, first_y = next(iter(_batches(stitched, data, batch_size)), (None, None))
     if first_x is None:
@@ -375,6 +398,7 @@ def train(
             "or a Dataset/DataLoader yielding (x, y), or use target='soft' (model B's outputs)."
         )
     _initialise(stitched, data, init, seed, batch_size)
+    init_method = stitched.method
     mon_src = eval_data if eval_data is not None else data
     mon_batch = next(iter(_batches(stitched, mon_src, monitor_samples, monitor_samples)))[0]
 
@@ -468,7 +492,7 @@ def train(
     options: dict[str, Any] = {
         "target": target,
         "temperature": temperature,
-        "init": init,
+        "init": init if init is not None else f"kept ({init_method})",
         "epochs": epochs,
         "lr": lr,
         "seed": seed,
