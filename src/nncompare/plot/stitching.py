@@ -209,7 +209,7 @@ def stitch_layer_sweep(df: Any, *, ax: Any = None, title: str | None = None) -> 
         _rel_axis(ax)
         ax.set_xlabel("stitching layer")
         ax2.set_ylabel("cross-entropy to model B (dashed)")
-        ax.legend(loc="lower left")
+        ax.legend(loc="best")
         _title(ax, title, "Stitching per layer")
     return fig
 

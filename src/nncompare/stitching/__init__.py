@@ -17,6 +17,11 @@ Frankenstein network F(x) = T_B(S(R_A(x))) performs:
 
 Each returns a :class:`StitchResult` (matrix, method, options, history; ``to_frame()``).
 
+:mod:`nncompare.stitching.experiments` runs the paper's experiments (Figs. 2-8: layer and
+width sweeps, similarity during training, CKA-penalised self-stitching, initialisation,
+low rank, mode connectivity, sparsity) and returns tidy frames; ``nc.plot.stitch_*`` draws
+them.
+
 References
 ----------
 Csiszárik, A., Kőrösi-Szabó, P., Matszangosz, Á. K., Papp, G. & Varga, D. (2021). Similarity
