@@ -530,3 +530,25 @@ def test_train_init_none_keeps_the_current_layer():
     r = nc.stitching.train(s, (x, y), init=None, epochs=1, lr=1e-9, progress=False)
     np.testing.assert_allclose(r.matrix, ls.matrix, atol=1e-5)
     assert r.options["init"] == "kept (ls)"
+
+
+def test_parameters_read_on_both_sides_of_the_cut_do_not_break_it():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor([1.5, -0.5, 2.0]))
+            self.mid = nn.Linear(3, 3)
+            self.head = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.mid(x * self.scale)  # self.scale before the cut ...
+            return self.head(x * self.scale)  # ... and after it: no activation crosses
+
+    net = Scaled()
+    x = torch.randn(10, 3)
+    assert "mid" in [c.name for c in nc.stitching.valid_cuts(net)]
+    s = nc.stitch(net, "mid", net, "mid")
+    with torch.no_grad():
+        assert torch.equal(s(x), net(x))
+        net.scale.mul_(2.0)  # the stitched model holds its own copy
+        assert not torch.equal(s(x), net(x))

@@ -286,16 +286,20 @@ class TracedModel:
     def back(self, cut: fx.Node) -> fx.GraphModule:
         """A copy of the model after ``cut``: takes the cut's output, returns the model output."""
         front = _ancestors([cut])
+        back = {n for n in self._needed if n not in front}
+        shared = {  # parameters and buffers read on both sides of the cut
+            src
+            for node in back
+            for src in node.all_input_nodes
+            if src in front and src.op == "get_attr"
+        }
         graph = fx.Graph()
         env: dict[fx.Node, fx.Node] = {cut: graph.placeholder("activation")}
         for node in self.graph.nodes:
-            if node not in self._needed or node in env:
-                continue
-            if node in front:
-                if node.op == "get_attr":
-                    env[node] = graph.node_copy(node)
-                continue
-            env[node] = graph.node_copy(node, lambda n: env[n])
+            if node in shared:
+                env[node] = graph.node_copy(node)
+            elif node in back:
+                env[node] = graph.node_copy(node, lambda n: env[n])
         return _detached_module(self.model, graph)
 
     def shapes(self, example_input: Any) -> dict[fx.Node, tuple[int, ...]]:
