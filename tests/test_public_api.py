@@ -42,6 +42,7 @@ PUBLIC = [
     "models",
     "mutual_knn",
     "pairwise",
+    "parallel",
     "plot",
     "procrustes",
     "pwcca",
@@ -83,8 +84,8 @@ def test_public_names_pinned():
 
 
 MODULES = {
-    "analyses", "capture", "data", "demo", "errors", "measures", "models", "plot", "report",
-    "stats", "stitching", "training", "workbench",
+    "analyses", "capture", "data", "demo", "errors", "measures", "models", "parallel", "plot",
+    "report", "stats", "stitching", "training", "workbench",
 }  # fmt: skip
 #: short names of the workbench modules: the same module objects, at home in nncompare.workbench
 WORKBENCH = {"data", "models", "training"}

@@ -46,6 +46,7 @@ _SUBMODULES = {
     "models",
     "data",
     "analyses",
+    "parallel",
     "plot",
     "report",
     "training",
