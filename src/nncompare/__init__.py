@@ -10,51 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from nncompare._names import LAZY as _LAZY
+from nncompare._names import SUBMODULES as _SUBMODULES
 from nncompare._version import __version__ as __version__
-
-# public name -> module that defines it
-_LAZY: dict[str, str] = {
-    # representation measures: every entry of the measure registry is also a name here
-    # (nncompare.measures._registry, resolved in __getattr__); the names below are not measures
-    "ShapeMetric": "nncompare.measures.shape_cv",
-    "shape_cv": "nncompare.measures.shape_cv",
-    "rdm": "nncompare.measures.rsa",
-    "similarity": "nncompare.measures._registry",
-    "reshape_conv": "nncompare.measures.conv",
-    "LayoutArray": "nncompare._layout",
-    "LayoutWarning": "nncompare._layout",
-    # streaming statistics
-    "Moments": "nncompare.stats",
-    "JointMoments": "nncompare.stats",
-    "SpectralMoments": "nncompare.measures._spectral",
-    "MinibatchCKA": "nncompare.measures.cka",
-    # grids
-    "pairwise": "nncompare.analyses.grid",
-    # capture and models
-    "list_layers": "nncompare.capture",
-    "compare_models": "nncompare.analyses.compare",
-    "compare_checkpoints": "nncompare.analyses.compare",
-    "ComparisonResult": "nncompare.results",
-    # stitching (the function lens)
-    "stitch": "nncompare.stitching",
-}
-
-_SUBMODULES = {
-    "measures",
-    "stats",
-    "capture",
-    "models",
-    "data",
-    "analyses",
-    "parallel",
-    "plot",
-    "report",
-    "training",
-    "workbench",
-    "stitching",
-    "demo",
-    "errors",
-}
 
 
 def _measures() -> dict[str, Any]:

@@ -970,10 +970,10 @@ def measure_metadata(
 def provenance(extra: Mapping[str, Any]) -> dict[str, Any]:
     """Versions (torch's where it is loaded), platform, time and command line, completed
     by ``extra``."""
-    import nncompare
+    from nncompare._version import __version__
 
     out: dict[str, Any] = {
-        "nncompare": nncompare.__version__,
+        "nncompare": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "numpy": np.__version__,

@@ -570,12 +570,12 @@ def _reserved_names() -> set[str]:
     public names and the family modules): a measure may not shadow them."""
     import pkgutil
 
-    import nncompare
     import nncompare.measures as measures
+    from nncompare._names import LAZY, SUBMODULES
 
     return {
-        *nncompare._LAZY,
-        *nncompare._SUBMODULES,
+        *LAZY,
+        *SUBMODULES,
         "__version__",
         *(n for n in measures.__all__ if n not in _BUILTIN_NAMES),
         *(m.name for m in pkgutil.iter_modules(measures.__path__)),

@@ -142,7 +142,7 @@ class FigureFiles:
     def __call__(self, name: str, fig: Any) -> None:
         if not self.formats or self.errors:
             return
-        from nncompare.report._files import atomic_write
+        from nncompare._io import atomic_write
 
         stem = self._stem(name)
         try:
