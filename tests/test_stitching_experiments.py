@@ -177,6 +177,13 @@ def test_layer_sweep_bad_input(nets, digits):
         E.layer_sweep(a, b, ["relu1", "relu2"], (x, y), test, layers_b=["relu1"])
 
 
+def test_layer_sweep_unknown_layer_raises(nets, digits):
+    from nncompare.errors import NNCompareError
+
+    with pytest.raises(NNCompareError, match=r"No layer named 'relu9' in model_a\. Did you mean"):
+        E.layer_sweep(*nets, ["relu1", "relu9"], *digits, methods=("ls",))
+
+
 def test_workbench_datasets_are_accepted(nets):
     # objects with .x / .y (nc.data's data sets) stand for (inputs, labels)
     a, b = nets
@@ -426,6 +433,20 @@ def test_every_figure_renders(sweep, widths, similarity, cka_self, inits, low_ra
         _png(fig)
     # the sparsity figure shows example matrices above the curve
     assert sum(len(ax.images) for ax in figures[-1].axes) == 5  # 3 lasso, 2 task
+
+
+def test_figures_draw_into_a_given_axes(sweep, inits, modes):
+    from matplotlib.figure import Figure
+
+    from nncompare import plot
+
+    fig = Figure()
+    axes = fig.subplots(1, 3)
+    assert plot.stitch_layer_sweep(sweep[0], ax=axes[0]) is fig
+    assert plot.stitch_initialisation(inits, ax=axes[1]) is fig
+    assert plot.stitch_mode_connectivity(modes, ax=axes[2], title="modes") is fig
+    assert axes[2].get_title(loc="left") == "modes"
+    _png(fig)
 
 
 def test_figures_refuse_the_wrong_frame(sweep, inits):

@@ -41,6 +41,14 @@ accuracy). ``data`` and ``eval_data`` are what :func:`~nncompare.stitching.fit` 
 workbench's data sets). The models are never changed (the stitched models hold frozen
 copies of their parts).
 
+Examples
+--------
+>>> import nncompare as nc  # doctest: +SKIP
+>>> from nncompare.stitching import experiments
+>>> train, test = nc.data.load_digits("train"), nc.data.load_digits("test")  # doctest: +SKIP
+>>> df = experiments.layer_sweep(net_a, net_b, ["relu1", "relu2"], train, test)  # doctest: +SKIP
+>>> nc.plot.stitch_layer_sweep(df).savefig("layer_sweep.png")  # doctest: +SKIP
+
 References
 ----------
 Csiszárik, A., Kőrösi-Szabó, P., Matszangosz, Á. K., Papp, G. & Varga, D. (2021). Similarity
@@ -315,6 +323,15 @@ def _layer_pairs(layers: Any, layers_b: Any = None) -> list[tuple[str, str]]:
     return pairs
 
 
+def _check_layers(model_a: nn.Module, model_b: nn.Module, pairs: list[tuple[str, str]]) -> None:
+    """Fail before any work on a layer name that is not a module (the core's message)."""
+    names_a, names_b = dict(model_a.named_modules()), dict(model_b.named_modules())
+    for layer_a, layer_b in pairs:
+        if layer_a not in names_a or layer_b not in names_b:
+            stitch(model_a, layer_a, model_b, layer_b)  # raises LayerNotFoundError
+            raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _build(stitched: Stitched, data: Any) -> Stitched:
     x = next(
         iter(iter_batches(data, 2, stitched.device, dtype=stitched.float_dtype, max_samples=2)),
@@ -554,6 +571,7 @@ def layer_sweep(
     training = _training(epochs, lr, target, batch_size, progress, train_options)
     data, eval_data = _as_data(data, "data"), _as_data(eval_data, "eval_data")
     _require_labels(eval_data)
+    _check_layers(model_a, model_b, pairs)
     rows = _sweep_rows(
         model_a,
         model_b,
@@ -657,6 +675,8 @@ def width_sweep(
     _require_labels(eval_data)
     rows: list[dict[str, Any]] = []
     widths = sorted(keys_a)
+    for width in widths:
+        _check_layers(models_by_width_a[width], models_by_width_b[width], pairs)
     for width in widths:
         _log(progress, f"width {width}")
         rows += _sweep_rows(
@@ -1083,6 +1103,7 @@ def low_rank_study(
     training = _training(epochs, lr, target, batch_size, progress, train_options)
     data, eval_data = _as_data(data, "data"), _as_data(eval_data, "eval_data")
     _require_labels(eval_data)
+    _check_layers(model_a, model_b, pairs)
     rows: list[dict[str, Any]] = []
     for position, (layer_a, layer_b) in enumerate(pairs):
         full = _build(stitch(model_a, layer_a, model_b, layer_b, resize=resize), data)
