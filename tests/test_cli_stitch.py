@@ -116,14 +116,9 @@ def test_stitch_writes_the_report_with_every_pair_and_method(runner, files):
         assert z["matrix_000"].shape == (6, 6) and z["matrix_003"].shape == (8, 8)
     html = (out / "report.html").read_text()
     assert 'id="stitching"' in html and "Task-loss training" in html
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 3
     names = sorted(p.name for p in (out / "figures").iterdir())
-    assert names == [
-        "stitching_cross_entropy.png",
-        "stitching_matrices.png",
-        "stitching_relative_accuracy.png",
-        "stitching_training.png",
-    ]
+    assert names == ["stitching_layers.png", "stitching_matrices.png", "stitching_training.png"]
 
 
 def test_ls_matrix_is_least_squares_on_the_preprocessed_positions(runner, files):
@@ -249,7 +244,7 @@ def test_unequal_widths_have_no_identity_baseline_and_say_why(runner, files):
     df = pd.read_csv(files["dir"] / "widths" / "results.csv")
     ident = df[df["method"] == "identity"].iloc[0]
     assert np.isnan(ident["relative_accuracy"])
-    assert ident["note"] == "no identity baseline between unequal widths (6 and 8 channels)"
+    assert ident["skipped"] == "no identity baseline between unequal widths (6 and 8 channels)"
     assert df[df["method"] == "ls"]["relative_accuracy"].notna().all()
 
 

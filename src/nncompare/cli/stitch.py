@@ -332,7 +332,7 @@ def _stitch_all(
 
     run = _Run()
     n_eval = len(eval_data[0] if isinstance(eval_data, tuple) else eval_data)
-    for la, lb in pairs:
+    for position, (la, lb) in enumerate(pairs):
         label = la if la == lb else f"{la} -> {lb}"
         for spec in specs:
             t0 = time.perf_counter()
@@ -355,13 +355,15 @@ def _stitch_all(
                         if c_a != c_b:
                             run.rows.append(
                                 {
+                                    "position": position,
                                     "layer_a": la,
                                     "layer_b": lb,
                                     "method": "identity",
                                     "width_a": c_a,
                                     "width_b": c_b,
-                                    "note": f"no identity baseline between unequal widths "
-                                    f"({c_a} and {c_b} channels)",
+                                    "n_eval_samples": n_eval,
+                                    "skipped": "no identity baseline between unequal "
+                                    f"widths ({c_a} and {c_b} channels)",
                                 }
                             )
                             click.echo(f"{label}: identity skipped (widths {c_a} and {c_b})")
@@ -393,7 +395,7 @@ def _stitch_all(
             except (ValueError, TypeError) as exc:
                 raise click.ClickException(f"{where}: {_cli_words(str(exc))}") from exc
             seconds = time.perf_counter() - t0
-            row = result.to_row()
+            row = {"position": position, **result.to_row(), "skipped": None}
             if spec.name == "identity":
                 row["n_samples"] = None  # nothing was fitted
             row.update(

@@ -12,6 +12,10 @@ a :class:`nncompare.ComparisonResult`, or the :class:`nncompare.GridResult` of
   ``null``);
 
 each written atomically. :func:`load_results` reads ``results.json`` back into a frame.
+
+:func:`write_stitching_report` writes the same folder for model stitching (one row per cut
+and matching method, training histories, ``matrices.npz``); ``write_report(...,
+stitching=results)`` adds a stitching section to a comparison report.
 """
 
 from nncompare.report._example import example_frame

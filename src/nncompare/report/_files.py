@@ -123,6 +123,7 @@ def write_report(
     image_format: str = "png",
     dpi: int = 150,
     formats: tuple[str, ...] | list[str] | str = (),
+    stitching: Any = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
 
@@ -147,6 +148,11 @@ def write_report(
         (``heatmap_<measure>``, ``profile_<measure>``, ``spectrum_<measure>``,
         ``kept_dims``), e.g. ``formats=("png", "pdf", "svg")``: PDF and SVG are vector
         graphics for a paper. Default: none (figures only embedded in the HTML).
+    stitching : list of StitchResult or DataFrame, optional
+        Model-stitching results of the same two models (:mod:`nncompare.stitching`, e.g.
+        the frame of :func:`nncompare.stitching.experiments.layer_sweep`): the report gains
+        a stitching section, and ``stitching.csv`` / ``stitching.json`` (and
+        ``matrices.npz`` for StitchResults) are written beside the results.
 
     Returns
     -------
@@ -173,7 +179,14 @@ def write_report(
     from nncompare.plot._export import FigureFiles
 
     sink = FigureFiles(out, formats, dpi=dpi)  # checks formats before any drawing
-    page = render_html(df, title=title, image_format=image_format, dpi=dpi, figure_sink=sink)
+    page = render_html(
+        df,
+        title=title,
+        image_format=image_format,
+        dpi=dpi,
+        figure_sink=sink,
+        stitching=stitching,
+    )
     sink.raise_errors()
     json_text = results_json(df)
     csv_text = results_csv(df)
@@ -186,5 +199,9 @@ def write_report(
     )
     atomic_write(files.csv, csv_text)
     atomic_write(files.json, json_text + "\n")
+    if stitching is not None:
+        from nncompare.report._stitching import write_stitching_files
+
+        write_stitching_files(stitching, out, stem="stitching", title=f"{title or ''}")
     atomic_write(files.html, page)
     return files

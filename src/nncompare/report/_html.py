@@ -510,6 +510,7 @@ def render_html(
     image_format: str = "png",
     dpi: int = 150,
     figure_sink: Any = None,
+    stitching: Any = None,
 ) -> str:
     """The report as one self-contained HTML document (see :func:`write_report`).
 
@@ -517,7 +518,8 @@ def render_html(
     :class:`nncompare.GridResult`, read once. ``figure_sink``, when given, is called with
     ``(name, figure)`` for each figure before it is embedded (names such as
     ``"heatmap_cka"``, ``"spectrum_cca"``, ``"kept_dims"``); :func:`write_report` uses it
-    to write the figures as files."""
+    to write the figures as files. ``stitching``, when given (stitching results, see
+    :func:`nncompare.report._stitching.as_stitching`), adds a model-stitching section."""
     from nncompare import plot
 
     df = comparison(df)  # read once; every part below reads the typed fields
@@ -629,6 +631,11 @@ def render_html(
                     caption=f"Kept dimensions per layer of {name_a} and {name_b}.",
                 )
             )
+
+        if stitching is not None:
+            from nncompare.report._stitching import stitching_section
+
+            parts.append(stitching_section(stitching, figs, names=(name_a, name_b)))
 
         parts.append(f'<h2 id="results">All results ({len(df)} rows)</h2>')
         parts.append(_results_table(data))

@@ -61,6 +61,7 @@ _TABLE_COLUMNS = (
     ("layer_a", "Layer of A"),
     ("layer_b", "Layer of B"),
     ("method", "Method"),
+    ("seed", "Seed"),
     ("relative_accuracy", "Relative accuracy"),
     ("accuracy", "Accuracy"),
     ("accuracy_b", "Accuracy of B"),
@@ -69,6 +70,7 @@ _TABLE_COLUMNS = (
     ("fit_r2", "Fit R²"),
     ("width_a", "C_a"),
     ("width_b", "C_b"),
+    ("skipped", "Not measured because"),
     ("note", "Note"),
 )
 
@@ -81,8 +83,10 @@ class StitchingData:
     ----------
     frame : pandas.DataFrame
         One row per (layer pair, method): ``layer_a``, ``layer_b``, ``method`` and the
-        scores of :meth:`~nncompare.stitching.StitchResult.to_row` (a ``note`` column says
-        why a row has no scores, e.g. no identity baseline between unequal widths);
+        scores of :meth:`~nncompare.stitching.StitchResult.to_row`, as
+        :func:`nncompare.stitching.experiments.layer_sweep` returns them (``position``, the
+        index of the cut; ``skipped``, why a row has no scores, e.g. no identity baseline
+        between unequal widths; ``note``, warnings of the run);
         ``frame.attrs["provenance"]`` is shown with the section.
     results : list of StitchResult
         The results with their matrices and training histories (may be empty: then the
@@ -366,16 +370,64 @@ def figure_matrices(results: list[Any]) -> Any:
     return fig
 
 
+def _sweep_like(frame: Any) -> bool:
+    """Whether ``nc.plot.stitch_layer_sweep`` can draw ``frame``: a layer sweep's columns
+    with measured relative accuracies."""
+    need = ("position", "layer_a", "layer_b", "method", "relative_accuracy", "cross_entropy")
+    if any(c not in frame.columns for c in need):
+        return False
+    if frame.attrs.get("experiment") not in (None, "layer_sweep"):
+        return False
+    return bool(frame["relative_accuracy"].notna().any())
+
+
+def _per_layer_specs(data: StitchingData) -> list[tuple[str, Any, str, str]]:
+    """(file stem, make, alt text, caption) of the per-layer figures."""
+    frame = data.frame
+    if _sweep_like(frame):
+        from nncompare import plot
+
+        return [
+            (
+                "stitching_layers",
+                lambda: plot.stitch_layer_sweep(frame, title=""),
+                "Relative accuracy and cross-entropy to model B per cut and matching method",
+                "Relative accuracy (stitched / B, solid, left axis) and cross-entropy to B's "
+                "outputs (dashed, right axis) per cut and matching method; the "
+                "no-transformation baseline in grey (nc.plot.stitch_layer_sweep).",
+            )
+        ]
+    col, ylabel = _score_column(frame)
+    specs = [
+        (
+            f"stitching_{col}",
+            lambda: figure_per_layer(data),
+            f"{ylabel} per layer pair and matching method",
+            f"{ylabel[0].upper()}{ylabel[1:]} per cut and matching method; the dotted line "
+            "is model B itself.",
+        )
+    ]
+    if "cross_entropy" in frame.columns and frame["cross_entropy"].notna().any():
+        specs.append(
+            (
+                "stitching_cross_entropy",
+                lambda: figure_per_layer(data, "cross_entropy"),
+                "Cross-entropy to model B's outputs per layer pair and matching method",
+                "Cross-entropy of the stitched network's softmax to B's (nats; lower is "
+                "closer to B).",
+            )
+        )
+    return specs
+
+
 def stitching_figures(obj: Any) -> dict[str, Any]:
-    """The section's figures by file stem: ``stitching_relative_accuracy`` (or
-    ``stitching_agreement`` without labels), ``stitching_cross_entropy``,
-    ``stitching_training`` and ``stitching_matrices`` (the last two only when results with
-    histories and matrices are given)."""
+    """The section's figures by file stem: ``stitching_layers`` (relative accuracy and
+    cross-entropy per cut, :func:`nncompare.plot.stitch_layer_sweep`; without labels
+    ``stitching_agreement`` and ``stitching_cross_entropy``), ``stitching_training`` and
+    ``stitching_matrices`` (the last two only when results with histories and matrices
+    are given)."""
     data = as_stitching(obj)
-    col, _ = _score_column(data.frame)
-    out = {f"stitching_{col}": figure_per_layer(data)}
-    if "cross_entropy" in data.frame.columns and data.frame["cross_entropy"].notna().any():
-        out["stitching_cross_entropy"] = figure_per_layer(data, "cross_entropy")
+    out = {name: make() for name, make, _, _ in _per_layer_specs(data)}
     if _trained(data.results):
         out["stitching_training"] = figure_training(data.results)
     if _example_results(data.results):
@@ -392,7 +444,7 @@ def _table(frame: Any) -> str:
     cols = [(c, h) for c, h in _TABLE_COLUMNS if c in frame.columns]
     head = "".join(
         f'<th class="num">{_e(h)}</th>'
-        if c not in ("layer_a", "layer_b", "method", "note")
+        if c not in ("layer_a", "layer_b", "method", "note", "skipped")
         else f"<th>{_e(h)}</th>"
         for c, h in cols
     )
@@ -405,7 +457,7 @@ def _table(frame: Any) -> str:
                 cells.append(f'<td class="name"><code>{_e(v)}</code></td>')
             elif c == "method":
                 cells.append(f"<td>{_e(_label(str(v)))}</td>")
-            elif c == "note":
+            elif c in ("note", "skipped"):
                 cells.append(f'<td class="err">{"" if _is_missing(v) else _e(v)}</td>')
             else:
                 cells.append(f'<td class="num">{_fmt_num(v)}</td>')
@@ -473,25 +525,10 @@ def stitching_section(
     if not len(frame):
         parts.append('<p class="note">No stitching results.</p>')
         return "\n".join(parts)
-    col, ylabel = _score_column(frame)
-    per_layer = figs.render(
-        lambda: figure_per_layer(data),
-        name=f"stitching_{col}",
-        alt=f"{ylabel} per layer pair and matching method",
-        caption=f"{ylabel[0].upper()}{ylabel[1:]} per cut and matching method; the dotted "
-        "line is model B itself.",
-    )
-    blocks = [per_layer]
-    if "cross_entropy" in frame.columns and frame["cross_entropy"].notna().any():
-        blocks.append(
-            figs.render(
-                lambda: figure_per_layer(data, "cross_entropy"),
-                name="stitching_cross_entropy",
-                alt="Cross-entropy to model B's outputs per layer pair and matching method",
-                caption="Cross-entropy of the stitched network's softmax to B's (nats; lower "
-                "is closer to B).",
-            )
-        )
+    blocks = [
+        figs.render(make, name=name, alt=alt, caption=caption)
+        for name, make, alt, caption in _per_layer_specs(data)
+    ]
     parts.append(f"<{sub}>Per layer</{sub}>")
     parts.append(f'<div class="figs">{"".join(blocks)}</div>')
     if _trained(data.results):
