@@ -393,6 +393,9 @@ def test_sparsity_study(sparse):
     assert lasso["sparsity"].is_monotonic_increasing
     assert lasso["sparsity"].iloc[0] < 0.01 and lasso["sparsity"].iloc[-1] > 0.5
     assert df["sparsity"].between(0, 1).all() and df["relative_accuracy"].between(0, 1.5).all()
+    task = df[df["matching"] == "task"].set_index("penalty")
+    assert task.loc[10.0, "sparsity"] > task.loc[0.0, "sparsity"] + 0.05  # annealed L1
+    assert task["option_anneal"].eq("[0.1, 0.01, 0.001]").all()
     mats = df.attrs["matrices"]
     assert len(mats) == len(df)
     for row, entry in zip(df.itertuples(), mats, strict=True):

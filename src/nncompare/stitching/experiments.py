@@ -1314,8 +1314,9 @@ def sparsity_study(
     eval_data: Any,
     *,
     alphas_lasso: Sequence[float] = (1e-3, 1e-2, 3e-2, 1e-1),
-    l1_task: Sequence[float] = (0.1, 1.0, 3.0),
+    l1_task: Sequence[float] = (1.0, 10.0, 30.0),
     threshold: float = 1e-4,
+    anneal: Sequence[float] = (0.1, 0.01, 0.001),
     baseline: bool = True,
     seed: int = 0,
     layer_b: str | None = None,
@@ -1345,9 +1346,15 @@ def sparsity_study(
     alphas_lasso : sequence of float > 0
         Lasso penalties (may be empty).
     l1_task : sequence of float > 0
-        Weights of the L1 term of the task loss (may be empty).
+        Weights λ of the task loss's L1 term λ·mean|M| (may be empty). The mean runs over
+        all C_a·C_b entries, so useful values are about 1 to 100.
     threshold : float, default 1e-4
         Entries with ``|m| < threshold`` are set to zero (the paper's 1e-4).
+    anneal : sequence of float in (0, 1), default (0.1, 0.01, 0.001)
+        After each task-loss run, one more epoch per factor at ``lr`` times the factor
+        (same loss, from the trained layer). Adam's steps are about ``lr`` in size, so the
+        entries the L1 term drives to zero keep jumping around it by about ``lr`` and never
+        fall below a 1e-4 threshold; the smaller steps let them settle. ``()``: none.
     baseline : bool, default True
         Add the unregularised references with ``penalty=0``: least squares (direct) and
         task-loss matching without L1 (thresholded the same way).
@@ -1375,6 +1382,12 @@ def sparsity_study(
             "baseline=False."
         )
     thr = _numbers("threshold", threshold, positive=False)[0]
+    factors = _numbers("anneal", anneal, positive=True, allow_empty=True)
+    if any(f >= 1 for f in factors):
+        raise ValueError(
+            f"Expected every anneal factor in (0, 1) (each stage trains at lr times the "
+            f"factor), got {anneal!r}. Pass anneal=() for no annealing."
+        )
     seed = _int("seed", seed, 0)
     ((layer_a, layer_b_),) = _layer_pairs([layer], None if layer_b is None else [layer_b])
     training = _training(epochs, lr, target, batch_size, progress, train_options, owned=("l1",))
@@ -1408,9 +1421,18 @@ def sparsity_study(
     for alpha in alphas:
         _log(progress, f"lasso alpha={alpha:g}")
         measure(fit(stitched, data, "lasso", alpha=alpha), "direct", alpha)
+
+    def task(l1: float) -> StitchResult:
+        result = training.run(stitched, data, None, init="ls", seed=seed, l1=l1)
+        for factor in factors:  # continue from the layer as it is, at a smaller step
+            stage = dataclasses.replace(training, lr=training.lr * factor, epochs=1)
+            stage.run(stitched, data, None, init=None, seed=seed, l1=l1)
+        options = {**result.options, "anneal": factors}
+        return dataclasses.replace(result, options=options)
+
     for l1 in ([0.0] if baseline else []) + l1s:
         _log(progress, f"task loss l1={l1:g}")
-        measure(training.run(stitched, data, None, init="ls", seed=seed, l1=l1), "task", l1)
+        measure(task(l1), "task", l1)
     return _frame(
         rows,
         "sparsity_study",
@@ -1422,6 +1444,7 @@ def sparsity_study(
             "layer_b": layer_b_,
             "alphas_lasso": alphas,
             "l1_task": l1s,
+            "anneal": factors,
             "threshold": thr,
             "seed": seed,
             "training": training.as_dict(),
