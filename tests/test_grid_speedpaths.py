@@ -15,6 +15,7 @@ Speed is measured in benchmarks/bench_pairwise.py (``--grid``), never asserted h
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -302,14 +303,16 @@ def test_pairwise_refuses_unknown_measure_options_naming_the_valid_ones():
         nc.pairwise(acts, measures={"svcca": 0.99})
 
 
-def test_pairwise_bad_option_value_is_the_measures_error():
+def test_pairwise_bad_option_value_is_refused_with_the_measures_error():
+    """A bad value used to fill the grid with NaN (each pair recording the error); it is the
+    caller's error, so it is refused before any pair, as compare_models refuses it."""
     acts = _cka_layers(60)
-    g = nc.pairwise(acts, measures={"svcca": {"variance": 1.5}})
-    assert np.isnan(g["svcca"]).all()
-    assert set(g.errors.values()) == {
-        "svcca: variance must lie in (0, 1] or be None; got 1.5. Pass e.g. variance=0.99 "
-        "(the default)."
-    }
+    with pytest.raises(
+        ValueError,
+        match=r"^svcca: variance must lie in \(0, 1\] or be None; got 1\.5\. Pass e\.g\. "
+        r"variance=0\.99 \(the default\)\.$",
+    ):
+        nc.pairwise(acts, measures={"svcca": {"variance": 1.5}})
 
 
 @pytest.mark.parametrize("conv", ["dft", "mean"])
@@ -330,14 +333,14 @@ def test_compare_models_checks_measure_options_with_every_policy(nets, digits, c
     ):
         with pytest.raises(ValueError, match=message) as e:  # the library's own error
             nc.svcca(X, X, conv="dft", **opts)
-        df = nc.compare_models(a, b, x, measures={"svcca": opts}, **kw)
-        assert df["value"].isna().all(), opts
-        assert (df["error"] == str(e.value)).all(), opts
+        # the same message, before any model runs (not NaN in every row)
+        with pytest.raises(ValueError, match="^" + re.escape(str(e.value)) + "$"):
+            nc.compare_models(a, b, x, measures={"svcca": opts}, **kw)
     with pytest.raises(ValueError, match=r"rtol must lie in \(0, 1\); got 0\.0\."):
         nc.cca(X, X, conv="dft", rtol=0.0)
-    df = nc.compare_models(a, b, x, measures={"cca": {"rtol": 0.0}}, **kw)
     expected = "cca: rtol must lie in (0, 1); got 0.0. Pass e.g. rtol=1e-10 (the default)."
-    assert (df["error"] == expected).all()
+    with pytest.raises(ValueError, match="^" + re.escape(expected) + "$"):
+        nc.compare_models(a, b, x, measures={"cca": {"rtol": 0.0}}, **kw)
 
 
 def test_compare_models_dft_honours_valid_options(nets, digits):

@@ -156,13 +156,13 @@ def test_values_drawn_inside_an_interval_are_accepted(name, key, interval, u):
         ("shape", "alpha"),
     ],
 )
-def test_pairwise_records_the_declared_error(name, key):
+def test_pairwise_refuses_the_declared_error_before_any_pair(name, key):
+    """A bad option value is the caller's error: refused up front with the function's
+    message, not recorded as NaN for every pair."""
     bad = OPTIONS_OF[name][key].invalid()[-2]
     acts = {"a": X, "b": Y}
-    g = nc.pairwise(acts, measures={name: {key: bad}})
-    errors = set(g.errors.values())
-    assert len(errors) == 1
-    assert re.match(_expected(name, key), errors.pop())
+    with pytest.raises(InvalidParameterError, match=_expected(name, key)):
+        nc.pairwise(acts, measures={name: {key: bad}})
 
 
 def test_cli_measure_option_is_checked_by_the_declaration():

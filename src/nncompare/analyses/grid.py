@@ -227,6 +227,8 @@ def _check_options(name: str, options: Mapping[str, Any]) -> None:
             raise TypeError(
                 f"{name} has no option {key!r}{hint}; {listed} (see help(nncompare.{name}))."
             )
+    # values too, before any model runs: a bad value is the caller's error, not a pair's
+    get_measure(name).check_options(dict(options))
 
 
 def parse_measures(
