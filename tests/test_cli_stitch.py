@@ -539,3 +539,20 @@ def test_help_lists_the_methods(runner):
     assert res.exit_code == 0
     for word in ("--layer-a", "--method", "rrr:rank=K", "lasso:alpha=A", "--eval-data"):
         assert word in res.output
+
+
+def test_library_warnings_become_notes_in_the_output_and_the_table(runner, files):
+    net = "nncompare.models:SmallCNN(widths=(12, 8))"  # conv1: 12 channels from 3x3 pixels
+    res = runner.invoke(
+        cli,
+        [
+            "stitch", net, net, "--data", str(files["dir"] / "nolabels.npz"),
+            "--layer-a", "conv1", "--layer-b", "conv1", "--method", "ls", "--no-progress",
+            "--out", str(files["dir"] / "notes"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    note = "The activations of model_a at 'conv1' span 9 of their 12 non-constant channels"
+    assert f"conv1: ls: note: {note}" in res.output
+    df = pd.read_csv(files["dir"] / "notes" / "results.csv")
+    assert df["note"].iloc[0].startswith(note)

@@ -404,9 +404,11 @@ def _stitch_all(
                 n_eval_samples=n_eval,
                 seconds=round(seconds, 3),
             )
-            notes = sorted({" ".join(str(w.message).split()) for w in caught})
+            notes = _notes(caught)
             if notes:
                 row["note"] = "; ".join(notes)
+                for note in notes:
+                    click.echo(f"{label}: {spec.name}: note: {note}")
             run.rows.append(row)
             run.results.append(result)
             score = (
@@ -419,6 +421,24 @@ def _stitch_all(
                 f"{result.cross_entropy:.4f} ({seconds:.1f} s)"
             )
     return run
+
+
+def _notes(caught: Sequence[Any]) -> list[str]:
+    """The library's warnings of one run as notes (one line each); other warnings, such as
+    torch's own, are passed on as they came."""
+    import warnings
+
+    from nncompare.errors import NNCompareWarning
+
+    notes: list[str] = []
+    for w in caught:
+        if issubclass(w.category, NNCompareWarning):
+            text = " ".join(str(w.message).split())
+            if text not in notes:
+                notes.append(text)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return notes
 
 
 _LAYER_HELP = (
