@@ -605,7 +605,9 @@ def stitch(
     --method sets the stitching layer on --data (direct matching in closed form, or
     task-loss training); the stitched network is then scored against MODEL_B on
     --eval-data: relative accuracy (stitched / B) and cross-entropy to B's outputs.
-    OUT gets report.html, results.csv, results.json and matrices.npz.
+    --max-samples takes the first N inputs of --data and of --eval-data alike. OUT gets
+    report.html, results.csv (one row per cut and method), results.json (the rows, the
+    training histories, provenance) and matrices.npz (every stitching matrix and bias).
 
     \b
     Example (the pretrained CIFAR-10 ResNets, stitched at the three stages):
