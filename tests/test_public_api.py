@@ -22,6 +22,7 @@ PUBLIC = [
     "ShapeMetric",
     "SpectralMoments",
     "__version__",
+    "alignment",
     "analyses",
     "bures_wasserstein",
     "capture",
@@ -84,8 +85,8 @@ def test_public_names_pinned():
 
 
 MODULES = {
-    "analyses", "capture", "data", "demo", "errors", "measures", "models", "parallel", "plot",
-    "report", "stats", "stitching", "training", "workbench",
+    "alignment", "analyses", "capture", "data", "demo", "errors", "measures", "models",
+    "parallel", "plot", "report", "stats", "stitching", "training", "workbench",
 }  # fmt: skip
 #: short names of the workbench modules: the same module objects, at home in nncompare.workbench
 WORKBENCH = {"data", "models", "training"}

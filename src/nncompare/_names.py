@@ -47,6 +47,7 @@ SUBMODULES = {
     "training",
     "workbench",
     "stitching",
+    "alignment",
     "demo",
     "errors",
 }
