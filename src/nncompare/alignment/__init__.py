@@ -44,8 +44,10 @@ from nncompare.alignment._core import (
     predicted_loss,
     prepare,
 )
+from nncompare.alignment._layers import CONV_POLICIES, layer_alignment
 
 __all__ = [
+    "CONV_POLICIES",
     "KINDS",
     "NORMALIZATIONS",
     "AlignmentCurve",
@@ -56,6 +58,7 @@ __all__ = [
     "alignment",
     "curve",
     "iterations_bound",
+    "layer_alignment",
     "predicted_loss",
     "prepare",
 ]
