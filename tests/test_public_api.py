@@ -59,6 +59,7 @@ PUBLIC = [
     "stitching",
     "svcca",
     "training",
+    "weights",
     "workbench",
 ]
 
@@ -86,7 +87,7 @@ def test_public_names_pinned():
 
 MODULES = {
     "alignment", "analyses", "capture", "data", "demo", "errors", "measures", "models",
-    "parallel", "plot", "report", "stats", "stitching", "training", "workbench",
+    "parallel", "plot", "report", "stats", "stitching", "training", "weights", "workbench",
 }  # fmt: skip
 #: short names of the workbench modules: the same module objects, at home in nncompare.workbench
 WORKBENCH = {"data", "models", "training"}

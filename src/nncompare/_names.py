@@ -48,6 +48,7 @@ SUBMODULES = {
     "workbench",
     "stitching",
     "alignment",
+    "weights",
     "demo",
     "errors",
 }
