@@ -325,8 +325,13 @@ def figure_training(results: list[Any]) -> Any:
 
 
 def _example_results(results: list[Any]) -> list[Any]:
-    """Up to MAX_MATRICES results: the first, middle and last layer pair, every method."""
-    with_matrix = [r for r in results if getattr(r, "matrix", None) is not None]
+    """Up to MAX_MATRICES fitted or trained results (not the identity baseline): the first,
+    middle and last layer pair, every method."""
+    with_matrix = [
+        r
+        for r in results
+        if getattr(r, "matrix", None) is not None and str(r.method) not in ("identity", "random")
+    ]
     pairs = list(dict.fromkeys((str(r.layer_a), str(r.layer_b)) for r in with_matrix))
     if len(pairs) > 3:
         pairs = [pairs[0], pairs[len(pairs) // 2], pairs[-1]]
