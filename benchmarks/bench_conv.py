@@ -12,9 +12,12 @@ infeasible here. So
 * the DFT path is **measured** directly on (2000, 16, 16, 64), round-robin with
   google/svcca's per-frequency loop (``fourier_ccas``, re-timed in ``prototypes.py``), the
   same in SVCCA form and streamed through ``SpectralMoments``; the load average is
-  recorded around it (the machine may be shared: the ratios within one run are what count).
+  recorded around it (the machine may be shared: the ratios within one run are what count;
+  with one BLAS thread the CPU-time ratio is also printed, which time slicing by other
+  processes does not distort).
 
-Run alone: ``python benchmarks/bench_conv.py [--quick]``.
+Run alone: ``python benchmarks/bench_conv.py [--quick] [--vs-google]`` (``--vs-google``:
+only the interleaved comparison with google's loop, no brute force).
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
         print(f"  brute force {N, H, W, C}: {fmt_s(t_bf.median)}", flush=True)
         del Xa, Ya, Xf, Yf
     print(
-        table(
+        ""
+        if not rows
+        else table(
             rows,
             [
                 "shape (N,H,W,C)",
@@ -156,12 +161,16 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
         "abs_diff_streamed_vs_nc": abs(float(res[list(fns)[2]].last) - value),
         "abs_diff_google_vs_nc": abs(float(t_google.last) - value),
     }
+    out["speedup_vs_google_cpu_time"] = {
+        k: t_google.cpu_median / t.cpu_median for k, t in res.items()
+    }
     rows_g = [
         [
             k,
             fmt_s(t.median),
             fmt_s(t.cpu_median),
             fmt_x(t_google.median / t.median),
+            fmt_x(t_google.cpu_median / t.cpu_median),
             f"{float(t.last):.10f}",
         ]
         for k, t in res.items()
@@ -171,10 +180,23 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
         f"{load_before[0]:.2f} -> {load_after[0]:.2f}"
     )
     print(
-        table(rows_g, ["variant", "wall (median)", "CPU", "× faster than google's loop", "value"])
+        table(
+            rows_g,
+            [
+                "variant",
+                "wall (median)",
+                "CPU",
+                "× faster than google's loop (wall)",
+                "(CPU time)",
+                "value",
+            ],
+        )
     )
     out["rows_vs_google"] = rows_g
     # ---------------------------------------------------------------- extrapolated
+    out["rows"] = rows
+    if not out["brute_force_measured"]:  # --vs-google: no brute force to extrapolate from
+        return out
     n_full, p_full = N * H * W, H * W * C
     largest = out["brute_force_measured"][-1]
     c = largest["cost_constant_c_s"]
@@ -205,7 +227,6 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
             "  even at the peak square-GEMM rate its products alone would take "
             f"{out['brute_force_full_gemm_floor_s']:.3g} s"
         )
-    out["rows"] = rows
     return out
 
 
@@ -241,5 +262,11 @@ if __name__ == "__main__":
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--vs-google", action="store_true", help="only the interleaved run against google's loop"
+    )
     a = p.parse_args()
-    run(quick_cfg(a.quick))
+    cfg = quick_cfg(a.quick)
+    if a.vs_google:
+        cfg["small_shapes"] = []
+    run(cfg)
