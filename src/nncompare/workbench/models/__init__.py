@@ -7,9 +7,16 @@
   loading of the akamaster pretrained checkpoints; :func:`cifar_preprocess`,
   :data:`CIFAR_MEAN`, :data:`CIFAR_STD` for their input normalisation.
 * :func:`vgg11_simplified` - simplified VGG-11 of Guth & Ménard (Appendix B.1).
+* :func:`factorized_vgg` - its factorized version with frozen spatial eigenfilters
+  (depthwise → ReLU → BN → learned 1×1 conv; Appendix B.2).
 """
 
 from nncompare.workbench.models._layers import GlobalAvgPool
+from nncompare.workbench.models.factorized_vgg import (
+    FactorizedVGG,
+    FrozenDepthwise,
+    factorized_vgg,
+)
 from nncompare.workbench.models.mlp import MLP
 from nncompare.workbench.models.resnet_cifar import (
     CIFAR_MEAN,
@@ -30,6 +37,8 @@ __all__ = [
     "MLP",
     "BasicBlock",
     "CifarResNet",
+    "FactorizedVGG",
+    "FrozenDepthwise",
     "GlobalAvgPool",
     "OptionAShortcut",
     "SimplifiedVGG",
@@ -37,6 +46,7 @@ __all__ = [
     "SmallCNN1d",
     "cifar_preprocess",
     "cifar_resnet",
+    "factorized_vgg",
     "read_state_dict",
     "vgg11_simplified",
 ]
