@@ -981,9 +981,10 @@ def dft_cca(
     decompositions: Cholesky whitening where the block is well conditioned (certified,
     see :func:`_whiten_blocks`), an eigen-decomposition with the rank cut-off elsewhere,
     and singular values only. numpy inputs are taken in chunks of samples (memory
-    O(R·(C1 + C2)² + chunk), not the spectra of all samples), the frequencies are split
-    over as many threads as ``OMP_NUM_THREADS`` (else the usable CPUs) allows, and BLAS
-    is held to one thread meanwhile (through threadpoolctl when installed: a
+    O(R·(C1 + C2)² + chunk), not the spectra of all samples) in one pass over the data
+    (see :func:`_joint_comoments_numpy`), the frequencies' products and decompositions are
+    split over as many threads as ``OMP_NUM_THREADS`` (else the usable CPUs) allows, and
+    BLAS is held to one thread meanwhile (through threadpoolctl when installed: a
     multi-threaded BLAS loses on these mid-sized products, badly on a shared machine).
     """
     lx = resolve_layout(X, layout, name="X") if getattr(X, "ndim", 0) > 2 else None
