@@ -552,3 +552,12 @@ def test_parameters_read_on_both_sides_of_the_cut_do_not_break_it():
         assert torch.equal(s(x), net(x))
         net.scale.mul_(2.0)  # the stitched model holds its own copy
         assert not torch.equal(s(x), net(x))
+
+
+def test_evaluate_without_labels_reports_agreement_and_cross_entropy_only():
+    a, b = TinyNet(6, seed=1), TinyNet(6, seed=2)
+    x, _ = _data(32)
+    s = nc.stitch(a, "block", b, "block")
+    r = nc.stitching.evaluate(s, x)
+    assert r.accuracy is None and r.accuracy_b is None and r.relative_accuracy is None
+    assert 0 <= r.agreement <= 1 and r.cross_entropy > 0 and r.n_samples == 32
