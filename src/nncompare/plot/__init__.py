@@ -16,6 +16,9 @@ All functions take the tidy frame returned by :func:`nncompare.compare_models` a
 * :func:`plot_rdm` — a representational dissimilarity matrix (``nc.rdm(X)``), samples × samples.
 * ``stitch_*`` — the stitching experiments of :mod:`nncompare.stitching.experiments`
   (Csiszárik et al. 2021, Figs. 2-8), one function per experiment (:mod:`.stitching`).
+* ``weights_*`` — the weight lens of :mod:`nncompare.weights` (Guth & Ménard, Figs. 1, 3, 4):
+  eigenfilter grid, eigen-subspace overlaps, spectra with r_eff, eigenvector similarity, S by
+  depth (:mod:`.weights`).
 
 Requires matplotlib (``pip install "nncompare[plot]"``); it is imported only when a figure
 is drawn.
@@ -34,6 +37,13 @@ from nncompare.plot.stitching import (
     stitch_similarity_training,
     stitch_sparsity,
     stitch_width_sweep,
+)
+from nncompare.plot.weights import (
+    weights_eigenfilters,
+    weights_eigenvector_similarity,
+    weights_overlap,
+    weights_similarity_by_depth,
+    weights_spectra,
 )
 
 __all__ = [
@@ -54,4 +64,9 @@ __all__ = [
     "stitch_similarity_training",
     "stitch_sparsity",
     "stitch_width_sweep",
+    "weights_eigenfilters",
+    "weights_eigenvector_similarity",
+    "weights_overlap",
+    "weights_similarity_by_depth",
+    "weights_spectra",
 ]
