@@ -30,6 +30,7 @@ Transactions on Machine Learning Research.
 
 from __future__ import annotations
 
+from nncompare.alignment import peaks
 from nncompare.alignment._core import (
     KINDS,
     NORMALIZATIONS,
@@ -59,6 +60,7 @@ __all__ = [
     "curve",
     "iterations_bound",
     "layer_alignment",
+    "peaks",
     "predicted_loss",
     "prepare",
 ]

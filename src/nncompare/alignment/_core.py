@@ -591,6 +591,7 @@ class StreamingAlignment:
         self.normalize = _check_normalize(normalize)
         check_option("kind", kind, KINDS)
         self.kind = kind
+        self._requested = kind
         self.n = 0
         self._jm = JointMoments(precision="float64")
         self._class_sums: dict[Any, Array] = {}
@@ -611,7 +612,7 @@ class StreamingAlignment:
                 "the same representation (the same layer) in every batch."
             )
         vals, categorical = _label_values(y, nb)
-        kind = _resolve_kind(self.kind, categorical, vals)
+        kind = _resolve_kind(self._requested, categorical, vals)
         if self.n and kind != self.kind:
             raise ValueError(
                 f"the labels of this batch look like {kind} but earlier batches were {self.kind}; "

@@ -16,6 +16,9 @@ All functions take the tidy frame returned by :func:`nncompare.compare_models` a
 * :func:`plot_rdm` — a representational dissimilarity matrix (``nc.rdm(X)``), samples × samples.
 * ``stitch_*`` — the stitching experiments of :mod:`nncompare.stitching.experiments`
   (Csiszárik et al. 2021, Figs. 2-8), one function per experiment (:mod:`.stitching`).
+* ``alignment_*`` — the task-alignment lens (:mod:`nncompare.alignment`; Imani et al.):
+  curves, spectra, curves per layer, before/after training, the peaks transfer results
+  (:mod:`.alignment`).
 * ``weights_*`` — the weight lens of :mod:`nncompare.weights` (Guth & Ménard, Figs. 1, 3, 4):
   eigenfilter grid, eigen-subspace overlaps, spectra with r_eff, eigenvector similarity, S by
   depth (:mod:`.weights`).
@@ -26,6 +29,14 @@ is drawn.
 
 from nncompare.plot._export import figure_to_png_bytes, figure_to_svg
 from nncompare.plot._style import paper_style, shorten
+from nncompare.plot.alignment import (
+    alignment_before_after,
+    alignment_curve,
+    alignment_layers,
+    alignment_linear_transfer,
+    alignment_spectrum,
+    alignment_transfer,
+)
 from nncompare.plot.figures import heatmap, kept_dims, layer_profile, spectrum
 from nncompare.plot.rdm import plot_rdm
 from nncompare.plot.stitching import (
@@ -47,6 +58,12 @@ from nncompare.plot.weights import (
 )
 
 __all__ = [
+    "alignment_before_after",
+    "alignment_curve",
+    "alignment_layers",
+    "alignment_linear_transfer",
+    "alignment_spectrum",
+    "alignment_transfer",
     "figure_to_png_bytes",
     "figure_to_svg",
     "heatmap",
