@@ -383,3 +383,50 @@ def test_resnet20_and_56_share_their_top3_spatial_eigen_subspaces(shared_dir):
           f"median {np.median(overlaps):.3f} (chance 3/9 = 0.333)")  # fmt: skip
     assert overlaps.shape == (18, 54)
     assert overlaps.mean() > 0.7 and np.median(overlaps) > 0.8  # chance: 1/3
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_weights_figures_draw_and_refuse_wrong_input():
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Conv2d(8, 4, 5))
+    ef = spatial_eigenfilters(net)
+    grid = nc.plot.weights_eigenfilters(ef, n_ranks=6)
+    assert isinstance(grid, Figure) and len(grid.axes) == 3 * 6
+    ov = nc.plot.weights_overlap(ef)  # 3 × 3 and 5 × 5 layers: mixed pairs left blank
+    assert ov.axes[0].images[0].get_array().mask[0, 2]
+    d = 36
+    C = channel_covariance(spiked_weights(200, d, [20.0, 8.0], seed=6), 1.0)
+    O = orthogonal(d, 10)
+    panels = {"same": eigenvector_similarity(C, C, 8, gamma=d / 200),
+              "rotated": eigenvector_similarity(C, O @ C @ O.T, 8, gamma=d / 200)}  # fmt: skip
+    fig = nc.plot.weights_eigenvector_similarity(panels)
+    norm = fig.axes[0].images[0].norm
+    assert (norm.vmin, norm.vmax) == pytest.approx((1 / 6, 5 / 6))  # white 1/√d, black 5×
+    spectra = nc.plot.weights_spectra({"C": shrink(np.linalg.eigvalsh(C), d / 200)})
+    assert "r_eff" in spectra.axes[0].get_legend().get_texts()[0].get_text()
+    import pandas as pd
+
+    frame = pd.DataFrame({"layer": ["a", "b", "c"], "S": [0.9, np.nan, 0.3]})
+    depth = nc.plot.weights_similarity_by_depth({"seeds": frame})
+    assert isinstance(depth, Figure)
+    with pytest.raises(TypeError, match=r"expects the mapping returned by"):
+        nc.plot.weights_eigenfilters([1, 2])
+    with pytest.raises(ValueError, match=r"needs the columns 'layer' and 'S'"):
+        nc.plot.weights_similarity_by_depth(frame.drop(columns="S"))
+
+
+def test_numpy_in_numpy_out_and_torch_autograd():
+    w = np.random.default_rng(0).normal(size=(6, 4, 3, 3))
+    assert isinstance(channel_covariance(w), np.ndarray)
+    assert isinstance(aligned_weights(w, orthogonal(4, 1)), np.ndarray)
+    t = torch.tensor(w, requires_grad=True)
+    C = channel_covariance(t, init_variance=1.0)
+    assert isinstance(C, torch.Tensor) and C.shape == (36, 36)
+    torch.trace(C).backward()
+    # tr(WᵀW / C_out) = ‖W‖² / C_out, so d/dW = 2 W / C_out
+    torch.testing.assert_close(t.grad, 2 * t.detach() / 6)
