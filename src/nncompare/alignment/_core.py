@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -120,11 +120,11 @@ def _label_values(y: Any, n: int | None, *, name: str = "y") -> tuple[Any, bool]
 def _resolve_kind(kind: str, categorical: bool, y: Any) -> str:
     check_option("kind", kind, KINDS)
     if kind == "auto":
-        return "classes" if categorical else "regression"
+        kind = "classes" if categorical else "regression"
     if kind == "classes" and y.ndim != 1:
         raise ValueError(
-            f"kind='classes' needs a vector of class labels of shape (n_samples,); got shape "
-            f"{tuple(y.shape)}. Pass kind='regression' for a matrix of targets."
+            f"class labels must be a vector of shape (n_samples,); got shape {tuple(y.shape)}. "
+            "Pass kind='regression' (and float targets) for a matrix of regression targets."
         )
     return kind
 
@@ -321,7 +321,6 @@ class AlignmentCurve:
     n_features: int
     normalize: str | None
     method: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def at(self, tau: Any) -> Array:
         """Alignment per label vector at ``tau`` (a number: shape (c,); a sequence: (m, c))."""
