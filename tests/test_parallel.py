@@ -242,7 +242,7 @@ def test_executor_without_map_is_refused(nets, inputs):
     with pytest.raises(TypeError, match=msg):
         nc.pairwise({"a": np.zeros((5, 2))}, measures=["cka"], executor=lambda f, x: None)
     with pytest.raises(TypeError, match=msg):
-        nc.compare_checkpoints(_net(3), [_net(3).state_dict()], inputs, executor="threads")
+        nc.compare_checkpoints(_net(3), [_net(3).state_dict()], inputs, executor=3.5)
     with pytest.raises(TypeError, match=msg):
         check_executor(3)
     assert isinstance(check_executor(None), SerialExecutor)

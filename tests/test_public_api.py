@@ -32,6 +32,7 @@ PUBLIC = [
     "cka_debiased",
     "cka_rbf",
     "compare_checkpoints",
+    "compare_many",
     "compare_models",
     "covariance_cosine",
     "data",

@@ -29,6 +29,7 @@ LAZY: dict[str, str] = {
     "list_layers": "nncompare.capture",
     "compare_models": "nncompare.analyses.compare",
     "compare_checkpoints": "nncompare.analyses.compare",
+    "compare_many": "nncompare.analyses.many",
     "ComparisonResult": "nncompare.results",
     # stitching (the function lens)
     "stitch": "nncompare.stitching",

@@ -410,7 +410,15 @@ def _mapping(v: Any) -> dict[Any, Any]:
     return dict(v) if isinstance(v, Mapping) else {}
 
 
-_TYPED_ATTRS = ("provenance", "measures", "spectra", "kept_dims", "layer_aliases", "title")
+_TYPED_ATTRS = (
+    "provenance",
+    "measures",
+    "spectra",
+    "kept_dims",
+    "layer_aliases",
+    "title",
+    "kind",
+)
 
 
 @dataclass
@@ -431,9 +439,11 @@ class ComparisonResult:
     ----------
     frame : pandas.DataFrame
         One row per (pair, measure); see :func:`nncompare.compare_models`.
-    kind : {"models", "checkpoints"}
+    kind : {"models", "checkpoints", "many"}
         Which front door made it (the checkpoint frame has ``checkpoint``, ``reference``
-        and ``layer`` columns instead of ``model_a/b`` and ``layer_a/b``).
+        and ``layer`` columns instead of ``model_a/b`` and ``layer_a/b``; "many", of
+        :func:`nncompare.compare_many`, has the columns of "models" for many model pairs,
+        and ``attrs["kind"] == "many"``).
     names : tuple of str
         The model labels, or the checkpoint labels.
     layers_a, layers_b : list of str
@@ -479,6 +489,9 @@ class ComparisonResult:
             }
             out["kept_dims"] = {f"{a}|{b}": list(v) for (a, b), v in self.kept_dims.items()}
             out["layer_aliases"] = {k: dict(v) for k, v in self.layer_aliases.items()}
+        if self.kind == "many":
+            out["kind"] = "many"
+            out["layer_aliases"] = {k: dict(v) for k, v in self.layer_aliases.items()}
         if self.title is not None:
             out["title"] = self.title
         for k, v in self.extra.items():
@@ -522,11 +535,13 @@ class ComparisonResult:
         attrs = _mapping(attrs)
         cols = set(getattr(df, "columns", ()))
         kind = "checkpoints" if "checkpoint" in cols else "models"
+        if kind == "models" and attrs.get("kind") == "many":
+            kind = "many"
 
         def uniq(col: str) -> list[str]:
             return [str(v) for v in dict.fromkeys(df[col])] if col in cols else []
 
-        if kind == "models":
+        if kind in ("models", "many"):
             names = tuple(dict.fromkeys([*uniq("model_a"), *uniq("model_b")]))
             la, lb = uniq("layer_a"), uniq("layer_b")
         else:

@@ -10,18 +10,36 @@ from typing import Any
 
 from nncompare.analyses.compare import compare_checkpoints, compare_models, default_layers
 from nncompare.analyses.grid import GridResult, grid_from_moments, pairwise
+from nncompare.analyses.inference import (
+    Inference,
+    NullDistribution,
+    bootstrap,
+    bootstrap_blocks,
+    permutation_test,
+    random_copy,
+    rotation_baseline,
+)
+from nncompare.analyses.many import compare_many
 from nncompare.results import ComparisonResult
 
 __all__ = [
     "ComparisonResult",
     "GridResult",
+    "Inference",
+    "NullDistribution",
     "SerialExecutor",
     "ThreadExecutor",
     "compare_checkpoints",
+    "compare_many",
     "compare_models",
     "default_layers",
     "grid_from_moments",
+    "bootstrap",
+    "bootstrap_blocks",
     "pairwise",
+    "permutation_test",
+    "random_copy",
+    "rotation_baseline",
 ]
 
 _MOVED = ("SerialExecutor", "ThreadExecutor", "ProcessExecutor")

@@ -115,11 +115,20 @@ def validate_executor(executor: Any) -> Any:
     """
     if executor is None:
         return None
+    if isinstance(executor, str) or type(executor).__module__.split(".")[0] == "distributed":
+        # "threads", "processes", "dask", "tcp://...", a distributed.Client: resolved by
+        # nncompare.parallel (above the engine, so imported here, when asked for); an
+        # executor made here closes its pool or cluster when it is garbage collected
+        from nncompare.parallel import resolve_executor
+
+        return resolve_executor(executor)[0]
     if not callable(getattr(executor, "map", None)):
         raise TypeError(
             "executor must have a map(fn, items) method returning the results in order (e.g. "
             "nncompare.parallel.ThreadExecutor() or ProcessExecutor(), or a "
-            f"concurrent.futures pool), or be None to run in this process; got {executor!r}."
+            "concurrent.futures pool), be one of 'threads', 'processes', 'dask', a Dask "
+            "scheduler address ('tcp://host:8786') or a distributed.Client, or be None to run "
+            f"in this process; got {executor!r}."
         )
     return executor
 
