@@ -33,6 +33,12 @@ from nncompare.analyses.engine import (
 )
 from nncompare.analyses.engine import provenance as run_provenance
 from nncompare.analyses.grid import parse_measures
+from nncompare.analyses.inference import (
+    annotate,
+    check_settings,
+    random_copy,
+    random_network_outcomes,
+)
 from nncompare.measures._registry import get as get_measure
 from nncompare.results import ComparisonResult
 
@@ -77,6 +83,12 @@ def compare_models(
     keep_spectra: bool = True,
     provenance: Mapping[str, Any] | None = None,
     executor: Any = None,
+    ci: float | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 0,
+    baseline: str | Sequence[str] | None = None,
+    bootstrap: str | tuple[str, int] = "samples",
+    seed: int = 0,
 ) -> Any:
     """Compare every chosen layer of ``model_a`` with every chosen layer of ``model_b``.
 
@@ -132,6 +144,32 @@ def compare_models(
         :class:`concurrent.futures.ProcessPoolExecutor`, or any object whose
         ``map(fn, items)`` returns the results in order (e.g. a wrapper of a Dask client;
         see :mod:`nncompare.analyses.engine`). The results equal the serial ones.
+    ci : float, optional
+        Confidence level (e.g. 0.95) of a bootstrap interval over samples for every value:
+        columns ``ci_low``, ``ci_high`` (percentile interval) and ``boot_se``. Any of
+        ``ci``, ``n_perm`` or a permutation/rotation ``baseline`` keeps the activations in
+        memory (O(n·D), as the kernel measures do); not with ``conv="dft"``. See
+        :mod:`nncompare.analyses.inference` for what each statistic is.
+    n_boot : int, default 1000
+        Bootstrap replicates.
+    n_perm : int, default 0
+        Permutations of the samples of B (the pairing broken) for a one-sided
+        permutation-test p-value: columns ``p_value``, ``null_mean``, ``null_sd``.
+    baseline : {"permutation", "rotation", "random_network"} or a list of them, optional
+        Null baselines, one column each (``baseline_<name>``): the mean value with the
+        samples shuffled, with both layers rotated by Haar-random orthogonal matrices (NaN
+        with a note for measures the registry declares rotation invariant, where it would
+        equal the value), ``n_perm`` draws (100 when ``n_perm=0``) each; and the value
+        against a re-initialised deep copy of model B (``reset_parameters()`` of every
+        module, seeded from ``seed``; the models passed in are never modified), from one
+        more pass over the data.
+    bootstrap : {"samples", "blocks"} or ("blocks", n_blocks)
+        ``"samples"``: the i.i.d. bootstrap (exact). ``"blocks"``: for streaming measures,
+        the bootstrap of 50 (or ``n_blocks``) contiguous blocks of samples from per-block
+        moments (cheaper; assumes shuffled data); the other measures use ``"samples"``.
+    seed : int, default 0
+        Seed of every draw (each (measure, pair) gets its own stream, so the numbers do
+        not depend on the executor).
 
     Returns
     -------
@@ -161,13 +199,17 @@ def compare_models(
     """
     spec = parse_measures(measures)
     run = validate_executor(executor)
+    stats = check_settings(ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed)
+    _check_stats_conv(stats, conv)
     same = model_b is model_a
     la = default_layers(model_a) if layers_a is None else layers_a
     if layers_b is None:
         lb = la if same else default_layers(model_b)
     else:
         lb = layers_b
-    keep_arrays = any(not get_measure(m).streaming for m in spec)
+    keep_arrays = any(not get_measure(m).streaming for m in spec) or bool(
+        stats and stats.needs_arrays
+    )
     models = {names[0]: (model_a, _as_list(la))}
     if not (same and _as_list(lb) == _as_list(la)):
         models[names[1] if names[1] != names[0] else names[1] + "'"] = (model_b, _as_list(lb))
@@ -209,7 +251,28 @@ def compare_models(
     )
     aliases = {(names[1] if lab == label_b else lab): al for lab, al in acc.aliases.items()}
     result = models_result(acc, pairs, outcomes, spec, names[:2], prov, aliases)
+    if stats is not None:
+        rnd = None
+        if "random_network" in stats.baselines:
+            label_r = f"{label_b} (random init)"
+            rnd = random_network_outcomes(
+                {names[0]: (model_a, acc.layers[names[0]]),
+                 label_r: (random_copy(model_b, stats.seed), acc.layers[label_b])},
+                [(a, (label_r, b[1])) for a, b in pairs], spec, data, executor=run,
+                conv=conv, batch_size=batch_size, device=device, max_samples=max_samples,
+            )  # fmt: skip
+        result.provenance["inference"] = stats.as_dict()
+        annotate(result.frame, acc, pairs, spec, outcomes, stats, executor=run, random_outcomes=rnd)
     return result.to_frame()
+
+
+def _check_stats_conv(stats: Any, conv: str) -> None:
+    if stats is not None and stats.needs_arrays and conv == "dft":
+        raise ValueError(
+            "ci, n_perm and the permutation/rotation baselines resample the samples of "
+            "activation matrices, which conv='dft' does not keep; use conv='mean' (or "
+            "'flatten') for the statistics, or baseline='random_network' alone."
+        )
 
 
 def _as_list(layers: Sequence[str] | str) -> list[str]:
@@ -236,6 +299,12 @@ def compare_checkpoints(
     max_samples: int | None = None,
     progress: bool = False,
     executor: Any = None,
+    ci: float | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 0,
+    baseline: str | Sequence[str] | None = None,
+    bootstrap: str | tuple[str, int] = "samples",
+    seed: int = 0,
 ) -> Any:
     """Layer × checkpoint grid: each layer at each checkpoint against the same layer at
     the reference checkpoint (learning dynamics, Raghu et al. 2017 §4).
@@ -258,6 +327,31 @@ def compare_checkpoints(
         :func:`compare_models`.
     executor : object with ``map(fn, items)``, optional
         Evaluates the (measure, pair) tasks, as in :func:`compare_models`.
+    ci : float, optional
+        Confidence level (e.g. 0.95) of a bootstrap interval over samples for every value:
+        columns ``ci_low``, ``ci_high`` (percentile interval) and ``boot_se``. Any of
+        ``ci``, ``n_perm`` or a permutation/rotation ``baseline`` keeps the activations in
+        memory (O(n·D), as the kernel measures do); not with ``conv="dft"``. See
+        :mod:`nncompare.analyses.inference` for what each statistic is.
+    n_boot : int, default 1000
+        Bootstrap replicates.
+    n_perm : int, default 0
+        Permutations of the samples of B (the pairing broken) for a one-sided
+        permutation-test p-value: columns ``p_value``, ``null_mean``, ``null_sd``.
+    baseline : {"permutation", "rotation", "random_network"} or a list of them, optional
+        Null baselines, one column each (``baseline_<name>``): the mean value with the
+        samples shuffled, with both layers rotated by Haar-random orthogonal matrices (NaN
+        with a note for measures the registry declares rotation invariant, where it would
+        equal the value), ``n_perm`` draws (100 when ``n_perm=0``) each; and the value
+        of a re-initialised deep copy of ``model`` against the reference checkpoint, from
+        one more pass over the data.
+    bootstrap : {"samples", "blocks"} or ("blocks", n_blocks)
+        ``"samples"``: the i.i.d. bootstrap (exact). ``"blocks"``: for streaming measures,
+        the bootstrap of 50 (or ``n_blocks``) contiguous blocks of samples from per-block
+        moments (cheaper; assumes shuffled data); the other measures use ``"samples"``.
+    seed : int, default 0
+        Seed of every draw (each (measure, pair) gets its own stream, so the numbers do
+        not depend on the executor).
 
     Returns
     -------
@@ -270,6 +364,10 @@ def compare_checkpoints(
         raise ValueError("checkpoints must hold at least one state dict or path.")
     spec = parse_measures(measures)
     run = validate_executor(executor)
+    stats = check_settings(
+        ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed, where="compare_checkpoints"
+    )
+    _check_stats_conv(stats, conv)
     if labels is None:
         labels = [_ckpt_label(c, i) for i, c in enumerate(checkpoints)]
     labels = [str(lab) for lab in labels]
@@ -285,7 +383,9 @@ def compare_checkpoints(
             state = read_state_dict(ck, what=f"checkpoint {lab!r}")
         m.load_state_dict(state)
         models[lab] = (m, layer_list)
-    keep_arrays = any(not get_measure(x).streaming for x in spec)
+    keep_arrays = any(not get_measure(x).streaming for x in spec) or bool(
+        stats and stats.needs_arrays
+    )
     if reference == "all":
         refs = labels
     else:
@@ -343,6 +443,26 @@ def compare_checkpoints(
         ),
         n_samples=acc.n_samples,
     )
+    if stats is not None:
+        rnd = None
+        if "random_network" in stats.baselines:
+            label_r = "random init"
+            while label_r in labels:
+                label_r += "'"
+            sources = {
+                ref: (models[ref][0], list(acc.layers[ref]))
+                for ref in dict.fromkeys(p[1][0] for p in acc.pairs)
+            }
+            sources[label_r] = (random_copy(model, stats.seed), list(acc.layers[labels[0]]))
+            rnd = random_network_outcomes(
+                sources, [((label_r, a[1]), b) for a, b in acc.pairs], spec, data,
+                executor=run, conv=conv, batch_size=batch_size, device=device,
+                max_samples=max_samples,
+            )  # fmt: skip
+        result.provenance["inference"] = stats.as_dict()
+        annotate(
+            result.frame, acc, acc.pairs, spec, outcomes, stats, executor=run, random_outcomes=rnd
+        )
     return result.to_frame()
 
 

@@ -34,6 +34,7 @@ from nncompare.analyses.engine import (
     tidy_frame,
 )
 from nncompare.analyses.engine import provenance as run_provenance
+from nncompare.analyses.inference import check_settings
 from nncompare.measures._registry import distance as measure_distance
 from nncompare.measures._registry import get as get_measure
 from nncompare.stats import JointMoments
@@ -66,6 +67,10 @@ class GridResult:
         ``conv`` policy).
     provenance : dict
         Versions, platform, time and the comparison's settings.
+    inference : dict of (measure, a, b) -> dict of str -> float
+        The statistics asked of :func:`pairwise` (``ci=``, ``n_perm=``, ``baseline=``):
+        ``ci_low``, ``ci_high``, ``boot_se``, ``p_value``, ... per pair; columns of
+        :meth:`to_frame` and :meth:`to_comparison`. ``notes`` holds their remarks.
 
     :meth:`to_comparison` gives the :class:`nncompare.ComparisonResult` that the report and
     the plots read (``nc.report.write_report(grid, out)``, ``nc.plot.heatmap(grid, "cka")``
@@ -84,6 +89,8 @@ class GridResult:
     policies_a: dict[str, str] = field(default_factory=dict)
     policies_b: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    inference: dict[tuple[str, str, str], dict[str, float]] = field(default_factory=dict)
+    notes: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     @property
     def measures(self) -> list[str]:
@@ -112,6 +119,7 @@ class GridResult:
                         "value": float(mat[i, j]),
                         "distance": measure_distance(measure, float(mat[i, j])),
                         "n_samples": self.n_samples,
+                        **self.inference.get((measure, a, b), {}),
                         "error": self.errors.get((measure, a, b)),
                     }
                     if res is not None:
@@ -161,8 +169,9 @@ class GridResult:
                             "policy": pa if pa == pb else f"{pa}/{pb}",
                             "n_samples": self.n_samples,
                             **det,
+                            **self.inference.get(key, {}),
                             "error": self.errors.get(key),
-                            "note": None,
+                            "note": self.notes.get(key),
                         }
                     )
                     if measure == "svcca" and {"kept_dims_x", "kept_dims_y"} <= set(det):
@@ -465,6 +474,12 @@ def pairwise(
     errors: str = "record",
     precision: str = "auto",
     executor: Any = None,
+    ci: float | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 0,
+    baseline: str | Sequence[str] | None = None,
+    bootstrap: str | tuple[str, int] = "samples",
+    seed: int = 0,
 ) -> GridResult:
     """Compare every layer of ``acts_a`` with every layer of ``acts_b`` (or of ``acts_a``).
 
@@ -502,6 +517,11 @@ def pairwise(
     executor : object with ``map(fn, items)``, optional
         Evaluates the (measure, pair) tasks (None: in this process; threads and processes
         in :mod:`nncompare.parallel`; see :mod:`nncompare.analyses.engine`).
+    ci, n_boot, n_perm, baseline, bootstrap, seed
+        Statistics of every value, as in :func:`nncompare.compare_models` (bootstrap
+        intervals, permutation p-values, the ``"permutation"`` and ``"rotation"``
+        baselines; ``"random_network"`` needs a model: use compare_models). Kept in
+        :attr:`GridResult.inference`; not with ``conv="dft"``.
 
     Returns
     -------
@@ -517,6 +537,21 @@ def pairwise(
     if errors not in ("record", "raise"):
         raise ValueError(f"errors must be 'record' or 'raise'; got {errors!r}.")
     spec = parse_measures(measures)
+    stats = check_settings(
+        ci,
+        n_boot,
+        n_perm,
+        baseline,
+        bootstrap=bootstrap,
+        seed=seed,
+        allowed=("permutation", "rotation"),
+        where="pairwise (arrays, no model)",
+    )
+    if stats is not None and conv == "dft":
+        raise ValueError(
+            "ci, n_perm and baseline resample the samples of activation matrices, which "
+            "conv='dft' does not form; use conv='mean' or 'flatten' for the statistics."
+        )
     if not isinstance(acts_a, Mapping) or not acts_a:
         raise TypeError("acts_a must be a non-empty mapping {layer_name: activations}.")
     same = acts_b is None
@@ -566,6 +601,8 @@ def pairwise(
     def policy(v: Any) -> str:
         return str(conv) if getattr(v, "ndim", 2) > 2 else "none"
 
+    if stats is not None:
+        _grid_statistics(out, acc, pairs, spec, outcomes, stats, executor, acts_a, acts_b_)
     out.policies_a = {str(k): policy(v) for k, v in acts_a.items()}
     out.policies_b = {str(k): policy(v) for k, v in acts_b_.items()}
     out.provenance = run_provenance(
@@ -574,9 +611,41 @@ def pairwise(
             "conv_policy": conv,
             "precision": precision,
             "memory": "arrays in memory",
+            **({"inference": stats.as_dict()} if stats is not None else {}),
         }
     )
     return out
+
+
+def _grid_statistics(
+    out: GridResult,
+    acc: Any,
+    pairs: Sequence[Any],
+    spec: dict[str, dict[str, Any]],
+    outcomes: Mapping[str, Sequence[Any]],
+    stats: Any,
+    executor: Any,
+    acts_a: Mapping[str, Any],
+    acts_b: Mapping[str, Any],
+) -> None:
+    """The statistics of every pair into ``out.inference`` / ``out.notes``."""
+    from nncompare.analyses.inference import compute
+
+    group = {}
+    for side, acts in (("a", acts_a), ("b", acts_b)):
+        for k, v in acts.items():
+            key = (side, str(k))
+            if key in acc.arrays:
+                group[key] = max(int(acc.arrays[key][0].shape[0]) // int(v.shape[0]), 1)
+    if acts_b is acts_a:
+        group.update({("b", k): g for (_, k), g in list(group.items())})
+    for t, cols, notes in compute(
+        acc, pairs, spec, outcomes, stats, executor=executor, group=group
+    ):
+        key = (t.measure, t.a[1], t.b[1])
+        out.inference[key] = cols
+        if notes:
+            out.notes[key] = " ".join(notes)
 
 
 def _grid(
