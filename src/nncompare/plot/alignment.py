@@ -83,10 +83,23 @@ def _series(c: Any, label: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     return taus, to_numpy(c.alignment)[:, c.labels.index(label)], label
 
 
-def _step(ax: Any, taus: np.ndarray, values: np.ndarray, **kw: Any) -> None:
+def _step(
+    ax: Any, taus: np.ndarray, values: np.ndarray, sigma_max: float | None = None, **kw: Any
+) -> None:
     order = np.argsort(taus)
+    taus, values = np.asarray(taus, float)[order], np.asarray(values, float)[order]
+    if sigma_max is not None and len(taus) and taus[-1] <= sigma_max:
+        # the curve is 0 beyond the largest singular value: draw that drop too
+        taus = np.append(taus, sigma_max * 1.04)
+        values = np.append(values, 0.0)
     # A(τ) = Σ_{σ ≥ τ}: constant on (σ_{k+1}, σ_k], the value at the right end
-    ax.plot(taus[order], values[order], drawstyle="steps-pre", **kw)
+    ax.plot(taus, values, drawstyle="steps-pre", **kw)
+
+
+def _sigma_max(sub: Any) -> float | None:
+    if "sigma_max" not in sub.columns or sub.empty:
+        return None
+    return float(sub["sigma_max"].iloc[0])
 
 
 def alignment_curve(
@@ -112,15 +125,19 @@ def alignment_curve(
     -------
     matplotlib.figure.Figure
     """
+    from nncompare._array import to_numpy
+
     items = _curves(curves)
     with paper_style():
         fig, ax = _figure(ax, (4.4, 3.2))
         for i, (name, c) in enumerate(items.items()):
             taus, vals, lab = _series(c, label)
-            _step(ax, taus, vals, color=LINE_COLORS[i % len(LINE_COLORS)],
+            s = np.asarray(to_numpy(c.singular_values))
+            smax = float(s[0]) if len(s) else None
+            _step(ax, taus, vals, smax, color=LINE_COLORS[i % len(LINE_COLORS)],
                   label=clean_text(name or lab))  # fmt: skip
         ax.set_xlabel("threshold τ on singular values")
-        ax.set_ylabel("alignment  Σ_{σᵢ ≥ τ} (uᵢᵀy)²")
+        ax.set_ylabel("alignment: Σ (uᵢᵀy)² over σᵢ ≥ τ")
         ax.set_ylim(bottom=0)
         ax.set_xlim(left=0)
         if len(items) > 1 or next(iter(items)):
@@ -239,16 +256,16 @@ def alignment_layers(
         fig, ax = _figure(ax, (4.8, 3.4))
         if "input" in layers:
             sub = df[(df["layer"] == "input") & (df["checkpoint"] == cks[0])]
-            _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(), color="#7f7f7f",
-                  lw=2.0, label="input")  # fmt: skip
+            _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(), _sigma_max(sub),
+                  color="#7f7f7f", lw=2.0, label="input")  # fmt: skip
         for i, layer in enumerate(hidden):
             color = LINE_COLORS[i % len(LINE_COLORS)]
             for j, ck in enumerate(cks):
                 ls = "-" if j == len(cks) - 1 else ("--" if j == 0 else ":")
                 sub = df[(df["layer"] == layer) & (df["checkpoint"] == ck)]
                 name = layer if len(cks) == 1 else f"{layer} ({ck})"
-                _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(), color=color,
-                      ls=ls, label=clean_text(name))  # fmt: skip
+                _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(), _sigma_max(sub),
+                      color=color, ls=ls, label=clean_text(name))  # fmt: skip
         ax.set_xlabel("threshold τ on singular values")
         ax.set_ylabel("alignment")
         ax.set_ylim(bottom=0)
@@ -298,11 +315,11 @@ def alignment_before_after(
         for ax, layer in zip(axes, chosen, strict=True):
             sub = df[(df["layer"] == "input") & (df["checkpoint"] == before)]
             if not sub.empty:
-                _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(),
+                _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(), _sigma_max(sub),
                       color=OKABE_ITO[1], label="input features")  # fmt: skip
             for ck, ls in ((before, "--"), (after, "-")):
                 sub = df[(df["layer"] == layer) & (df["checkpoint"] == ck)]
-                _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(),
+                _step(ax, sub["tau"].to_numpy(), sub["alignment"].to_numpy(), _sigma_max(sub),
                       color=OKABE_ITO[0], ls=ls, label=clean_text(f"{layer} ({ck})"))  # fmt: skip
             ax.set_xlabel("threshold τ")
             ax.set_ylabel("alignment")
