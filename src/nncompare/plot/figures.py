@@ -23,6 +23,7 @@ from nncompare.plot._data import (
     is_comparison,
     kept_dims_table,
     layer_order,
+    lean,
     measure_matrix,
     measure_meta,
     measures_in,
@@ -619,6 +620,9 @@ def layer_profile(
     layer that matches a *different* layer of B best. Points are labelled with the
     best-matching layer when there are at most 16 layers (``annotate``).
 
+    Where the frame has bootstrap intervals (``ci_low``/``ci_high`` columns, from
+    ``ci=`` of the front doors), both lines carry them as error bars.
+
     Parameters
     ----------
     reference : {"auto", "name", "stage", "depth"}
@@ -650,6 +654,8 @@ def layer_profile(
         else:
             fig = ax.figure
         word = "max" if meta.higher_is_better else "min"
+        bounds = _ci_matrices(df, measure, rows, cols)
+        best_cols = [col_index.get(b) for b in best_name]
         ax.plot(
             x,
             best_val,
@@ -657,6 +663,7 @@ def layer_profile(
             color=OKABE_ITO[0],
             label=clean_text(f"best match in {name_b} ({word})"),
         )
+        _error_bars(ax, x, best_val, bounds, best_cols, OKABE_ITO[0])
         if np.isfinite(same_val).any():
             ax.plot(
                 x,
@@ -666,6 +673,8 @@ def layer_profile(
                 color=OKABE_ITO[1],
                 label=clean_text(f"{ref.label} layer of {name_b}"),
             )
+            ref_cols = [col_index.get(ref.match[r]) if r in ref.match else None for r in rows]
+            _error_bars(ax, x, same_val, bounds, ref_cols, OKABE_ITO[1])
         if annotate:
             for xi, v, b in zip(x, best_val, best_name, strict=True):
                 if b is None or not np.isfinite(v):
@@ -700,3 +709,44 @@ def layer_profile(
         ax.set_title(clean_text(title), loc="left")
         ax.legend(loc="best")
     return fig
+
+
+def _ci_matrices(
+    df: Any, measure: str, rows: list[Any], cols: list[Any]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``ci_low`` / ``ci_high`` grids of ``measure`` (rows × cols), or None without them."""
+    frame = lean(df)
+    if not {"ci_low", "ci_high"} <= set(frame.columns):
+        return None
+    out = []
+    for col in ("ci_low", "ci_high"):
+        r, c, mat = measure_matrix(frame.assign(value=frame[col]), measure)
+        ri, cj = {k: i for i, k in enumerate(r)}, {k: j for j, k in enumerate(c)}
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for i, a in enumerate(rows):
+            for j, b in enumerate(cols):
+                if a in ri and b in cj:
+                    grid[i, j] = mat[ri[a], cj[b]]
+        out.append(grid)
+    return out[0], out[1]
+
+
+def _error_bars(
+    ax: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+    cols: list[int | None],
+    color: Any,
+) -> None:
+    """Vertical bars from each point's ``ci_low`` to ``ci_high`` (where both are finite)."""
+    if bounds is None:
+        return
+    lo, hi = bounds
+    low = np.array([lo[i, j] if j is not None else np.nan for i, j in enumerate(cols)])
+    high = np.array([hi[i, j] if j is not None else np.nan for i, j in enumerate(cols)])
+    ok = np.isfinite(low) & np.isfinite(high) & np.isfinite(y)
+    if not ok.any():
+        return
+    err = np.vstack([np.clip(y[ok] - low[ok], 0, None), np.clip(high[ok] - y[ok], 0, None)])
+    ax.errorbar(x[ok], y[ok], yerr=err, fmt="none", ecolor=color, elinewidth=0.9, capsize=2.5)
