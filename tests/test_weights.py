@@ -147,6 +147,18 @@ def test_S_is_near_0_for_a_rotation_and_near_1_for_a_fresh_estimate():
     assert raw.bures_wasserstein == pytest.approx(float(nc.bures_wasserstein(C1, fresh)))
 
 
+def test_zero_point_of_a_rank_one_covariance_is_the_mean_random_cosine():
+    # C1 = s u uᵀ: cos θ(C1, O C1 Oᵀ) = |<u, O u>|, and for a uniform unit vector in R^d
+    # E|<u, v>| = Γ(d/2) / (sqrt(π) Γ((d + 1)/2)) (the mean |x_1| on the sphere)
+    d = 100
+    u = orthogonal(d, 3)[:, 0]
+    C1 = 50.0 * np.outer(u, u)
+    res = covariance_similarity(C1, C1, shrink=False, gamma=0.5, n_rotations=400, seed=1)
+    expected = math.exp(math.lgamma(d / 2) - math.lgamma((d + 1) / 2)) / math.sqrt(math.pi)
+    assert res.zero_point == pytest.approx(expected, rel=0.06)
+    assert res.cosine == pytest.approx(1.0)
+
+
 def test_covariance_similarity_refuses_noise_and_missing_gamma():
     noise = channel_covariance(np.random.default_rng(4).normal(size=(256, 64)), 1.0)
     with pytest.raises(ValueError, match=r"C1 has no learned component: after shrinkage"):
@@ -298,6 +310,15 @@ def test_rotated_copy_aligns_exactly_and_gives_cosine_1():
     np.testing.assert_allclose(np.diag(ev.matrix), 1.0, atol=1e-5)  # identical eigenvectors
 
 
+def test_self_alignment_with_dead_channels_is_the_identity():
+    # channels never active on the data leave eq. 1 undetermined there; the completion
+    # closest to the identity makes a network's alignment with itself exactly I
+    phi = np.abs(np.random.default_rng(5).normal(size=(300, 10)))
+    phi[:, [2, 7]] = 0.0
+    jm = JointMoments(precision="float64").update({"a": phi, "b": phi})
+    np.testing.assert_allclose(alignment_from_moments(jm).matrix, np.eye(10), atol=1e-12)
+
+
 def test_alignment_with_unequal_widths_embeds():
     # φ' = E φ with E (12 × 8) orthonormal columns: A = E, and aligned weights return w
     rng = np.random.default_rng(3)
@@ -383,6 +404,12 @@ def test_resnet20_and_56_share_their_top3_spatial_eigen_subspaces(shared_dir):
           f"median {np.median(overlaps):.3f} (chance 3/9 = 0.333)")  # fmt: skip
     assert overlaps.shape == (18, 54)
     assert overlaps.mean() > 0.7 and np.median(overlaps) > 0.8  # chance: 1/3
+    # signs are fixed consistently: eigenfilters of the two networks that match (|cos| > 0.7)
+    # mostly have the same sign (random signs: half of them)
+    V = {d: np.concatenate([e.eigenvectors[:9].reshape(9, -1) for e in deep[d]]) for d in deep}
+    G = V[20] @ V[56].T
+    strong = np.abs(G) > 0.7
+    assert (G[strong] > 0).mean() > 0.85
 
 
 # ----------------------------------------------------------------------------- figures

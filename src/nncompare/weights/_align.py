@@ -94,8 +94,7 @@ def alignment_from_moments(
     if not center:
         second = second + np.outer(mean, mean)
     M = second[sb, sa]  # E[φ' φᵀ], (C_b, C_a)
-    U, s, Vt = np.linalg.svd(M, full_matrices=False)
-    A = U @ Vt
+    A, s = _procrustes(M)
     caa = second[sa, sa]
     cbb = second[sb, sb]
     err = float(np.trace(A @ caa @ A.T) + np.trace(cbb) - 2.0 * s.sum())
@@ -109,6 +108,28 @@ def alignment_from_moments(
         residual=max(err, 0.0) / tb if tb > 0 else float("nan") if err else 0.0,
         centered=bool(center),
     )
+
+
+def _procrustes(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """argmax over A with orthonormal columns/rows of tr(Aᵀ M), and M's singular values.
+
+    A = U Vᵀ from M = U Σ Vᵀ. Directions with (numerically) zero singular value — channels
+    that are never active on the data, e.g. dead ReLUs — leave A undetermined there (every
+    completion is optimal); they are completed by the rotation closest to the identity
+    (the padded identity E for unequal widths: Q = polar(U₀ᵀ E V₀)), so that a network
+    aligned with itself gets A = I, whatever its dead channels.
+    """
+    cb, ca = M.shape
+    U, s, Vt = np.linalg.svd(M, full_matrices=False)
+    top = float(s.max()) if s.size else 0.0
+    r = int(np.sum(s > max(cb, ca) * 1e-12 * top)) if top > 0 else 0
+    A = U[:, :r] @ Vt[:r]
+    if r < s.size:
+        U0, V0 = U[:, r:], Vt[r:].T
+        E = np.eye(cb, ca)
+        P, _, Rt = np.linalg.svd(U0.T @ E @ V0)
+        A = A + U0 @ (P @ Rt) @ V0.T
+    return A, s
 
 
 def _module(model: Any, name: str, side: str) -> Any:

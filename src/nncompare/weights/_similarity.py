@@ -43,7 +43,9 @@ class CovarianceSimilarity:
         cos θ(C1, C2) = ‖C1^½ C2^½‖_* / sqrt(tr C1 tr C2) (eq. 5), in [0, 1].
     S : float
         (cosine - zero_point) / (upper_bound - zero_point) (eq. 6): 0 for a random rotation
-        of C1, 1 for a fresh estimate of C1 from as many neurons.
+        of C1, 1 for a fresh estimate of C1 from as many neurons. It exceeds 1 when C2 is
+        closer to C1 than an independent re-estimation would be (a network compared with
+        itself or an exact rotated copy: cosine 1, S = 1 / upper-bound-gap ≈ 1.1-1.4).
     zero_point : float
         Mean of cos θ(C1, O C1 Oᵀ) over ``n_rotations`` seeded Haar-random rotations O.
     upper_bound : float
@@ -126,6 +128,23 @@ def random_rotation(d: int, rng: np.random.Generator) -> np.ndarray:
     return Q * np.sign(np.where(np.diag(R) == 0, 1.0, np.diag(R)))[None, :]
 
 
+def random_frame(d: int, r: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random d × r matrix with orthonormal columns (the first r columns of a Haar
+    rotation), from the QR decomposition of a d × r Gaussian."""
+    Q, R = np.linalg.qr(rng.standard_normal((d, r)))
+    return Q * np.sign(np.where(np.diag(R) == 0, 1.0, np.diag(R)))[None, :]
+
+
+def shrunk_factor(X: np.ndarray, gamma: float) -> np.ndarray:
+    """L with L Lᵀ the shrunk (eq. 3) sample covariance Xᵀ X / n of the rows of X (n × d),
+    from the thin SVD of X (cheaper than the d × d eigen-decomposition when n < d)."""
+    _, sv, Vt = np.linalg.svd(X, full_matrices=False)
+    lam = sv**2 / X.shape[0]
+    s = shrink(lam, gamma)
+    keep = s > 0
+    return Vt[keep].T * np.sqrt(s[keep])[None, :]
+
+
 def _check_square(C: Any, name: str) -> Any:
     C = as_array(C, name=name)
     if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] < 1:
@@ -164,8 +183,21 @@ def _nothing_learned(name: str, gamma: float, top: float) -> ValueError:
     )
 
 
-def _cos(C1: np.ndarray, C2: np.ndarray) -> float:
-    return float(covariance_cosine(C1, C2).value)
+def _factor(C: np.ndarray) -> np.ndarray:
+    """L with C = L Lᵀ (d × r, r the numerical rank of the PSD matrix C)."""
+    w, V = np.linalg.eigh(C)
+    top = float(np.abs(w).max()) if w.size else 0.0
+    keep = w > C.shape[0] * np.finfo(np.float64).eps * top
+    return V[:, keep] * np.sqrt(w[keep])[None, :]
+
+
+def _cos_factors(L1: np.ndarray, L2: np.ndarray) -> float:
+    """cos θ of L1 L1ᵀ and L2 L2ᵀ: ‖C1^½ C2^½‖_* = ‖L1ᵀ L2‖_* for any such factors."""
+    t1, t2 = float(np.sum(L1 * L1)), float(np.sum(L2 * L2))
+    if t1 <= 0 or t2 <= 0:
+        return 0.0
+    fid = float(np.linalg.svd(L1.T @ L2, compute_uv=False).sum())
+    return min(fid / np.sqrt(t1 * t2), 1.0)
 
 
 def covariance_similarity(
@@ -249,23 +281,24 @@ def covariance_similarity(
                 "covariance with at least one positive eigenvalue."
             )
     bw = float(bures_wasserstein(a1, a2).value)
-    cos = _cos(a1, a2)
+    cos = float(covariance_cosine(a1, a2).value)
     d = a1.shape[0]
     rng = np.random.default_rng(seed)
+    # the draws use factors C = L Lᵀ of the (low-rank, shrunk) matrices: the fidelity is the
+    # nuclear norm of the small matrix L1ᵀ L2 (the same value covariance_cosine gives)
+    L1 = _factor(a1)  # U1 Λ^½, orthogonal columns
+    scale = np.sqrt(np.sum(L1 * L1, axis=0))
     zeros = []
     for _ in range(n_rotations):
-        O = random_rotation(d, rng)
-        zeros.append(_cos(a1, O @ a1 @ O.T))
+        # O L1 = (O U1) Λ^½, and O U1 is a Haar-random orthonormal d × r frame
+        zeros.append(_cos_factors(L1, random_frame(d, L1.shape[1], rng) * scale[None, :]))
     zero = float(np.mean(zeros))
     n_out = max(2, round(d / g1))
-    w1, V1 = np.linalg.eigh(a1)
-    root = V1 * np.sqrt(np.clip(w1, 0, None))[None, :]
     uppers = []
     for _ in range(n_rotations):
         # C_out samples of N(0, C1 + I): the learned part plus unit initialisation noise
-        X = rng.standard_normal((n_out, d)) @ root.T + rng.standard_normal((n_out, d))
-        est = shrunk_covariance(X.T @ X / n_out, d / n_out)
-        uppers.append(_cos(a1, est) if float(np.trace(est)) > 0 else 0.0)
+        X = rng.standard_normal((n_out, L1.shape[1])) @ L1.T + rng.standard_normal((n_out, d))
+        uppers.append(_cos_factors(L1, shrunk_factor(X, d / n_out)))
     upper = float(np.mean(uppers))
     if not upper > zero:
         raise ValueError(
