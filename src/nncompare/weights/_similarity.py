@@ -45,7 +45,8 @@ class CovarianceSimilarity:
         (cosine - zero_point) / (upper_bound - zero_point) (eq. 6): 0 for a random rotation
         of C1, 1 for a fresh estimate of C1 from as many neurons. It exceeds 1 when C2 is
         closer to C1 than an independent re-estimation would be (a network compared with
-        itself or an exact rotated copy: cosine 1, S = 1 / upper-bound-gap ≈ 1.1-1.4).
+        itself or an exact rotated copy: cosine 1, S = (1 - zero_point) / (upper_bound -
+        zero_point), 1.1 to 1.4 for the layers of the CIFAR ResNet-20).
     zero_point : float
         Mean of cos θ(C1, O C1 Oᵀ) over ``n_rotations`` seeded Haar-random rotations O.
     upper_bound : float
