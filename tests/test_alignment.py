@@ -331,6 +331,28 @@ def test_layer_alignment_per_layer_and_checkpoint_in_one_pass():
     np.testing.assert_allclose(sub["alignment"], want.total, rtol=1e-7, atol=1e-7)
 
 
+def test_layer_alignment_reads_checkpoint_files_and_casts_inputs(tmp_path):
+    net = peaks.network(1, seed=0)  # float64 parameters, float32 data
+    X, Y, _ = peaks.dataset("ABC", n=200, seed=0)
+    first = tmp_path / "epoch0.pt"
+    torch.save(net.state_dict(), first)
+    peaks.train(net, X, Y[:, 0], epochs=1)
+    second = tmp_path / "epoch1.pt"
+    torch.save(net.state_dict(), second)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficiencyWarning)
+        df = A.layer_alignment(net, torch.tensor(X, dtype=torch.float32), labels=Y[:, 0],
+                               layers=["1"], checkpoints=[first, second])  # fmt: skip
+    assert df.attrs["checkpoints"] == ["epoch0", "epoch1"]
+    assert df.attrs["kind"] == "regression"
+    h = peaks.hidden(net, X.astype(np.float32).astype(np.float64))[0]
+    sub = df[(df.layer == "1") & (df.checkpoint == "epoch1")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficiencyWarning)
+        want = A.curve(h, Y[:, 0])
+    np.testing.assert_allclose(sub["alignment"], want.total, rtol=1e-7, atol=1e-7)
+
+
 def test_layer_alignment_label_errors():
     net = _mlp()
     x = torch.randn(100, 6)

@@ -165,8 +165,14 @@ def layer_alignment(
     given = None
     if labels is not None:
         given, _ = _labels_array(labels)
+    dtype = next((p.dtype for p in first_model.parameters() if p.is_floating_point()), None)
     batches = iter_batches(
-        data, batch_size=batch_size, device=device, max_samples=max_samples, with_targets=True
+        data,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        max_samples=max_samples,
+        with_targets=True,
     )
     first = next(batches, None)
     if first is None:
