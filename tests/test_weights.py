@@ -457,3 +457,26 @@ def test_numpy_in_numpy_out_and_torch_autograd():
     torch.trace(C).backward()
     # tr(WᵀW / C_out) = ‖W‖² / C_out, so d/dW = 2 W / C_out
     torch.testing.assert_close(t.grad, 2 * t.detach() / 6)
+
+
+def test_compare_weights_with_unequal_widths():
+    # B carries A's 8 hidden channels embedded in 12 (φ' = E φ, E with orthonormal columns)
+    # and its next conv is w' = E w: the alignment is E and the weights agree after it
+    torch.manual_seed(2)
+    conv1 = nn.Conv2d(3, 8, 3, padding=1)
+    conv2 = nn.Conv2d(8, 24, 3, padding=1, bias=False)
+    with torch.no_grad():
+        w = spiked_weights(24, 8 * 9, [300.0, 100.0], seed=4) / math.sqrt(3 * 72)
+        conv2.weight.copy_(torch.as_tensor(w.reshape(24, 8, 3, 3)))
+    E = orthogonal(12, 6)[:, :8]
+    conv2b = nn.Conv2d(12, 24, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv2b.weight.copy_(torch.einsum("dc,ockl->odkl", torch.as_tensor(E).float(), conv2.weight))
+    a = nn.Sequential(conv1, nn.ReLU(), conv2)
+    b = nn.Sequential(conv1, nn.ReLU(), Rotate(E), conv2b)
+    x = torch.randn(32, 3, 6, 6)
+    al = alignment(a, b, x, "2", layer_b="3")
+    np.testing.assert_allclose(al.matrix, E, atol=1e-5)
+    row = compare_weights(a, b, x, [("2", "3")]).iloc[0]
+    assert (row["c_in_a"], row["c_in_b"]) == (8, 12)
+    assert row["cosine"] > 0.95 and np.isfinite(row["S"])
