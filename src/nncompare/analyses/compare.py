@@ -83,6 +83,7 @@ def compare_models(
     keep_spectra: bool = True,
     provenance: Mapping[str, Any] | None = None,
     executor: Any = None,
+    resume: Any = None,
     ci: float | None = None,
     n_boot: int = 1000,
     n_perm: int = 0,
@@ -144,6 +145,12 @@ def compare_models(
         :class:`concurrent.futures.ProcessPoolExecutor`, or any object whose
         ``map(fn, items)`` returns the results in order (e.g. a wrapper of a Dask client;
         see :mod:`nncompare.analyses.engine`). The results equal the serial ones.
+    resume : path, optional
+        A directory for the result store (``results.sqlite``, see
+        :func:`nncompare.compare_many`): rows stored there by an earlier run with the same
+        models (content fingerprints), layers, measures, options and data (hash) are read,
+        not computed; the missing ones are computed and committed in one transaction. The
+        statistics (``ci``, ``n_perm``, ``baseline``) are not stored.
     ci : float, optional
         Confidence level (e.g. 0.95) of a bootstrap interval over samples for every value:
         columns ``ci_low``, ``ci_high`` (percentile interval) and ``boot_se``. Any of
@@ -221,6 +228,28 @@ def compare_models(
     def make_pairs(layers: dict[str, list[str]]) -> list[Pair]:
         return [((names[0], a), (label_b, b)) for a in layers[names[0]] for b in layers[label_b]]
 
+    if resume is not None:  # rows read from, and written to, the result store
+        from nncompare.analyses.many import compare_models_resumed
+
+        return compare_models_resumed(
+            model_a,
+            model_b,
+            data,
+            models=models,
+            defaulted=defaulted,
+            make_pairs=make_pairs,
+            spec=spec,
+            names=(names[0], names[1]),
+            conv=conv,
+            batch_size=batch_size,
+            device=device,
+            max_samples=max_samples,
+            progress=progress,
+            keep_spectra=keep_spectra,
+            provenance=provenance or {},
+            executor=run,
+            resume=resume,
+        )
     bar = Progress(progress)
     acc = capture_sources(
         models,

@@ -32,7 +32,7 @@ from nncompare.analyses.grid import parse_measures
 from nncompare.measures._registry import get as get_measure
 from nncompare.results import ComparisonResult
 
-__all__ = ["compare_many", "merge_accumulated"]
+__all__ = ["compare_many", "compare_models_resumed", "merge_accumulated"]
 
 LAYER_PAIRS = ("matched", "all")
 
@@ -515,9 +515,12 @@ def _resumed(
     spec: dict[str, dict[str, Any]],
     resume: Any,
     capture_kw: dict[str, Any],
+    columns: Any = _columns,
+    keep_spectra: bool = False,
 ) -> tuple[list[dict[str, Any]], int, dict[str, dict[str, str]], dict[str, list[Any]]]:
     """The rows of a resumable run: stored ones read, missing ones computed and stored per
-    model pair (one transaction each)."""
+    model pair (one transaction each); the outcomes carry the stored conventions and
+    spectra (``Outcome.index`` is the row's place in ``rows``)."""
     from nncompare.analyses._store import ResultStore, data_fingerprint, row_key
     from nncompare.capture import model_fingerprint
 
@@ -571,37 +574,155 @@ def _resumed(
             for i, p in enumerate(pairs):
                 if key_of(p, m) not in stored:
                     todo.setdefault((p[0][0], p[1][0]), []).append((i, m))
-        outcomes_all: dict[str, list[Any]] = {m: [] for m in spec}
         if todo:
             assert acc is not None
             bar.start("measures", sum(len(v) for v in todo.values()), "pair")
             try:
-                for chunk in todo.values():
+                for chunk in todo.values():  # one model pair: one transaction
                     fresh: dict[str, dict[str, Any]] = {}
                     for m in spec:
                         idx = [i for i, mm in chunk if mm == m]
                         if not idx:
                             continue
                         sub = [pairs[i] for i in idx]
-                        got = evaluate(acc, sub, {m: spec[m]}, executor=run, progress=_Forward(bar))
-                        outcomes_all[m] += got[m]
-                        for p, row in zip(sub, tidy_rows(acc, sub, got, _columns), strict=True):
+                        got = evaluate(
+                            acc,
+                            sub,
+                            {m: spec[m]},
+                            executor=run,
+                            keep_spectra=keep_spectra,
+                            progress=_Forward(bar),
+                        )
+                        made = tidy_rows(acc, sub, got, columns)
+                        for p, o, row in zip(sub, got[m], made, strict=True):
+                            row["_conventions"] = o.conventions or {}
+                            row["_rho"] = o.rho
                             fresh[key_of(p, m)] = row
                     store.put(fresh)
                     stored.update(json.loads(json.dumps(fresh, default=_plain)))
             finally:
                 bar.close()
-        rows = []
+        from nncompare.analyses.engine import Outcome
+
+        rows: list[dict[str, Any]] = []
+        outcomes: dict[str, list[Any]] = {m: [] for m in spec}
         for m in spec:
             for p in pairs:
                 row = dict(stored[key_of(p, m)])
-                row.update(_columns(p))  # the labels of this run
+                conventions = row.pop("_conventions", None) or {}
+                rho = row.pop("_rho", None)
+                row.update(columns(p))  # the labels of this run
+                outcomes[m].append(
+                    Outcome(m, len(rows), value=row["value"], conventions=conventions, rho=rho)
+                )
                 rows.append(row)
         n_samples = int(rows[0]["n_samples"]) if rows else 0
-        return rows, n_samples, aliases, outcomes_all
+        return rows, n_samples, aliases, outcomes
     finally:
         store.close()
 
 
 def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else None
+
+
+def compare_models_resumed(
+    model_a: Any,
+    model_b: Any,
+    data: Any,
+    *,
+    models: dict[str, tuple[Any, list[str]]],
+    defaulted: list[str],
+    make_pairs: Any,
+    spec: dict[str, dict[str, Any]],
+    names: tuple[str, str],
+    conv: str,
+    batch_size: int,
+    device: Any,
+    max_samples: int | None,
+    progress: bool,
+    keep_spectra: bool,
+    provenance: Mapping[str, Any],
+    executor: Any,
+    resume: Any,
+) -> Any:
+    """:func:`nncompare.compare_models` with ``resume=DIR``: its frame, rows read from the
+    result store where they are there, the others computed and stored (one transaction
+    per model pair, here the whole comparison's missing rows)."""
+    if resume is not None and iter(data) is data:
+        raise ValueError(
+            "resume needs data that can be read more than once (a tensor, array, (x, y), "
+            f"Dataset or DataLoader); got a one-shot iterator ({type(data).__name__})."
+        )
+    from nncompare.parallel import resolve_executor
+
+    run, owned = resolve_executor(executor)
+    label_b = list(models)[-1]
+    keep_arrays = any(not get_measure(m).streaming for m in spec)
+
+    def columns(p: Pair) -> dict[str, Any]:
+        return {"model_a": names[0], "model_b": names[1], "layer_a": p[0][1], "layer_b": p[1][1]}
+
+    try:
+        rows, n_samples, aliases, outcomes = _resumed(
+            {k: m for k, (m, _) in models.items()},
+            data,
+            {k: list(v) for k, (_, v) in models.items()},
+            list(defaulted),
+            make_pairs,
+            spec,
+            resume,
+            dict(
+                conv=conv,
+                batch_size=batch_size,
+                device=device,
+                max_samples=max_samples,
+                keep_arrays=keep_arrays,
+                run=run,
+                shard_size=None,
+                bar=Progress(progress),
+            ),
+            columns=columns,
+            keep_spectra=keep_spectra,
+        )
+    finally:
+        if owned and callable(getattr(run, "close", None)):
+            run.close()
+    spectra: dict[str, dict[tuple[str, str], list[float]]] = {}
+    kept: dict[tuple[str, str], tuple[int, int]] = {}
+    for m, outs in outcomes.items():
+        for o in outs:
+            row = rows[o.index]
+            lp = (row["layer_a"], row["layer_b"])
+            if o.rho is not None:
+                spectra.setdefault(m, {})[lp] = list(o.rho)
+            if m == "svcca" and row.get("kept_dims_x") is not None:
+                kept[lp] = (int(row["kept_dims_x"]), int(row["kept_dims_y"]))
+    prov = run_provenance(
+        {
+            "model_a": _describe(model_a),
+            "model_b": _describe(model_b),
+            "n_samples": n_samples,
+            "conv_policy": conv,
+            "batch_size": batch_size,
+            "resume": str(resume),
+            **dict(provenance or {}),
+        }
+    )
+    result = ComparisonResult(
+        frame=tidy_frame(rows),
+        kind="models",
+        names=tuple(names),
+        layers_a=list(dict.fromkeys(r["layer_a"] for r in rows)),
+        layers_b=list(dict.fromkeys(r["layer_b"] for r in rows)),
+        measures=measure_metadata(spec, outcomes),
+        provenance=prov,
+        spectra=spectra,
+        kept_dims=kept,
+        layer_aliases={
+            (names[1] if lab == label_b else lab): dict(al) for lab, al in aliases.items()
+        },
+        n_samples=n_samples,
+        title=f"{names[0]} vs {names[1]}",
+    )
+    return result.to_frame()

@@ -142,7 +142,7 @@ class DaskExecutor:
                     n_workers=self.n_workers,
                     threads_per_worker=self.threads_per_worker,
                     processes=self.processes,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                 )
                 client = distributed.Client(cluster, set_as_default=False)
             self._client = client
