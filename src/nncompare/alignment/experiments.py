@@ -64,6 +64,7 @@ from nncompare.alignment._layers import layer_alignment
 
 __all__ = [
     "EXPERIMENTS",
+    "before_after",
     "circle_example",
     "peaks_benchmark",
     "pretrained_vs_random",
@@ -263,7 +264,9 @@ def summarize(df: Any, top: int = 10) -> Any:
     Parameters
     ----------
     df : pandas.DataFrame
-        A frame of this module (its ``attrs["spectra"]``).
+        A frame of this module (its ``attrs["spectra"]``), or one of
+        :func:`nncompare.alignment.layer_alignment` (then ``representation`` is the
+        checkpoint, ``"input"`` for the inputs).
     top : int, default 10
         Number of leading singular directions for ``top``.
 
@@ -282,6 +285,8 @@ def summarize(df: Any, top: int = 10) -> Any:
     import pandas as pd
 
     spectra = getattr(df, "attrs", {}).get("spectra")
+    if isinstance(spectra, Mapping) and df.attrs.get("experiment") == "layer_alignment":
+        spectra = _layer_frames(df)[1]
     if not isinstance(spectra, list):
         raise TypeError(
             "summarize expects a frame of nncompare.alignment.experiments (with "
@@ -559,6 +564,59 @@ def training_and_depth(
         notes,
         train_accuracy=acc,
     )
+
+
+def before_after(
+    model: Any,
+    initial: Mapping[str, Any],
+    data: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    onehot: bool = True,
+    batch_size: int = 256,
+) -> Any:
+    """Every chosen layer of a trained classifier before and after training (Figs. 6-7).
+
+    The curves of :func:`nncompare.alignment.layer_alignment` with the checkpoints
+    ``{"init": initial, "trained": <the model's current weights>}`` on labelled ``data``
+    (the demo's section). With ``onehot`` (default) the label vectors are the k one-hot
+    vectors centred to mean zero (``kind="regression"``): for k ≥ 3 classes the one-vs-rest
+    ±1 vectors have a constant part of mean −(k − 2)/k, which lies along the mean direction
+    of non-negative (ReLU) features and dominates their curves; a bias learns it anyway.
+    ``onehot=False`` uses the ±1 vectors (``kind="classes"``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network (not changed).
+    initial : state dict
+        Its weights before training.
+    data : (x, y) or an object with .x and .y
+    layers : layer names, optional (default: the block outputs)
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frame of :func:`~nncompare.alignment.layer_alignment` (checkpoints ``init`` and
+        ``trained``); ``attrs["label_vectors"]`` says how the labels were encoded.
+    """
+    x, y = _as_xy(data, "data")
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if onehot:
+        classes = np.unique(y)
+        labels: Any = (y[:, None] == classes[None, :]).astype(np.float64)
+        kind, what = "regression", f"{len(classes)} centred one-hot vectors"
+    else:
+        labels, kind, what = y, "classes", "±1 vectors (one-vs-rest for k >= 3 classes)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = layer_alignment(
+            model, _float_inputs(x), labels, layers, {"init": dict(initial), "trained": trained},
+            kind=kind, batch_size=batch_size,
+        )  # fmt: skip
+    df.attrs["label_vectors"] = what
+    df.attrs["notes"] = sorted(set(_notes(caught)))
+    return df
 
 
 # --------------------------------------------------------------------------- Fig. 13

@@ -652,6 +652,11 @@ from nncompare.cli.stitch import stitch as _stitch_command  # noqa: E402
 
 cli.add_command(_stitch_command)
 
+# ``nncompare align`` (the task-alignment lens) lives in its own module.
+from nncompare.cli.align import align as _align_command  # noqa: E402
+
+cli.add_command(_align_command)
+
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``nncompare`` console script (and of ``python -m``).

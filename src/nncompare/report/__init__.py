@@ -16,8 +16,13 @@ each written atomically. :func:`load_results` reads ``results.json`` back into a
 :func:`write_stitching_report` writes the same folder for model stitching (one row per cut
 and matching method, training histories, ``matrices.npz``); ``write_report(...,
 stitching=results)`` adds a stitching section to a comparison report.
+
+:func:`write_alignment_report` writes the folder of ``nncompare align`` (task-alignment
+curves per layer, :mod:`nncompare.alignment`); ``write_report(..., alignment=frame)`` adds
+an alignment section.
 """
 
+from nncompare.report._alignment import load_alignment_results, write_alignment_report
 from nncompare.report._example import example_frame
 from nncompare.report._files import ReportFiles, load_results, results_json, write_report
 from nncompare.report._html import render_html
@@ -32,11 +37,13 @@ __all__ = [
     "ReportFiles",
     "StitchingData",
     "example_frame",
+    "load_alignment_results",
     "load_results",
     "load_stitching_results",
     "render_html",
     "results_json",
     "stitching_figures",
+    "write_alignment_report",
     "write_report",
     "write_stitching_report",
 ]

@@ -124,6 +124,7 @@ def write_report(
     dpi: int = 150,
     formats: tuple[str, ...] | list[str] | str = (),
     stitching: Any = None,
+    alignment: Any = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
 
@@ -153,6 +154,11 @@ def write_report(
         the frame of :func:`nncompare.stitching.experiments.layer_sweep`): the report gains
         a stitching section, and ``stitching.csv`` / ``stitching.json`` (and
         ``matrices.npz`` for StitchResults) are written beside the results.
+    alignment : pandas.DataFrame, optional
+        Task-alignment curves of a model of the comparison (the frame of
+        :func:`nncompare.alignment.layer_alignment`, e.g. before and after training): the
+        report gains an alignment section, and ``alignment.csv`` / ``alignment.json`` are
+        written beside the results.
 
     Returns
     -------
@@ -186,6 +192,7 @@ def write_report(
         dpi=dpi,
         figure_sink=sink,
         stitching=stitching,
+        alignment=alignment,
     )
     sink.raise_errors()
     json_text = results_json(df)
@@ -203,5 +210,9 @@ def write_report(
         from nncompare.report._stitching import write_stitching_files
 
         write_stitching_files(stitching, out, stem="stitching", title=f"{title or ''}")
+    if alignment is not None:
+        from nncompare.report._alignment import write_alignment_files
+
+        write_alignment_files(alignment, out, stem="alignment", title=f"{title or ''}")
     atomic_write(files.html, page)
     return files

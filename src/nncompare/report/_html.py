@@ -511,6 +511,7 @@ def render_html(
     dpi: int = 150,
     figure_sink: Any = None,
     stitching: Any = None,
+    alignment: Any = None,
 ) -> str:
     """The report as one self-contained HTML document (see :func:`write_report`).
 
@@ -636,6 +637,11 @@ def render_html(
             from nncompare.report._stitching import stitching_section
 
             parts.append(stitching_section(stitching, figs, names=(name_a, name_b)))
+
+        if alignment is not None:
+            from nncompare.report._alignment import alignment_section
+
+            parts.append(alignment_section(alignment, figs))
 
         parts.append(f'<h2 id="results">All results ({len(df)} rows)</h2>')
         parts.append(_results_table(data))
