@@ -38,6 +38,8 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
     #: the stitching layer sweep (None with ``stitching=False``)
     stitching: Any = None
+    #: net A's task-alignment curves before/after training (None with ``alignment=False``)
+    alignment: Any = None
 
 
 def run_demo(
@@ -48,6 +50,7 @@ def run_demo(
     log: Any = print,
     stitching: bool = True,
     stitch_epochs: int = 3,
+    alignment: bool = True,
 ) -> DemoResult:
     """Train two SmallCNNs on digits with different seeds, compare all layers, write a report.
 
@@ -66,6 +69,10 @@ def run_demo(
         evaluated on the test split) and add the section to the report.
     stitch_epochs : int
         Epochs of task-loss training per cut.
+    alignment : bool
+        Also measure the task alignment of net A's layers on the test split before and
+        after training (:func:`nncompare.alignment.experiments.before_after`; Imani, Hu &
+        White) and add the section to the report.
     """
     import torch
 
@@ -85,9 +92,11 @@ def run_demo(
         "(8x8, 10 classes)"
     )
     nets, acc, seconds = [], {}, {}
+    initial: list[Any] = []  # the untrained weights, for the alignment section
     for name, seed in zip(("A", "B"), seeds, strict=True):
         torch.manual_seed(seed)
         net = SmallCNN(in_channels=1, num_classes=10)
+        initial.append({k: v.detach().clone() for k, v in net.state_dict().items()})
         ts = time.perf_counter()
         result = train(
             net,
@@ -156,7 +165,22 @@ def run_demo(
             f"{worst.get('task', float('nan')):.1%} by task loss ({stitch_epochs} epochs) "
             f"in {seconds['stitching']:.1f} s"
         )
-    report = write_report(df, out, title=df.attrs["title"], stitching=sweep)
+    aligned = None
+    if alignment:
+        from nncompare.alignment.experiments import before_after, summarize
+
+        ts = time.perf_counter()
+        aligned = before_after(nets[0], initial[0], test_set, list(DEMO_STITCH_LAYERS))
+        seconds["alignment"] = time.perf_counter() - ts
+        rel = summarize(aligned).set_index(["representation", "layer"])["mean_sigma_rel"]
+        last = DEMO_STITCH_LAYERS[-1]
+        log(
+            f"task alignment of net A at {len(DEMO_STITCH_LAYERS)} layers on the test images: "
+            f"labels' mean singular value at {last} {rel[('init', last)]:.3f} before and "
+            f"{rel[('trained', last)]:.3f} after training (relative to sqrt(n)) "
+            f"in {seconds['alignment']:.1f} s"
+        )
+    report = write_report(df, out, title=df.attrs["title"], alignment=aligned, stitching=sweep)
     seconds["total"] = time.perf_counter() - t0
     return DemoResult(
         out_dir=out,
@@ -164,5 +188,6 @@ def run_demo(
         frame=df,
         accuracies=acc,
         seconds=seconds,
+        alignment=aligned,
         stitching=sweep,
     )
