@@ -149,8 +149,8 @@ def compare_models(
         A directory for the result store (``results.sqlite``, see
         :func:`nncompare.compare_many`): rows stored there by an earlier run with the same
         models (content fingerprints), layers, measures, options and data (hash) are read,
-        not computed; the missing ones are computed and committed in one transaction. The
-        statistics (``ci``, ``n_perm``, ``baseline``) are not stored.
+        not computed; the missing ones are computed and committed in one transaction. Not
+        with the statistics (``ci``, ``n_perm``, ``baseline``), which are not stored.
     ci : float, optional
         Confidence level (e.g. 0.95) of a bootstrap interval over samples for every value:
         columns ``ci_low``, ``ci_high`` (percentile interval) and ``boot_se``. Any of
@@ -229,6 +229,11 @@ def compare_models(
         return [((names[0], a), (label_b, b)) for a in layers[names[0]] for b in layers[label_b]]
 
     if resume is not None:  # rows read from, and written to, the result store
+        if stats is not None:
+            raise ValueError(
+                "resume stores the values only, not ci, n_perm or baseline columns; run the "
+                "statistics without resume (or resume without them)."
+            )
         from nncompare.analyses.many import compare_models_resumed
 
         return compare_models_resumed(
