@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,12 @@ from torch import nn
 
 from nncompare.workbench.models import FactorizedVGG, FrozenDepthwise, factorized_vgg
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    # random layers have no learned component: compare_weights says so (tested in
+    # test_weights.py); here it is expected for conv1 and fc of the planted networks
+    pytest.mark.filterwarnings("ignore:.*no learned component"),
+]
 
 SMALL_PLAN = (1, "M", 2, "M")
 
@@ -130,3 +138,231 @@ def test_factorized_vgg_trains_with_nc_training_and_the_loss_falls():
     # the depthwise filters did not move
     torch.testing.assert_close(net.depthwise2.weight, frozen, rtol=0, atol=0)
     assert np.isfinite(losses).all()
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def test_factorized_align_at_pairs_each_pointwise_conv_with_its_depthwise_input():
+    from nncompare.weights.experiments import factorized_align_at
+
+    net = factorized_vgg(orthonormal_filters(), in_channels=1, width=2, plan=SMALL_PLAN)
+    assert factorized_align_at(net) == {"pointwise1": "depthwise1", "pointwise2": "depthwise2"}
+    assert factorized_align_at(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())) == {}
+
+
+def planted_cnn(seed: int = 0) -> nn.Module:
+    """A SmallCNN whose conv2 weights hold a planted learned direction (a rank-one spike
+    far above the noise edge of eq. 3), so that S and r_eff are defined for it."""
+    from nncompare.workbench.models import SmallCNN
+
+    torch.manual_seed(seed)
+    net = SmallCNN(widths=(6, 8)).eval()
+    w = net.conv2.weight  # (8, 6, 3, 3): D = 54, C_out = 8
+    var = 1.0 / (3 * 54)  # PyTorch's default init variance
+    g = torch.Generator().manual_seed(100 + seed)
+    b = torch.randn(54, generator=g)
+    b = b / b.norm()
+    a = torch.full((8,), (50.0 * var) ** 0.5)
+    with torch.no_grad():
+        w.add_((a[:, None] * b[None, :]).reshape(w.shape))
+    return net
+
+
+def test_weights_summary_of_one_and_two_networks():
+    from nncompare.weights.experiments import weights_summary
+
+    net = planted_cnn()
+    one = weights_summary(net, names=("A", "B"))
+    assert one.names == ("A",) and one.comparison is None
+    assert list(one.eigenfilters["A"]) == ["conv1", "conv2"]
+    spectra = one.spectra["A"].set_index("layer")
+    assert list(spectra.index) == ["conv1", "conv2", "fc"]
+    # the planted spike is the one learned eigenvalue of conv2: r_eff = 1
+    assert spectra.loc["conv2", "n_learned"] == 1
+    assert spectra.loc["conv2", "r_eff"] == pytest.approx(1.0)
+    assert spectra.loc["conv2", "gamma"] == pytest.approx(54 / 8)
+
+    x = torch.rand(64, 1, 8, 8)
+    copy = planted_cnn()
+    two = weights_summary(net, copy, x, names=("A", "A"), k=8)
+    assert two.names == ("A", "A (B)")  # equal labels are told apart
+    row = two.comparison.set_index("layer").loc["conv2"]
+    assert row["cosine"] == pytest.approx(1.0, abs=1e-6)  # the same weights, aligned
+    assert np.isfinite(row["S"])
+    panel = two.eigenvector_similarity["conv2"]
+    assert panel.matrix.shape == (8, 8)
+    assert panel.matrix[0, 0] == pytest.approx(1.0, abs=1e-6)  # the spike, found in both
+    with pytest.raises(ValueError, match=r"needs data: inputs whose activations align"):
+        weights_summary(net, copy)
+
+
+def test_report_weights_section_renders_every_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    from nncompare.report import example_frame, weights_figures, write_report
+    from nncompare.weights.experiments import weights_summary
+
+    summary = weights_summary(planted_cnn(0), planted_cnn(1), torch.rand(48, 1, 8, 8), k=8)
+    assert sorted(weights_figures(summary)) == [
+        "weights_eigenfilters_a",
+        "weights_eigenfilters_b",
+        "weights_eigenvector_similarity",
+        "weights_overlap",
+        "weights_similarity_by_depth",
+        "weights_spectra",
+    ]
+    files = write_report(example_frame(), tmp_path / "rep", weights=summary, formats="png")
+    html = files.html.read_text(encoding="utf-8")
+    assert 'id="weights"' in html and 'id="heatmaps"' in html
+    assert "Figure not available" not in html
+    assert (tmp_path / "rep" / "figures" / "weights_similarity_by_depth.png").is_file()
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "rep" / "weights.csv")
+    assert list(rows["layer"]) == ["conv1", "conv2", "fc"]
+    doc = __import__("json").loads((tmp_path / "rep" / "weights.json").read_text())
+    assert doc["format"] == "nncompare.weights"
+    assert set(doc["eigenvector_similarity"]) >= {"conv2"}
+
+
+def test_report_weights_section_refuses_other_objects():
+    from nncompare.report._weights import weights_section
+
+    with pytest.raises(TypeError, match=r"expects the WeightsSummary.*got DataFrame"):
+        import pandas as pd
+
+        weights_section(pd.DataFrame(), None)
+
+
+# --------------------------------------------------------------------------- CLI
+
+FACTORY = "nncompare.models:SmallCNN(widths=(6, 8))"
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("weights_cli")
+    torch.save(planted_cnn(0).state_dict(), d / "a.pt")
+    torch.save(planted_cnn(1).state_dict(), d / "b.pt")
+    rng = np.random.default_rng(0)
+    np.savez(d / "x.npz", x=rng.random((40, 1, 8, 8)).astype(np.float32))
+    np.savez(d / "wide.npz", x=rng.random((40, 3, 8, 8)).astype(np.float32))
+    return d
+
+
+def _weights_args(d, *extra):
+    return ["weights", FACTORY, FACTORY, "--weights-a", str(d / "a.pt"),
+            "--weights-b", str(d / "b.pt"), *extra]  # fmt: skip
+
+
+def test_cli_weights_compares_two_models_and_writes_the_report(runner, cli_files):
+    from nncompare.cli.main import cli
+
+    out = cli_files / "two"
+    res = runner.invoke(
+        cli, _weights_args(cli_files, "--data", str(cli_files / "x.npz"), "--out", str(out))
+    )
+    assert res.exit_code == 0, res.output
+    assert re.search(r"compared 3 weight layers: S from .* \(highest at conv2\)", res.output)
+    assert "note: conv1: no learned component" in res.output
+    import pandas as pd
+
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["layer"]) == ["conv1", "conv2", "fc"]
+    assert rows.set_index("layer")["n_samples"]["fc"] == 40
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="weights"' in html and "Aligned channel weights" in html
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["provenance"]["n_samples"] == 40 and doc["names"] == ["a", "b"]
+
+
+def test_cli_weights_of_one_model_needs_no_data(runner, cli_files):
+    from nncompare.cli.main import cli
+
+    out = cli_files / "one"
+    res = runner.invoke(
+        cli, ["weights", FACTORY, "--weights-a", str(cli_files / "a.pt"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "a: 2 k x k conv layers, 3 weight layers with spectra" in res.output
+    import pandas as pd
+
+    rows = pd.read_csv(out / "results.csv")
+    assert rows.set_index("layer")["n_learned"]["conv2"] == 1
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Spatial eigenfilters" in html and "Aligned channel weights" not in html
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--out", "{d}/e1"], r"Invalid value for --data: comparing two networks' channel "
+         r"weights needs inputs"),
+        (["--data", "{d}/x.npz", "--layers", "conv3", "--out", "{d}/e2"],
+         r"--layers: 'conv3' is not a Conv2d or Linear layer of MODEL_A: did you mean "
+         r"'conv2'\? its weight layers are conv1, conv2, fc"),
+        (["--data", "{d}/x.npz", "--layers", "conv1,,fc", "--out", "{d}/e3"],
+         r"--layers: expected weight-layer names separated by commas"),
+        (["--data", "{d}/wide.npz", "--out", "{d}/e4"], r"cannot use the inputs in --data "
+         r"wide.npz: .*\(the model expects 1 channels\)"),
+        (["--data", "{d}/x.npz", "--top", "0", "--out", "{d}/e5"],
+         r"Invalid value for '--top': 0 is not in the range x>=1"),
+    ],
+)  # fmt: skip
+def test_cli_weights_errors_are_one_line(runner, cli_files, args, match):
+    from cli_util import error_line
+    from nncompare.cli.main import cli
+
+    extra = [a.format(d=cli_files) for a in args]
+    line = error_line(runner.invoke(cli, _weights_args(cli_files, *extra)))
+    assert re.search(match, line), line
+
+
+def test_cli_weights_model_errors_are_one_line(runner, cli_files):
+    from cli_util import error_line
+    from nncompare.cli.main import cli
+
+    d = cli_files
+    line = error_line(runner.invoke(cli, ["weights", FACTORY, "--weights-b", str(d / "b.pt")]))
+    assert re.search(r"--weights-b describes MODEL_B, but only MODEL_A was given", line), line
+    line = error_line(runner.invoke(cli, ["weights", "nncompare.models:GlobalAvgPool"]))
+    assert re.search(r"MODEL_A \(GlobalAvgPool\) has no Conv2d or Linear layer", line), line
+    deeper = "nncompare.models:SmallCNN(widths=(6, 8, 8))"
+    line = error_line(
+        runner.invoke(
+            cli,
+            [
+                "weights",
+                FACTORY,
+                deeper,
+                "--weights-a",
+                str(d / "a.pt"),
+                "--data",
+                str(d / "x.npz"),
+                "--out",
+                str(d / "e6"),
+            ],
+        )
+    )
+    assert re.search(
+        r"--layers: the two models' weight layers differ \(3 in MODEL_A, 4 in MODEL_B; only "
+        r"in A: none; only in B: conv3\): pass --layers",
+        line,
+    ), line
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_report_has_a_weights_section(tmp_path):
+    pytest.importorskip("sklearn")
+    from nncompare.demo import run_demo
+
+    lines: list[str] = []
+    result = run_demo(tmp_path / "demo", epochs=2, stitching=False, log=lines.append)
+    assert any(line.startswith("compared the weights of 3 layers") for line in lines), lines
+    html = result.report.html.read_text(encoding="utf-8")
+    assert 'id="weights"' in html
+    assert result.weights.comparison is not None
+    assert list(result.weights.comparison["layer"]) == ["conv1", "conv2", "fc"]
+    assert (tmp_path / "demo" / "weights.csv").is_file()

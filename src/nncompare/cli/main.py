@@ -307,6 +307,15 @@ def _echo_lines(lines: list[str]) -> None:
 @click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
 @click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
 @click.option("--progress/--no-progress", default=True)
+@click.option(
+    "--resume",
+    "resume_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Result store directory: rows already stored there (same models, layers, measures, "
+    "options and data) are read, not recomputed; finished rows are committed as they are "
+    "done, so an interrupted run started again with the same --resume loses nothing.",
+)
 def compare(
     model_a: str,
     model_b: str,
@@ -333,6 +342,7 @@ def compare(
     allow_pickle: bool,
     trust_modules: tuple[str, ...],
     progress: bool,
+    resume_dir: str | None,
 ) -> None:
     """Compare every layer of MODEL_A with every layer of MODEL_B on the inputs in --data.
 
@@ -398,6 +408,7 @@ def compare(
         max_samples=max_samples,
         progress=progress,
         names=(label_a, label_b),
+        resume=resume_dir,
         provenance={
             "data": str(Path(data_path).name),
             "preprocessing": inputs.preprocessing,
@@ -656,6 +667,11 @@ cli.add_command(_stitch_command)
 from nncompare.cli.align import align as _align_command  # noqa: E402
 
 cli.add_command(_align_command)
+
+# ``nncompare weights`` (the weight lens) lives in its own module.
+from nncompare.cli.weights import weights as _weights_command  # noqa: E402
+
+cli.add_command(_weights_command)
 
 
 def main(argv: list[str] | None = None) -> Any:

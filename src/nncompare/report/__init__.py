@@ -20,6 +20,10 @@ stitching=results)`` adds a stitching section to a comparison report.
 :func:`write_alignment_report` writes the folder of ``nncompare align`` (task-alignment
 curves per layer, :mod:`nncompare.alignment`); ``write_report(..., alignment=frame)`` adds
 an alignment section.
+
+:func:`write_weights_report` writes the folder for the weight lens (eigenfilters, spectra,
+aligned channel covariances of one or two networks); ``write_report(..., weights=summary)``
+adds a weights section (the summary of :func:`nncompare.weights.experiments.weights_summary`).
 """
 
 from nncompare.report._alignment import load_alignment_results, write_alignment_report
@@ -32,6 +36,7 @@ from nncompare.report._stitching import (
     stitching_figures,
     write_stitching_report,
 )
+from nncompare.report._weights import weights_figures, write_weights_report
 
 __all__ = [
     "ReportFiles",
@@ -43,7 +48,9 @@ __all__ = [
     "render_html",
     "results_json",
     "stitching_figures",
+    "weights_figures",
     "write_alignment_report",
     "write_report",
     "write_stitching_report",
+    "write_weights_report",
 ]

@@ -125,6 +125,7 @@ def write_report(
     formats: tuple[str, ...] | list[str] | str = (),
     stitching: Any = None,
     alignment: Any = None,
+    weights: Any = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
 
@@ -159,6 +160,10 @@ def write_report(
         :func:`nncompare.alignment.layer_alignment`, e.g. before and after training): the
         report gains an alignment section, and ``alignment.csv`` / ``alignment.json`` are
         written beside the results.
+    weights : WeightsSummary, optional
+        The weight lens's summary of the same model(s)
+        (:func:`nncompare.weights.experiments.weights_summary`): the report gains a weights
+        section, and ``weights.csv`` / ``weights.json`` are written beside the results.
 
     Returns
     -------
@@ -193,6 +198,7 @@ def write_report(
         figure_sink=sink,
         stitching=stitching,
         alignment=alignment,
+        weights=weights,
     )
     sink.raise_errors()
     json_text = results_json(df)
@@ -214,5 +220,9 @@ def write_report(
         from nncompare.report._alignment import write_alignment_files
 
         write_alignment_files(alignment, out, stem="alignment", title=f"{title or ''}")
+    if weights is not None:
+        from nncompare.report._weights import write_weights_files
+
+        write_weights_files(weights, out, stem="weights", title=f"{title or ''}")
     atomic_write(files.html, page)
     return files

@@ -512,6 +512,7 @@ def render_html(
     figure_sink: Any = None,
     stitching: Any = None,
     alignment: Any = None,
+    weights: Any = None,
 ) -> str:
     """The report as one self-contained HTML document (see :func:`write_report`).
 
@@ -520,7 +521,8 @@ def render_html(
     ``(name, figure)`` for each figure before it is embedded (names such as
     ``"heatmap_cka"``, ``"spectrum_cca"``, ``"kept_dims"``); :func:`write_report` uses it
     to write the figures as files. ``stitching``, when given (stitching results, see
-    :func:`nncompare.report._stitching.as_stitching`), adds a model-stitching section."""
+    :func:`nncompare.report._stitching.as_stitching`), adds a model-stitching section;
+    ``weights`` (a :class:`nncompare.weights.experiments.WeightsSummary`) a weights section."""
     from nncompare import plot
 
     df = comparison(df)  # read once; every part below reads the typed fields
@@ -642,6 +644,11 @@ def render_html(
             from nncompare.report._alignment import alignment_section
 
             parts.append(alignment_section(alignment, figs))
+
+        if weights is not None:
+            from nncompare.report._weights import weights_section
+
+            parts.append(weights_section(weights, figs))
 
         parts.append(f'<h2 id="results">All results ({len(df)} rows)</h2>')
         parts.append(_results_table(data))

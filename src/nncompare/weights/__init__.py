@@ -27,6 +27,7 @@ K · C_in for the pointwise conv of a factorized block). Spatial filters of any 
 (odd or even) are accepted; eigenfilters of different k are never compared.
 """
 
+from nncompare.weights import experiments
 from nncompare.weights._align import Alignment, aligned_weights, alignment, alignment_from_moments
 from nncompare.weights._compare import (
     AlignedCovariances,
@@ -70,6 +71,7 @@ __all__ = [
     "default_init_variance",
     "effective_rank",
     "eigenvector_similarity",
+    "experiments",
     "noise_edge",
     "shrink",
     "spatial_covariance",
