@@ -218,3 +218,59 @@ def test_store_round_trips_nan_errors_and_notes(tmp_path, setup):
     nc.compare_many(models, x, resume=tmp_path, **kw)
     again = nc.compare_many(models, x, resume=tmp_path, **kw)
     pd.testing.assert_frame_equal(again, whole)
+
+
+def test_cli_compare_resume(tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from nncompare.cli.main import cli
+    from nncompare.models import SmallCNN
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=rng.random((120, 1, 8, 8)).astype(np.float32))
+    store = tmp_path / "store"
+    weights = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        weights.append(tmp_path / f"w{seed}.pt")
+        torch.save(SmallCNN().state_dict(), weights[-1])
+
+    def run(out: str) -> pd.DataFrame:
+        res = CliRunner().invoke(
+            cli,
+            [
+                "compare",
+                "nncompare.models:SmallCNN()",
+                "nncompare.models:SmallCNN()",
+                "--weights-a",
+                str(weights[0]),
+                "--weights-b",
+                str(weights[1]),
+                "--data",
+                str(data),
+                "--measure",
+                "cka",
+                "--layers-a",
+                "relu1,fc",
+                "--layers-b",
+                "relu2,fc",
+                "--resume",
+                str(store),
+                "--out",
+                str(tmp_path / out),
+                "--no-progress",
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        return pd.read_csv(tmp_path / out / "results.csv")
+
+    first = run("r1")
+    with sqlite3.connect(store / FILE) as conn:
+        rows = conn.execute("SELECT key, stored FROM rows").fetchall()
+    assert len(rows) == 4
+    second = run("r2")
+    with sqlite3.connect(store / FILE) as conn:
+        assert conn.execute("SELECT key, stored FROM rows").fetchall() == rows  # read, not redone
+    pd.testing.assert_series_equal(first["value"], second["value"])
