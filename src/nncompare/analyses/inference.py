@@ -70,6 +70,7 @@ __all__ = [
     "compute",
     "group_sizes",
     "haar_orthogonal",
+    "interval",
     "permutation_test",
     "random_copy",
     "random_network_outcomes",
@@ -87,6 +88,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "random_network": ("baseline_random_network",),
 }
 METHODS = ("samples", "blocks")
+#: The interval kinds of :func:`interval`.
+INTERVALS = ("percentile", "basic", "bc")
 _MAX_FAILED = 0.1  # more failed replicates than this fraction: no interval, a note
 
 
@@ -101,8 +104,9 @@ class Inference:
     value : float
         The measure on all samples (the point estimate).
     ci_low, ci_high : float
-        The percentile interval: the ``(1 - ci) / 2`` and ``(1 + ci) / 2`` quantiles of the
-        replicates. NaN when more than 10% of the replicates failed.
+        The interval (by default the percentile one: the ``(1 - ci) / 2`` and
+        ``(1 + ci) / 2`` quantiles of the replicates). NaN when more than 10% of the
+        replicates failed.
     ci : float
         The confidence level.
     method : {"samples", "blocks"}
@@ -111,6 +115,8 @@ class Inference:
         The bootstrap values (NaN where a replicate failed).
     n_failed : int
         Replicates whose measure was undefined (e.g. CCA with too few distinct samples).
+    interval : {"percentile", "basic", "bc"}
+        How ``ci_low``/``ci_high`` were read off the replicates (:func:`interval`).
     """
 
     measure: str
@@ -121,6 +127,7 @@ class Inference:
     method: str
     replicates: np.ndarray = field(repr=False)
     n_failed: int = 0
+    interval: str = "percentile"
 
     @property
     def n_boot(self) -> int:
@@ -225,7 +232,14 @@ def _info(measure: str) -> Any:
             f"measure must be a registry name such as 'cka' (nc.measures.available()); "
             f"got {type(measure).__name__}."
         )
-    return get_measure(measure)
+    info = get_measure(measure)
+    if info.input != "activations":
+        raise ValueError(
+            f"{measure} compares (d, d) covariance matrices, not samples, so there is nothing "
+            "to resample or permute; use an activation measure (nc.measures.available()) or "
+            "bootstrap the covariances yourself."
+        )
+    return info
 
 
 def _rows(X: Any, Y: Any, group_size: int) -> int:
@@ -273,14 +287,60 @@ def _value(fn: Any, X: Any, Y: Any, options: Mapping[str, Any]) -> float:
         return math.nan
 
 
-def _interval(reps: np.ndarray, ci: float) -> tuple[float, float, int]:
-    failed = int(np.count_nonzero(~np.isfinite(reps)))
+def interval(
+    replicates: Any, value: float, ci: float = 0.95, kind: str = "percentile"
+) -> tuple[float, float]:
+    """A bootstrap interval from the replicates (NaN replicates left out).
+
+    Parameters
+    ----------
+    replicates : array of float
+    value : float
+        The point estimate on all samples.
+    ci : float
+        Confidence level in (0, 1).
+    kind : {"percentile", "basic", "bc"}
+        ``"percentile"``: the ``(1 -/+ ci) / 2`` quantiles of the replicates.
+        ``"basic"``: those quantiles reflected about the estimate,
+        ``(2 value - q_high, 2 value - q_low)``, which moves the interval against the
+        bias the replicates show. ``"bc"``: the bias-corrected percentile interval (Efron
+        1981): quantiles at ``Phi(2 z0 -/+ z)``, ``z0 = Phi^-1(fraction of replicates below
+        value)``.
+
+    Returns
+    -------
+    (low, high) : tuple of float
+    """
+    from scipy.stats import norm
+
+    level = _check_ci(ci)
+    if kind not in INTERVALS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, INTERVALS))}; got {kind!r}.")
+    reps = np.asarray(replicates, dtype=np.float64)
     ok = reps[np.isfinite(reps)]
-    if ok.size < 2 or failed > _MAX_FAILED * reps.size:
-        return math.nan, math.nan, failed
-    a = (1.0 - ci) / 2.0
+    if ok.size < 2 or not np.isfinite(value):
+        return math.nan, math.nan
+    a = (1.0 - level) / 2.0
+    if kind == "bc":
+        below = (np.count_nonzero(ok < value) + 0.5 * np.count_nonzero(ok == value)) / ok.size
+        z0 = float(norm.ppf(min(max(below, 0.5 / ok.size), 1 - 0.5 / ok.size)))
+        z = float(norm.ppf(1 - a))
+        lo, hi = np.quantile(ok, [norm.cdf(2 * z0 - z), norm.cdf(2 * z0 + z)])
+        return float(lo), float(hi)
     lo, hi = np.quantile(ok, [a, 1.0 - a])
-    return float(lo), float(hi), failed
+    if kind == "basic":
+        return float(2 * value - hi), float(2 * value - lo)
+    return float(lo), float(hi)
+
+
+def _interval(
+    reps: np.ndarray, ci: float, value: float = math.nan, kind: str = "percentile"
+) -> tuple[float, float, int]:
+    failed = int(np.count_nonzero(~np.isfinite(reps)))
+    if np.count_nonzero(np.isfinite(reps)) < 2 or failed > _MAX_FAILED * reps.size:
+        return math.nan, math.nan, failed
+    lo, hi = interval(reps, value, ci, kind)
+    return lo, hi, failed
 
 
 def _p_value(value: float, null: np.ndarray, higher_is_better: bool) -> float:
@@ -304,6 +364,7 @@ def bootstrap(
     n_blocks: int = 50,
     seed: int | None = None,
     group_size: int = 1,
+    interval: str = "percentile",
     **options: Any,
 ) -> Inference:
     """Bootstrap confidence interval of ``measure`` between ``X`` and ``Y`` over samples.
@@ -330,6 +391,8 @@ def bootstrap(
     group_size : int, default 1
         Rows per sample: rows ``[i*g, (i+1)*g)`` are resampled together (the locations of
         one input with ``conv="samples"``).
+    interval : {"percentile", "basic", "bc"}, default "percentile"
+        How the interval is read off the replicates (:func:`interval`).
     **options
         The measure's options (e.g. ``variance=0.99`` for SVCCA).
 
@@ -354,6 +417,10 @@ def bootstrap(
         raise ValueError(
             f"method must be 'samples' (the i.i.d. bootstrap) or 'blocks' (blocks of "
             f"moments, streaming measures); got {method!r}."
+        )
+    if interval not in INTERVALS:
+        raise ValueError(
+            f"interval must be one of {', '.join(map(repr, INTERVALS))}; got {interval!r}."
         )
     n = _rows(X, Y, group_size)
     g = int(group_size)
@@ -381,8 +448,8 @@ def bootstrap(
         for b in range(n_boot):
             rows = _expand(rng.integers(0, n, size=n), g)
             reps[b] = _value(fn, _take(X, rows), _take(Y, rows), options)
-    lo, hi, failed = _interval(reps, level)
-    return Inference(measure, value, lo, hi, level, method, reps, failed)
+    lo, hi, failed = _interval(reps, level, value, interval)
+    return Inference(measure, value, lo, hi, level, method, reps, failed, interval)
 
 
 def _block_replicates(
@@ -412,6 +479,7 @@ def bootstrap_blocks(
     ci: float = 0.95,
     n_boot: int = 1000,
     seed: int | None = None,
+    interval: str = "percentile",
     **options: Any,
 ) -> Inference:
     """Block bootstrap of a streaming measure from per-block moments (e.g. one per shard).
@@ -427,7 +495,7 @@ def bootstrap_blocks(
         A streaming registry measure (``nc.measures.get(measure).streaming``).
     blocks : sequence of nncompare.Moments
         Moments of disjoint blocks of samples of the same pair of layers, at least 2.
-    ci, n_boot, seed, **options
+    ci, n_boot, seed, interval, **options
         As in :func:`bootstrap`.
 
     Returns
@@ -458,8 +526,8 @@ def bootstrap_blocks(
     reps = _block_replicates(
         info.function, blocks, n_boot, np.random.default_rng(_check_seed(seed)), options
     )
-    lo, hi, failed = _interval(reps, level)
-    return Inference(measure, value, lo, hi, level, "blocks", reps, failed)
+    lo, hi, failed = _interval(reps, level, value, interval)
+    return Inference(measure, value, lo, hi, level, "blocks", reps, failed, interval)
 
 
 def permutation_test(
