@@ -324,3 +324,16 @@ def test_library_bad_input() -> None:
         nc.analyses.permutation_test("bures_wasserstein", X, Y)
     with pytest.raises(ValueError, match="rotation_baseline needs 2-D activations"):
         nc.analyses.rotation_baseline("pwcca", X, Y.reshape(50, 5, 1))
+
+
+def test_compare_many_takes_the_statistics_and_refuses_them_with_resume(tmp_path) -> None:
+    torch.manual_seed(0)
+    nets = {k: small_net() for k in "abc"}
+    x = torch.randn(120, 6)
+    df = nc.compare_many(nets, x, layers=["0", "2"], measures=["cka"], ci=0.9, n_boot=20, n_perm=9)
+    assert len(df) == 6 and df["ci_low"].notna().all() and df["p_value"].notna().all()
+    assert (df["ci_low"] <= df["value"]).all() and (df["value"] <= df["ci_high"]).all()
+    with pytest.raises(ValueError, match="cannot be combined with resume="):
+        nc.compare_many(nets, x, layers=["0"], measures=["cka"], ci=0.9, resume=tmp_path)
+    with pytest.raises(ValueError, match="baseline='random_network' needs a model to re-init"):
+        nc.compare_many(nets, x, layers=["0"], measures=["cka"], baseline="random_network")

@@ -35,6 +35,7 @@ from nncompare.analyses.engine import provenance as run_provenance
 from nncompare.analyses.grid import parse_measures
 from nncompare.analyses.inference import (
     annotate,
+    check_conv,
     check_settings,
     random_copy,
     random_network_outcomes,
@@ -300,13 +301,7 @@ def compare_models(
     return result.to_frame()
 
 
-def _check_stats_conv(stats: Any, conv: str) -> None:
-    if stats is not None and stats.needs_arrays and conv == "dft":
-        raise ValueError(
-            "ci, n_perm and the permutation/rotation baselines resample the samples of "
-            "activation matrices, which conv='dft' does not keep; use conv='mean' (or "
-            "'flatten') for the statistics, or baseline='random_network' alone."
-        )
+_check_stats_conv = check_conv
 
 
 def _as_list(layers: Sequence[str] | str) -> list[str]:

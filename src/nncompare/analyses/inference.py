@@ -66,6 +66,7 @@ __all__ = [
     "annotate",
     "bootstrap",
     "bootstrap_blocks",
+    "check_conv",
     "check_settings",
     "compute",
     "group_sizes",
@@ -802,6 +803,16 @@ def check_settings(
         seed=0 if seed_ is None else seed_,
         n_null=n_perm or 100,
     )
+
+
+def check_conv(settings: InferenceSettings | None, conv: str) -> None:
+    """Refuse statistics that resample activation matrices with ``conv="dft"``."""
+    if settings is not None and settings.needs_arrays and conv == "dft":
+        raise ValueError(
+            "ci, n_perm and the permutation/rotation baselines resample the samples of "
+            "activation matrices, which conv='dft' does not keep; use conv='mean' (or "
+            "'flatten') for the statistics, or baseline='random_network' alone."
+        )
 
 
 @dataclass

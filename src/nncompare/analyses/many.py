@@ -29,6 +29,7 @@ from nncompare.analyses.engine import (
 )
 from nncompare.analyses.engine import provenance as run_provenance
 from nncompare.analyses.grid import parse_measures
+from nncompare.analyses.inference import annotate, check_conv, check_settings
 from nncompare.measures._registry import get as get_measure
 from nncompare.results import ComparisonResult
 
@@ -230,6 +231,12 @@ def compare_many(
     shard_size: int | None = None,
     resume: Any = None,
     as_result: bool = False,
+    ci: float | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 0,
+    baseline: str | Sequence[str] | None = None,
+    bootstrap: str | tuple[str, int] = "samples",
+    seed: int = 0,
 ) -> Any:
     """Compare every pair of models of a set, layer by layer, from one capture per model.
 
@@ -273,6 +280,11 @@ def compare_many(
     as_result : bool, default False
         Return the :class:`nncompare.ComparisonResult` (``kind="many"``) instead of its
         frame.
+    ci, n_boot, n_perm, baseline, bootstrap, seed
+        Statistics of every value, as in :func:`nncompare.compare_models` (bootstrap
+        intervals, permutation p-values, the ``"permutation"`` and ``"rotation"``
+        baselines; for a random-network baseline use compare_models on a pair). They keep
+        the activations in memory and are not combined with ``resume``.
 
     Returns
     -------
@@ -313,6 +325,18 @@ def compare_many(
     labels = list(nets)
     make_pairs = _make_pairs(labels, pairs, by_position=isinstance(layers, Mapping))
     keep_arrays = any(not get_measure(m).streaming for m in spec)
+    stats = check_settings(
+        ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed,
+        allowed=("permutation", "rotation"), where="compare_many (a pair of models per row)",
+    )  # fmt: skip
+    if stats is not None:
+        check_conv(stats, conv)
+        if resume is not None:
+            raise ValueError(
+                "ci, n_perm and baseline are not stored in the result store, so they cannot "
+                "be combined with resume=; run without resume for the statistics."
+            )
+        keep_arrays = keep_arrays or stats.needs_arrays
 
     from nncompare.parallel import resolve_executor
 
@@ -336,6 +360,7 @@ def compare_many(
             resume=resume,
             keep_arrays=keep_arrays,
             as_result=as_result,
+            stats=stats,
         )
     finally:
         if owned and callable(getattr(run, "close", None)):
@@ -452,6 +477,7 @@ def _compare_many(
     resume: Any,
     keep_arrays: bool,
     as_result: bool,
+    stats: Any = None,
 ) -> Any:
     bar = Progress(progress)
     capture_kw = dict(
@@ -498,6 +524,9 @@ def _compare_many(
         n_samples=n_samples,
         title=f"{len(labels)} models",
     )
+    if stats is not None and resume is None:
+        result.provenance["inference"] = stats.as_dict()
+        annotate(result.frame, acc, pairs, spec, outcomes, stats, executor=run)
     return result if as_result else result.to_frame()
 
 
