@@ -630,6 +630,7 @@ def pretrained_vs_random(
     layer: str = "avgpool",
     seed: int = 0,
     taus: Any = None,
+    include_input: bool = True,
 ) -> Any:
     """Fig. 13 in spirit: a pretrained CIFAR ResNet's last hidden layer vs a random one.
 
@@ -645,6 +646,8 @@ def pretrained_vs_random(
     n_per_class : int, default 500 (the paper: 1000 points of two classes)
     layer : str, default "avgpool" (the 64-d global pool before the classifier)
     seed : initialisation of the random network and the sample draw
+    include_input : bool, default True
+        Also measure the raw inputs (3072 features: a 3072 × 3072 eigendecomposition).
 
     Returns
     -------
@@ -673,7 +676,7 @@ def pretrained_vs_random(
         df = layer_alignment(
             net, xt, y01, [layer],
             {"random": random_net.state_dict(), "pretrained": net.state_dict()},
-            taus=taus, kind="classes",
+            taus=taus, kind="classes", include_input=include_input,
         )  # fmt: skip
     frame, spectra = _layer_frames(df)
     return _frame(
