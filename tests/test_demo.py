@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -28,3 +30,15 @@ def test_demo_writes_the_report_with_a_stitching_section(runner, tmp_path):
     # the stitched front of A does B's job far better than A's raw activations
     rel = sweep.pivot(index="layer_a", columns="method", values="relative_accuracy")
     assert (rel["ls"] > rel["identity"]).all(), rel
+    # the task-alignment section: net A's layers before and after training (issue #11)
+    assert "task alignment of net A at 4 layers on the test images" in res.output
+    assert 'id="alignment"' in html
+    curves = pd.read_csv(out / "alignment.csv")
+    assert set(curves["checkpoint"]) == {"init", "trained"}
+    doc = json.loads((out / "alignment.json").read_text(encoding="utf-8"))
+    summary = pd.DataFrame(doc["summary"]).set_index(["representation", "layer"])
+    # training concentrates the (centred one-hot) labels on pool's top singular directions
+    assert (
+        summary.loc[("trained", "pool"), "mean_sigma_rel"]
+        > 2 * summary.loc[("init", "pool"), "mean_sigma_rel"]
+    )
