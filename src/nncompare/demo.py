@@ -3,7 +3,9 @@
 Everything runs on CPU in well under two minutes on two cores, with data that ships with
 scikit-learn (1797 real 8×8 handwritten digits): nothing is downloaded. The report has a
 model-stitching section too: net A's front stitched into net B's back at every block, by
-least squares and by task loss (:func:`nncompare.stitching.experiments.layer_sweep`).
+least squares and by task loss (:func:`nncompare.stitching.experiments.layer_sweep`), and
+a weights section: the two networks' spatial eigenfilters, channel-weight spectra and
+aligned channel covariances (:func:`nncompare.weights.experiments.weights_summary`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class DemoResult:
     stitching: Any = None
     #: net A's task-alignment curves before/after training (None with ``alignment=False``)
     alignment: Any = None
+    #: the weight lens's summary (None with ``weights=False``)
+    weights: Any = None
 
 
 def run_demo(
@@ -51,6 +55,7 @@ def run_demo(
     stitching: bool = True,
     stitch_epochs: int = 3,
     alignment: bool = True,
+    weights: bool = True,
 ) -> DemoResult:
     """Train two SmallCNNs on digits with different seeds, compare all layers, write a report.
 
@@ -73,6 +78,10 @@ def run_demo(
         Also measure the task alignment of net A's layers on the test split before and
         after training (:func:`nncompare.alignment.experiments.before_after`; Imani, Hu &
         White) and add the section to the report.
+    weights : bool
+        Also compare the two networks' weights (the weight lens: spatial eigenfilters,
+        channel spectra, aligned channel covariances on the test images) and add the
+        section to the report.
     """
     import torch
 
@@ -165,6 +174,33 @@ def run_demo(
             f"{worst.get('task', float('nan')):.1%} by task loss ({stitch_epochs} epochs) "
             f"in {seconds['stitching']:.1f} s"
         )
+    wsum = None
+    if weights:
+        import warnings
+
+        from nncompare.errors import NNCompareWarning
+        from nncompare.weights.experiments import weights_summary
+
+        ts = time.perf_counter()
+        with warnings.catch_warnings():
+            # a layer without a learned component is said in the log line and the report
+            warnings.simplefilter("ignore", NNCompareWarning)
+            wsum = weights_summary(
+                nets[0],
+                nets[1],
+                test_set.x,
+                names=(f"SmallCNN seed {seeds[0]}", f"SmallCNN seed {seeds[1]}"),
+            )
+        seconds["weights"] = time.perf_counter() - ts
+        comp = wsum.comparison
+        s_text = ", ".join(
+            f"{layer} {value:.2f}" if value == value else f"{layer} undefined"
+            for layer, value in zip(comp["layer"], comp["S"], strict=True)
+        )
+        log(
+            f"compared the weights of {len(comp)} layers (aligned on the test images): "
+            f"S {s_text} in {seconds['weights']:.1f} s"
+        )
     aligned = None
     if alignment:
         from nncompare.alignment.experiments import before_after, summarize
@@ -180,7 +216,9 @@ def run_demo(
             f"{rel[('trained', last)]:.3f} after training (relative to sqrt(n)) "
             f"in {seconds['alignment']:.1f} s"
         )
-    report = write_report(df, out, title=df.attrs["title"], alignment=aligned, stitching=sweep)
+    report = write_report(
+        df, out, title=df.attrs["title"], alignment=aligned, stitching=sweep, weights=wsum
+    )
     seconds["total"] = time.perf_counter() - t0
     return DemoResult(
         out_dir=out,
@@ -190,4 +228,5 @@ def run_demo(
         seconds=seconds,
         alignment=aligned,
         stitching=sweep,
+        weights=wsum,
     )

@@ -84,6 +84,7 @@ def _spectra_inputs(summary: Any) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for net, df in summary.spectra.items():
+        df = df[df["n_learned"] > 0] if len(df) else df  # all-zero spectra say nothing
         if not len(df):
             continue
         idx = np.unique(np.linspace(0, len(df) - 1, min(MAX_SPECTRA, len(df))).round().astype(int))
@@ -139,7 +140,9 @@ def _figure_specs(summary: Any) -> list[tuple[str, Any, str, str]]:
                 "Shrunk channel-covariance spectra of some weight layers, r_eff marked",
                 "Eigenvalues of the channel-weight covariances (init variance = 1) after the "
                 "spiked-model shrinkage (eq. 3); dotted lines: effective rank r_eff (eq. 4). "
-                f"Up to {MAX_SPECTRA} layers per network; the table has all.",
+                f"Up to {MAX_SPECTRA} layers with a learned component per network; the "
+                "table has all (a layer whose eigenvalues all lie inside the noise bulk has "
+                "0 learned eigenvalues).",
             )
         )
     if summary.eigenvector_similarity:
@@ -258,7 +261,15 @@ def weights_section(obj: Any, figs: Any, *, heading: str = "h2") -> str:
             '<p class="note">No k × k convolution (k ≥ 2): no spatial eigenfilters to show.</p>'
         )
     parts.append(f"<{sub}>Channel-weight spectra</{sub}>")
-    parts.append(render("weights_spectra"))
+    if "weights_spectra" in specs:
+        parts.append(render("weights_spectra"))
+    else:
+        parts.append(
+            '<p class="note">No layer has a learned component: every eigenvalue of every '
+            "channel covariance lies inside the noise bulk of its initialisation (below "
+            "(1+√γ)²), so the shrunk spectra are zero; the table gives the largest "
+            "eigenvalue of each layer against that edge.</p>"
+        )
     for net, df in summary.spectra.items():
         if len(df):
             if len(summary.spectra) > 1:
