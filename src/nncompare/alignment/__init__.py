@@ -19,6 +19,8 @@ is when gradient descent on a linear model fits them fast and with small weights
 * :func:`layer_alignment` — curves of every layer of a model (and of several checkpoints:
   before/after training) in one pass over the data, as a tidy frame.
 * :mod:`nncompare.alignment.peaks` — the peaks-function transfer benchmark (§7.1).
+* :mod:`nncompare.alignment.experiments` — the paper's experiments at CPU scale (Figs. 2, 4,
+  6-7, 10, 13) as functions returning tidy frames, and :func:`~.experiments.summarize`.
 
 Figures: ``nc.plot.alignment_*``.
 
@@ -30,7 +32,7 @@ Transactions on Machine Learning Research.
 
 from __future__ import annotations
 
-from nncompare.alignment import peaks
+from nncompare.alignment import experiments, peaks
 from nncompare.alignment._core import (
     KINDS,
     NORMALIZATIONS,
@@ -58,6 +60,7 @@ __all__ = [
     "StreamingAlignment",
     "alignment",
     "curve",
+    "experiments",
     "iterations_bound",
     "layer_alignment",
     "peaks",
