@@ -229,6 +229,8 @@ def test_dask_executor_refuses_bad_arguments():
         DaskExecutor("tcp://127.0.0.1:1")
     with pytest.raises(ValueError, match=r"n_workers must be a positive int; got 0"):
         DaskExecutor(n_workers=0)
+    with pytest.raises(ValueError, match=r"chunksize must be a positive int or None; got 2.5"):
+        DaskExecutor(n_workers=1, chunksize=2.5)
 
 
 # ---------------------------------------------------------------------- on a LocalCluster
@@ -252,7 +254,7 @@ def test_four_models_three_layers_on_two_workers_equal_in_process(client, models
 def test_dask_client_and_address_on_every_front_door(client, models, x):
     kw = dict(layers_a=LAYERS, layers_b=LAYERS, measures=["cka", "svcca"], batch_size=64)
     one = nc.compare_models(models["net0"], models["net1"], x, **kw)
-    for ex in (client, client.scheduler.address, DaskExecutor(client)):
+    for ex in (client, client.scheduler.address, DaskExecutor(client, chunksize=1)):
         got = nc.compare_models(models["net0"], models["net1"], x, executor=ex, **kw)
         np.testing.assert_allclose(got["value"], one["value"], rtol=0, atol=ATOL)
     ck = [_net(5).state_dict(), _net(6).state_dict()]

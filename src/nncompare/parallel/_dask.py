@@ -13,8 +13,9 @@ address (``"tcp://host:8786"``), a ``distributed.Client``, or any object with ``
 from __future__ import annotations
 
 import copy
+import math
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["DaskExecutor", "is_dask_client", "resolve_executor"]
@@ -57,6 +58,10 @@ def _apply(item: Any, fn: Any) -> Any:
     return fn(item)
 
 
+def _apply_chunk(items: list[Any], fn: Any) -> list[Any]:
+    return [fn(item) for item in items]
+
+
 def _merge(a: Any, b: Any, merge: Any) -> Any:
     return merge(a, b)
 
@@ -83,7 +88,10 @@ class DaskExecutor:
     threads_per_worker : int, default 1
     processes : bool, default False
         Whether the LocalCluster's workers are processes (False: threads of this process,
-        which start quickly; the tasks are still pickled, as on a real cluster).
+        which start quickly).
+    chunksize : int, optional
+        Items per Dask task in :meth:`map` (each Dask task costs a few milliseconds of
+        scheduling). Default: the items split into about four chunks per worker thread.
 
     Notes
     -----
@@ -105,6 +113,7 @@ class DaskExecutor:
         n_workers: int = 2,
         threads_per_worker: int = 1,
         processes: bool = False,
+        chunksize: int | None = None,
     ) -> None:
         if client is not None and address is not None:
             raise ValueError(
@@ -119,15 +128,21 @@ class DaskExecutor:
         for name, v in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}.")
+        if chunksize is not None and (
+            isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
+        ):
+            raise ValueError(f"chunksize must be a positive int or None; got {chunksize!r}.")
         if client is None:
             _import_distributed()  # fail here, with the install hint, not on first use
         self.address = address
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self.processes = bool(processes)
+        self.chunksize = chunksize
         self._client = client
         self._owned: tuple[Any, Any] | None = None
         self._finalizer: Any = None
+        self._sent: dict[str, Any] = {}  # the last function mapped and its future
 
     @property
     def client(self) -> Any:
@@ -159,27 +174,44 @@ class DaskExecutor:
         except Exception:  # pragma: no cover - an unusual scheduler
             return 1
 
-    def _wait(self, futures: Sequence[Any], progress: Any) -> list[Any]:
-        if progress is not None and futures:
-            from distributed import as_completed
-
-            for _ in as_completed(futures, loop=self.client.loop):
-                progress.update(1)
-        return list(self.client.gather(list(futures)))
-
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-        """``[fn(item) for item in items]``, computed on the cluster, in order."""
+        """``[fn(item) for item in items]``, computed on the cluster, in order: chunks of
+        ``chunksize`` items per Dask task (default: about four chunks per worker thread)."""
         items = list(items)
         if not items:
             return []
         client = self.client
         progress = getattr(fn, "progress", None)
-        if progress is not None:  # advanced here, as futures complete, not by the workers
-            fn = copy.copy(fn)
-            fn.progress = None
-        [fn_future] = client.scatter([fn], broadcast=True, hash=False)
-        futures = client.map(_apply, items, fn=fn_future, pure=False)
-        return self._wait(futures, progress)
+        size = self.chunksize or max(1, math.ceil(len(items) / (4 * self.n_slots)))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        futures = client.map(_apply_chunk, chunks, fn=self._scattered(fn), pure=False)
+        if progress is not None:
+            from distributed import as_completed
+
+            length = {f.key: len(c) for f, c in zip(futures, chunks, strict=True)}
+            for done in as_completed(futures, loop=client.loop):
+                progress.update(length[done.key])
+        return [out for part in client.gather(futures) for out in part]
+
+    def _scattered(self, fn: Any) -> Any:
+        """``fn`` on the workers, sent once for successive maps of the same function (the
+        engine maps one runner, with all the moments, once per measure)."""
+        box = self._sent
+        if box.get("fn") is not None and box["fn"]() is fn:
+            return box["future"]
+        sent = fn
+        if getattr(fn, "progress", None) is not None:  # advanced here, not by the workers
+            sent = copy.copy(fn)
+            sent.progress = None
+        [future] = self.client.scatter([sent], broadcast=True, hash=False)
+        box.clear()
+        try:
+            box["fn"] = weakref.ref(fn)
+        except TypeError:  # not weakly referable: sent again next time
+            return future
+        box["future"] = future
+        weakref.finalize(fn, box.clear)  # the workers' copy is released with the function
+        return future
 
     def map_reduce(
         self,
@@ -198,6 +230,7 @@ class DaskExecutor:
         client = self.client
         [fn_future] = client.scatter([fn], broadcast=True, hash=False)
         level = client.map(_apply, items, fn=fn_future, pure=False)
+        del fn_future
         if progress is not None:
             from distributed import as_completed
 
@@ -215,6 +248,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         """Close the client and LocalCluster this executor opened (not a caller's client)."""
+        self._sent.clear()
         if self._finalizer is not None:
             self._finalizer()
             self._client = None
