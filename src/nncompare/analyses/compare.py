@@ -139,13 +139,17 @@ def compare_models(
         Keep canonical-correlation spectra in ``df.attrs["spectra"]``.
     provenance : mapping, optional
         Extra provenance (seeds, data description) stored in ``df.attrs["provenance"]``.
-    executor : object with ``map(fn, items)``, optional
+    executor : None, "threads", "processes", "dask", str or object with ``map(fn, items)``
         Evaluates the (measure, layer pair) tasks: None (the default) runs them in this
-        process; :class:`nncompare.parallel.ThreadExecutor`,
-        :class:`nncompare.parallel.ProcessExecutor`, a
+        process; ``"threads"``, ``"processes"`` and ``"dask"`` (a 2-worker LocalCluster)
+        name an executor made and closed for this call, as does a Dask scheduler address
+        (``"tcp://host:8786"``) or a ``distributed.Client``; or
+        :class:`nncompare.parallel.ThreadExecutor`,
+        :class:`nncompare.parallel.ProcessExecutor`,
+        :class:`nncompare.parallel.DaskExecutor`, a
         :class:`concurrent.futures.ProcessPoolExecutor`, or any object whose
-        ``map(fn, items)`` returns the results in order (e.g. a wrapper of a Dask client;
-        see :mod:`nncompare.analyses.engine`). The results equal the serial ones.
+        ``map(fn, items)`` returns the results in order (see :mod:`nncompare.parallel`).
+        The results equal the serial ones.
     resume : path, optional
         A directory for the result store (``results.sqlite``, see
         :func:`nncompare.compare_many`): rows stored there by an earlier run with the same
@@ -354,7 +358,7 @@ def compare_checkpoints(
     progress : bool, default False
         Progress on stderr for the capture and the measure phase, as in
         :func:`compare_models`.
-    executor : object with ``map(fn, items)``, optional
+    executor : None, "threads", "processes", "dask", str or object with ``map(fn, items)``
         Evaluates the (measure, pair) tasks, as in :func:`compare_models`.
     ci : float, optional
         Confidence level (e.g. 0.95) of a bootstrap interval over samples for every value:

@@ -40,19 +40,15 @@ measure (and once more for mirrored pairs whose partner failed) with
   self-contained.
 
 ``fn(task)`` returns an :class:`Outcome` (value or error message, notes, kept dims and
-ranks, spectrum). The executors of :mod:`nncompare.parallel` (threads, processes) and a
-plain :class:`concurrent.futures.ProcessPoolExecutor` fit as they are; a Dask cluster
-(``dask.distributed``, not a dependency of nncompare) takes five lines::
-
-    class DaskExecutor:
-        def __init__(self, client):
-            self.client = client
-        def map(self, fn, items):
-            return self.client.gather(self.client.map(fn, list(items), pure=False))
-
-    df = nc.compare_models(a, b, x, executor=DaskExecutor(distributed.Client()))
-
-Neither the measures nor the front doors change for a new executor.
+ranks, spectrum). The executors of :mod:`nncompare.parallel` (threads, processes, Dask:
+:class:`nncompare.parallel.DaskExecutor`, ``pip install "nncompare[parallel]"``) and a
+plain :class:`concurrent.futures.ProcessPoolExecutor` fit as they are; the front doors
+also take their names (``"threads"``, ``"processes"``, ``"dask"``), a Dask scheduler
+address or a ``distributed.Client`` (:func:`validate_executor` resolves them through
+:func:`nncompare.parallel.resolve_executor`, imported when asked for). An executor that
+also has ``map_reduce(fn, items, merge, progress=)`` (Dask's) lets
+:func:`nncompare.compare_many` capture data shards as tasks and merge their moments on the
+cluster. Neither the measures nor the front doors change for a new executor.
 """
 
 from __future__ import annotations

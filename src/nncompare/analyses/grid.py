@@ -514,9 +514,10 @@ def pairwise(
         the products are summed in float64 and every decomposition is float64, so float32
         products agree with ``precision="float64"`` (the exact path) to about 1e-6 or
         better (4.5e-9 for CKA on the 10 × 5000 × 256 benchmark grid).
-    executor : object with ``map(fn, items)``, optional
-        Evaluates the (measure, pair) tasks (None: in this process; threads and processes
-        in :mod:`nncompare.parallel`; see :mod:`nncompare.analyses.engine`).
+    executor : None, "threads", "processes", "dask", str or object with ``map(fn, items)``
+        Evaluates the (measure, pair) tasks (None: in this process; the names, a Dask
+        scheduler address or ``distributed.Client``, and the executors of
+        :mod:`nncompare.parallel`, as in :func:`nncompare.compare_models`).
     ci, n_boot, n_perm, baseline, bootstrap, seed
         Statistics of every value, as in :func:`nncompare.compare_models` (bootstrap
         intervals, permutation p-values, the ``"permutation"`` and ``"rotation"``
