@@ -286,9 +286,12 @@ def test_align_onehot_and_regression_labels(runner, files):
     assert "as 3 centred one-hot vectors" in res.output
     rows = pd.read_csv(files / "o3" / "results.csv")
     assert "sum" in set(rows["label"])
-    res = runner.invoke(cli, _args(files, "--labels", "yf", "--layers", "pool", out="of"))
+    res = runner.invoke(
+        cli, _args(files, "--labels", "yf", "--layers", "pool", "--no-input", out="of")
+    )
     assert res.exit_code == 0, res.output
     assert "as centred regression targets" in res.output
+    assert set(pd.read_csv(files / "of" / "results.csv")["layer"]) == {"pool"}
 
 
 @pytest.mark.parametrize(

@@ -206,6 +206,14 @@ def _split(text: str | None) -> list[str] | None:
     show_default=True,
     help="Convolutional outputs: averaged over positions, or one feature per entry.",
 )
+@click.option(
+    "--input/--no-input",
+    "include_input",
+    default=True,
+    show_default=True,
+    help="Also measure the inputs themselves (layer 'input'; for large inputs this is a "
+    "d x d eigendecomposition of the flattened input size d).",
+)
 @click.option("--name", default=None, help="Label of MODEL in the report.")
 @click.option("--title", default=None, help="Report title.")
 @click.option(
@@ -240,6 +248,7 @@ def align(
     checkpoints: tuple[str, ...],
     kind: str,
     conv: str,
+    include_input: bool,
     name: str | None,
     title: str | None,
     formats: str | None,
@@ -253,11 +262,13 @@ def align(
     (Imani, Hu & White, eq. 2), with Φ = UΣVᵀ the layer's activations (rows scaled to unit
     length): how much of the labels lies along the layer's top singular directions, i.e.
     how fast a linear model on that layer learns them. The inputs are measured too (layer
-    'input'). OUT gets report.html (the curves per layer and a per-layer table),
-    results.csv (every curve point) and results.json (points, summary, spectra).
+    'input'; --no-input skips them). OUT gets report.html (the curves per layer and a
+    per-layer table), results.csv (every curve point) and results.json (points, summary,
+    spectra).
 
     \b
-    Example (the pretrained CIFAR-10 ResNet-20, before and after training):
+    Example (the pretrained CIFAR-10 ResNet-20; add --checkpoint FILE, repeated,
+    to compare weights, e.g. before and after training):
       nncompare align 'nncompare.models:cifar_resnet(depth=20)' \\
           --weights resnet20.th --preset cifar --data cifar10_test.npz --labels y \\
           --layers layer1,layer2,layer3,avgpool --out align-report
@@ -323,6 +334,7 @@ def align(
                 ckpts,
                 kind=lib_kind,
                 conv=conv,
+                include_input=include_input,
                 batch_size=batch_size,
             )
         except (ValueError, TypeError, RuntimeError) as exc:
