@@ -90,6 +90,7 @@ def compare_models(
     n_perm: int = 0,
     baseline: str | Sequence[str] | None = None,
     bootstrap: str | tuple[str, int] = "samples",
+    interval: str = "basic",
     seed: int = 0,
 ) -> Any:
     """Compare every chosen layer of ``model_a`` with every chosen layer of ``model_b``.
@@ -158,7 +159,7 @@ def compare_models(
         with the statistics (``ci``, ``n_perm``, ``baseline``), which are not stored.
     ci : float, optional
         Confidence level (e.g. 0.95) of a bootstrap interval over samples for every value:
-        columns ``ci_low``, ``ci_high`` (percentile interval) and ``boot_se``. Any of
+        columns ``ci_low``, ``ci_high`` (see ``interval``) and ``boot_se``. Any of
         ``ci``, ``n_perm`` or a permutation/rotation ``baseline`` keeps the activations in
         memory (O(n·D), as the kernel measures do); not with ``conv="dft"``. See
         :mod:`nncompare.analyses.inference` for what each statistic is.
@@ -179,6 +180,12 @@ def compare_models(
         ``"samples"``: the i.i.d. bootstrap (exact). ``"blocks"``: for streaming measures,
         the bootstrap of 50 (or ``n_blocks``) contiguous blocks of samples from per-block
         moments (cheaper; assumes shuffled data); the other measures use ``"samples"``.
+    interval : {"basic", "percentile", "bc"}, default "basic"
+        How ``ci_low``/``ci_high`` are read off the replicates
+        (:func:`nncompare.analyses.inference.interval`): the basic (reflected) interval
+        corrects for the bias the replicates show and covers best for the biased
+        estimators (linear CKA, the CCA family; benchmarks/calibration.py); it may reach
+        outside the measure's range.
     seed : int, default 0
         Seed of every draw (each (measure, pair) gets its own stream, so the numbers do
         not depend on the executor).
@@ -211,7 +218,9 @@ def compare_models(
     """
     spec = parse_measures(measures)
     run = validate_executor(executor)
-    stats = check_settings(ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed)
+    stats = check_settings(
+        ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed, interval=interval
+    )
     _check_stats_conv(stats, conv)
     same = model_b is model_a
     la = default_layers(model_a) if layers_a is None else layers_a
@@ -337,6 +346,7 @@ def compare_checkpoints(
     n_perm: int = 0,
     baseline: str | Sequence[str] | None = None,
     bootstrap: str | tuple[str, int] = "samples",
+    interval: str = "basic",
     seed: int = 0,
 ) -> Any:
     """Layer × checkpoint grid: each layer at each checkpoint against the same layer at
@@ -362,7 +372,7 @@ def compare_checkpoints(
         Evaluates the (measure, pair) tasks, as in :func:`compare_models`.
     ci : float, optional
         Confidence level (e.g. 0.95) of a bootstrap interval over samples for every value:
-        columns ``ci_low``, ``ci_high`` (percentile interval) and ``boot_se``. Any of
+        columns ``ci_low``, ``ci_high`` (see ``interval``) and ``boot_se``. Any of
         ``ci``, ``n_perm`` or a permutation/rotation ``baseline`` keeps the activations in
         memory (O(n·D), as the kernel measures do); not with ``conv="dft"``. See
         :mod:`nncompare.analyses.inference` for what each statistic is.
@@ -382,6 +392,12 @@ def compare_checkpoints(
         ``"samples"``: the i.i.d. bootstrap (exact). ``"blocks"``: for streaming measures,
         the bootstrap of 50 (or ``n_blocks``) contiguous blocks of samples from per-block
         moments (cheaper; assumes shuffled data); the other measures use ``"samples"``.
+    interval : {"basic", "percentile", "bc"}, default "basic"
+        How ``ci_low``/``ci_high`` are read off the replicates
+        (:func:`nncompare.analyses.inference.interval`): the basic (reflected) interval
+        corrects for the bias the replicates show and covers best for the biased
+        estimators (linear CKA, the CCA family; benchmarks/calibration.py); it may reach
+        outside the measure's range.
     seed : int, default 0
         Seed of every draw (each (measure, pair) gets its own stream, so the numbers do
         not depend on the executor).
@@ -398,7 +414,14 @@ def compare_checkpoints(
     spec = parse_measures(measures)
     run = validate_executor(executor)
     stats = check_settings(
-        ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed, where="compare_checkpoints"
+        ci,
+        n_boot,
+        n_perm,
+        baseline,
+        bootstrap=bootstrap,
+        seed=seed,
+        interval=interval,
+        where="compare_checkpoints",
     )
     _check_stats_conv(stats, conv)
     if labels is None:

@@ -479,6 +479,7 @@ def pairwise(
     n_perm: int = 0,
     baseline: str | Sequence[str] | None = None,
     bootstrap: str | tuple[str, int] = "samples",
+    interval: str = "basic",
     seed: int = 0,
 ) -> GridResult:
     """Compare every layer of ``acts_a`` with every layer of ``acts_b`` (or of ``acts_a``).
@@ -518,7 +519,7 @@ def pairwise(
         Evaluates the (measure, pair) tasks (None: in this process; the names, a Dask
         scheduler address or ``distributed.Client``, and the executors of
         :mod:`nncompare.parallel`, as in :func:`nncompare.compare_models`).
-    ci, n_boot, n_perm, baseline, bootstrap, seed
+    ci, n_boot, n_perm, baseline, bootstrap, interval, seed
         Statistics of every value, as in :func:`nncompare.compare_models` (bootstrap
         intervals, permutation p-values, the ``"permutation"`` and ``"rotation"``
         baselines; ``"random_network"`` needs a model: use compare_models). Kept in
@@ -544,6 +545,7 @@ def pairwise(
         n_perm,
         baseline,
         bootstrap=bootstrap,
+        interval=interval,
         seed=seed,
         allowed=("permutation", "rotation"),
         where="pairwise (arrays, no model)",

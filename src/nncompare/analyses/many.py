@@ -236,6 +236,7 @@ def compare_many(
     n_perm: int = 0,
     baseline: str | Sequence[str] | None = None,
     bootstrap: str | tuple[str, int] = "samples",
+    interval: str = "basic",
     seed: int = 0,
 ) -> Any:
     """Compare every pair of models of a set, layer by layer, from one capture per model.
@@ -280,7 +281,7 @@ def compare_many(
     as_result : bool, default False
         Return the :class:`nncompare.ComparisonResult` (``kind="many"``) instead of its
         frame.
-    ci, n_boot, n_perm, baseline, bootstrap, seed
+    ci, n_boot, n_perm, baseline, bootstrap, interval, seed
         Statistics of every value, as in :func:`nncompare.compare_models` (bootstrap
         intervals, permutation p-values, the ``"permutation"`` and ``"rotation"``
         baselines; for a random-network baseline use compare_models on a pair). They keep
@@ -326,7 +327,7 @@ def compare_many(
     make_pairs = _make_pairs(labels, pairs, by_position=isinstance(layers, Mapping))
     keep_arrays = any(not get_measure(m).streaming for m in spec)
     stats = check_settings(
-        ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed,
+        ci, n_boot, n_perm, baseline, bootstrap=bootstrap, seed=seed, interval=interval,
         allowed=("permutation", "rotation"), where="compare_many (a pair of models per row)",
     )  # fmt: skip
     if stats is not None:
