@@ -161,11 +161,12 @@ def weights(
     ranks, ...) and results.json (everything, with provenance).
 
     \b
-    Example (two pretrained CIFAR-10 ResNets):
+    Example (the pretrained CIFAR-10 ResNet-20 and ResNet-32, at layers both have):
       nncompare weights 'nncompare.models:cifar_resnet(depth=20)' \\
-          'nncompare.models:cifar_resnet(depth=20)' \\
-          --weights-a resnet20_a.th --weights-b resnet20_b.th --preset cifar \\
-          --data cifar10_test.npz --max-samples 500 --out weights-report
+          'nncompare.models:cifar_resnet(depth=32)' \\
+          --weights-a resnet20.th --weights-b resnet32.th --preset cifar \\
+          --data cifar10_test.npz --max-samples 300 \\
+          --layers layer1.0.conv1,layer2.0.conv1,layer3.0.conv1,linear --out weights-report
     """
     from nncompare.cli.main import _check_runs, _echo_lines, _label, _short
 
