@@ -30,8 +30,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from nncompare._io import atomic_write
+from nncompare.workbench.freeze import (
+    FreezePlan,
+    FreezeSchedule,
+    as_schedule,
+    counter,
+    freeze_experiment,
+    freeze_stages,
+    summarize_freeze,
+)
 
-__all__ = ["EpochStats", "TrainResult", "evaluate", "save_state_dict", "train"]
+__all__ = [
+    "EpochStats",
+    "FreezeSchedule",
+    "TrainResult",
+    "evaluate",
+    "freeze_experiment",
+    "freeze_stages",
+    "save_state_dict",
+    "summarize_freeze",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,15 @@ class EpochStats:
         Learning rate of the epoch's last step.
     seconds : float
         Wall-clock time of the epoch, evaluation included.
+    samples : int
+        Training samples seen in the epoch.
+    frozen : tuple of str
+        With ``freeze``: the stages frozen at the end of the epoch (empty otherwise).
+    backward_flops, backward_flops_saved : float or None
+        With ``freeze``: backward-pass FLOPs spent in the epoch, and saved against the
+        same steps with nothing frozen (counted with
+        ``torch.utils.flop_counter.FlopCounterMode`` on the first batch of every
+        freezing phase, scaled by the samples of each step); ``None`` without ``freeze``.
     """
 
     epoch: int
@@ -67,6 +95,10 @@ class EpochStats:
     eval_accuracy: float | None
     lr: float
     seconds: float
+    samples: int = 0
+    frozen: tuple[str, ...] = ()
+    backward_flops: float | None = None
+    backward_flops_saved: float | None = None
 
 
 @dataclass(frozen=True)
@@ -370,6 +402,7 @@ def train(
     eval_data: Any = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    freeze: Literal["linear"] | FreezeSchedule | None = None,
 ) -> TrainResult:
     """Train a classifier in place with mini-batch SGD or Adam and cross-entropy loss.
 
@@ -419,6 +452,15 @@ def train(
         Where to train.
     progress : bool, default False
         Print one line per epoch to standard error.
+    freeze : {"linear"} or FreezeSchedule, optional
+        Freeze Training (Raghu et al. 2017, §4.2): ``"linear"`` freezes stage ``i`` of
+        ``L`` after ``i / L`` of the steps (stages: :func:`freeze_stages`, e.g. the
+        blocks of a ResNet); a :class:`FreezeSchedule` names stages and fractions.
+        Frozen stages get ``requires_grad=False`` (no gradient is computed for them)
+        and eval mode (batch-norm statistics stop too), so their state stays
+        bit-identical; the flags are restored after training. Every epoch records
+        ``frozen``, ``backward_flops`` and ``backward_flops_saved``; ``info["freeze"]``
+        holds the stages, their freezing steps and the FLOPs per sample of each phase.
 
     Returns
     -------
@@ -462,10 +504,12 @@ def train(
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has no trainable parameters (requires_grad=True).")
 
+    schedule = as_schedule(freeze)
     train_set = _prepare(train_data, "train_data")
     eval_set = _prepare(eval_data, "eval_data") if eval_data is not None else None
     steps_per_epoch = math.ceil(len(train_set) / batch_size)
     total_steps = epochs * steps_per_epoch
+    plan = FreezePlan(schedule, model, total_steps) if schedule is not None else None
     save_at: set[int] = set()
     ckpt_dir: Path | None = None
     if checkpoint_dir is not None:
@@ -500,7 +544,13 @@ def train(
     start = time.perf_counter()
     step = 0
     current_lr = float(lr)
-    with _keep_modes(model), torch.random.fork_rng(devices=cuda_devices):
+    with (
+        _keep_modes(model),
+        torch.random.fork_rng(devices=cuda_devices),
+        contextlib.ExitStack() as restore,
+    ):
+        if plan is not None:
+            restore.callback(plan.restore)
         # seed only the generators that fork_rng restores (torch.manual_seed would also
         # reseed every CUDA device for good)
         torch.default_generator.manual_seed(int(seed))
@@ -512,8 +562,13 @@ def train(
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
             model.train()
+            if plan is not None:
+                plan.keep_eval()
             loss_sum, correct, seen = 0.0, 0, 0
+            spent_flops = saved_flops = 0.0
             for xb, yb in train_set.batches(batch_size, shuffle):
+                if plan is not None:
+                    plan.update(step)
                 if lr_schedule == "cosine":
                     current_lr = lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
                     for group in opt.param_groups:
@@ -521,15 +576,25 @@ def train(
                 xb = xb.to(device=device, dtype=dtype)
                 yb = yb.to(device=device, dtype=torch.long)
                 opt.zero_grad(set_to_none=True)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                count = plan is not None and plan.needs_count()
+                with counter() if count else contextlib.nullcontext() as fwd:
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, yb)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {float(loss.detach())} at epoch {epoch}, step "
                         f"{step + 1}; the run diverged. Lower the learning rate (lr={lr}) "
                         "or check the inputs for NaN/inf."
                     )
-                loss.backward()
+                with counter() if count else contextlib.nullcontext() as bwd:
+                    if loss.requires_grad:  # False once a schedule froze every stage
+                        loss.backward()
+                if plan is not None:
+                    if count:
+                        plan.record(fwd.get_total_flops(), bwd.get_total_flops(), len(yb))
+                    spent, saved = plan.step_flops(len(yb))
+                    spent_flops += spent
+                    saved_flops += saved
                 opt.step()
                 step += 1
                 loss_sum += float(loss.detach()) * len(yb)
@@ -548,6 +613,10 @@ def train(
                 eval_accuracy=eval_acc,
                 lr=current_lr,
                 seconds=time.perf_counter() - epoch_start,
+                samples=seen,
+                frozen=tuple(plan.frozen) if plan is not None else (),
+                backward_flops=spent_flops if plan is not None else None,
+                backward_flops_saved=saved_flops if plan is not None else None,
             )
             history.append(stats)
             if progress:
@@ -583,5 +652,6 @@ def train(
             "momentum": momentum,
             "weight_decay": weight_decay,
             "device": str(device),
+            **({"freeze": plan.info()} if plan is not None else {}),
         },
     )
