@@ -139,6 +139,27 @@ def test_all_layer_pairs_and_per_model_layers(models, x):
     assert list(zip(by_pos.layer_a, by_pos.layer_b, strict=True)) == [("0", "2"), ("2", "4")]
 
 
+def test_checkpoints_with_a_factory(models, x, serial, tmp_path):
+    torch.save(models["net2"].state_dict(), tmp_path / "net2.pt")
+    ckpts = {
+        "net0": models["net0"].state_dict(),
+        "net1": {"state_dict": models["net1"].state_dict()},
+        "net2": tmp_path / "net2.pt",
+        "net3": models["net3"],  # a module as it is
+    }
+    got = nc.compare_many(
+        ckpts, x, layers=LAYERS, measures=MEASURES, batch_size=64, factory=lambda: _net(42)
+    )
+    _same_values(got, serial)
+    with pytest.raises(
+        TypeError,
+        match=r"models\['net0'\] must be a torch.nn.Module; got OrderedDict. For checkpoints",
+    ):
+        nc.compare_many(ckpts, x)
+    with pytest.raises(TypeError, match=r"factory must be a callable returning a fresh"):
+        nc.compare_many(ckpts, x, factory=_net(1).state_dict())
+
+
 def test_sharded_capture_in_process_equals_one_pass(models, x, serial):
     for shard in (2, 37, 300):
         got = nc.compare_many(

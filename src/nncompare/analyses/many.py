@@ -143,24 +143,41 @@ def _sharded_capture(
 
 
 # ---------------------------------------------------------------------- the front door
-def _as_models(models: Any) -> dict[str, Any]:
+def _as_models(models: Any, factory: Any = None) -> dict[str, Any]:
+    from nncompare._io import read_state_dict, state_dict_from
+
     if isinstance(models, Mapping):
         out = {str(k): v for k, v in models.items()}
     elif isinstance(models, Sequence) and not isinstance(models, str | bytes):
         out = {str(i): m for i, m in enumerate(models)}
     else:
         raise TypeError(
-            "models must be a mapping name -> torch.nn.Module or a sequence of modules; got "
-            f"{type(models).__name__}."
+            "models must be a mapping name -> torch.nn.Module (or -> checkpoint, with "
+            f"factory=) or a sequence of them; got {type(models).__name__}."
         )
     if len(out) < 2:
         raise ValueError(f"compare_many needs at least two models; got {len(out)}.")
+    if factory is not None and not callable(factory):
+        raise TypeError(
+            "factory must be a callable returning a fresh torch.nn.Module of the "
+            f"checkpoints' architecture; got {type(factory).__name__}."
+        )
     for name, m in out.items():
-        if not callable(getattr(m, "named_modules", None)):
+        if callable(getattr(m, "named_modules", None)):
+            continue
+        if factory is None:
             raise TypeError(
-                f"models[{name!r}] must be a torch.nn.Module; got {type(m).__name__}. Load "
-                "checkpoints into an instance of the architecture first."
+                f"models[{name!r}] must be a torch.nn.Module; got {type(m).__name__}. For "
+                "checkpoints (state dicts or paths) pass factory=, a callable that builds the "
+                "architecture."
             )
+        net = factory()
+        if isinstance(m, Mapping):
+            state = state_dict_from(m, source=f"checkpoint {name!r}")
+        else:
+            state = read_state_dict(m, what=f"checkpoint {name!r}")
+        net.load_state_dict(state)
+        out[name] = net
     return out
 
 
@@ -230,6 +247,7 @@ def compare_many(
     executor: Any = None,
     shard_size: int | None = None,
     resume: Any = None,
+    factory: Any = None,
     as_result: bool = False,
     ci: float | None = None,
     n_boot: int = 1000,
@@ -243,9 +261,11 @@ def compare_many(
 
     Parameters
     ----------
-    models : mapping name -> torch.nn.Module, or sequence of modules
+    models : mapping name -> torch.nn.Module or checkpoint, or sequence of them
         The networks (a sequence is named "0", "1", ...). Each unordered pair of models is
-        compared once (``model_a`` before ``model_b`` in the order given).
+        compared once (``model_a`` before ``model_b`` in the order given). A checkpoint (a
+        state dict or a path, read with ``weights_only=True``) is loaded into
+        ``factory()``.
     data : tensor, ndarray, (x, y), Dataset or DataLoader
         Inputs, fed in batches (see :func:`nncompare.capture.iter_batches`).
     layers : list of names or globs, or mapping name -> list, optional
@@ -278,6 +298,10 @@ def compare_many(
         options and data (by hash) are read instead of computed; each model pair's rows
         are committed in one transaction as soon as they are done, so an interrupted run
         (even ``kill -9``) loses at most the pair it was computing. Needs re-iterable data.
+    factory : callable, optional
+        Builds a fresh model of the checkpoints' architecture (e.g.
+        ``lambda: nc.models.cifar_resnet(depth=20)``); needed where ``models`` holds
+        checkpoints.
     as_result : bool, default False
         Return the :class:`nncompare.ComparisonResult` (``kind="many"``) instead of its
         frame.
@@ -309,7 +333,7 @@ def compare_many(
     """
     from nncompare._validation import check_option
 
-    nets = _as_models(models)
+    nets = _as_models(models, factory)
     check_option("pairs", pairs, LAYER_PAIRS)
     check_option("conv", conv, POLICIES)
     spec = parse_measures(measures)
