@@ -8,6 +8,14 @@ The executors live in :mod:`nncompare.parallel`; ``nc.analyses.SerialExecutor`` 
 
 from typing import Any
 
+from nncompare.analyses.cluster import (
+    Clustering,
+    ModelMatrix,
+    cluster,
+    group_summary,
+    model_matrices,
+    model_matrix,
+)
 from nncompare.analyses.compare import compare_checkpoints, compare_models, default_layers
 from nncompare.analyses.grid import GridResult, grid_from_moments, pairwise
 from nncompare.analyses.inference import (
@@ -23,19 +31,25 @@ from nncompare.analyses.many import compare_many
 from nncompare.results import ComparisonResult
 
 __all__ = [
+    "Clustering",
     "ComparisonResult",
     "GridResult",
     "Inference",
+    "ModelMatrix",
     "NullDistribution",
     "SerialExecutor",
     "ThreadExecutor",
     "bootstrap",
     "bootstrap_blocks",
+    "cluster",
     "compare_checkpoints",
     "compare_many",
     "compare_models",
     "default_layers",
     "grid_from_moments",
+    "group_summary",
+    "model_matrices",
+    "model_matrix",
     "pairwise",
     "permutation_test",
     "random_copy",

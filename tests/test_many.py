@@ -1,0 +1,189 @@
+"""Model sets (issue #14 §1, §2.2, §3): square matrices, clusters, the PWCCA toy, the CLI.
+
+compare_many itself (pairs once, equal to compare_models, one forward pass per model) is
+tested in tests/test_dask.py; here: each layer's decomposition is done once for all its
+pairs, the matrices hold exactly the frame's values with the models' metadata, the
+clustering recovers planted groups, and the toy generator's dimensions are exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import nncompare as nc
+from nncompare.analyses import cluster, group_summary, model_matrices, model_matrix
+from nncompare.analyses.cluster import adjusted_rand, classical_mds
+
+LAYERS = ["0", "2"]
+
+
+def _net(seed: int, scale: float = 0.5) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    m = torch.nn.Sequential(
+        torch.nn.Linear(6, 12), torch.nn.Tanh(), torch.nn.Linear(12, 8), torch.nn.Tanh()
+    )
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return m
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.set_num_threads(1)
+    nets = {f"m{i}": _net(i) for i in range(4)}
+    x = torch.randn(200, 6, generator=torch.Generator().manual_seed(3))
+    meta = {f"m{i}": {"seed": i, "lr": 0.1 if i < 2 else 0.01} for i in range(4)}
+    df = nc.compare_many(nets, x, layers=LAYERS, measures=["cca", "pwcca"])
+    return nets, x, meta, df
+
+
+def test_each_layer_is_decomposed_once_for_all_its_pairs(setup, monkeypatch):
+    nets, x, _, _ = setup
+    computed: list[tuple] = []
+    original = nc.Moments.cached
+
+    def counting(self, which, key, compute):
+        def wrapped():
+            computed.append(key)
+            return compute()
+
+        return original(self, which, key, wrapped)
+
+    monkeypatch.setattr(nc.Moments, "cached", counting)
+    df = nc.compare_many(nets, x, layers=["0"], measures=["cca"])
+    assert len(df) == 6  # 4 models: 6 unordered pairs
+    whiten = [k for k in computed if k[0] == "whiten"]
+    assert len(whiten) == 4  # one per model's layer, not 2 per pair (12)
+
+
+def test_matrix_holds_the_frame_values_with_metadata(setup):
+    nets, _, meta, df = setup
+    mats = model_matrices(df, metadata=meta)
+    assert set(mats) == {(la, m) for la in LAYERS for m in ("cca", "pwcca")}
+    mm = mats["2", "pwcca"]
+    assert mm.names == list(nets) and mm.kind == "distance"
+    assert mm.values.shape == (4, 4)
+    np.testing.assert_array_equal(np.diag(mm.values), 0.0)
+    np.testing.assert_array_equal(mm.values, mm.values.T)
+    rows = df[(df.layer_a == "2") & (df.measure == "pwcca")]
+    for r in rows.itertuples():
+        i, j = mm.names.index(r.model_a), mm.names.index(r.model_b)
+        assert mm.values[i, j] == r.distance
+    assert list(mm.metadata.columns) == ["seed", "lr"]
+    assert mm.metadata.loc["m3", "lr"] == 0.01
+    sim = model_matrix(df, "2", "pwcca", value="similarity")
+    np.testing.assert_allclose(sim.values + mm.values, 1.0, atol=1e-12)
+    np.testing.assert_allclose(sim.distances(), mm.values, atol=1e-12)
+    assert mm.to_frame().loc["m0", "m1"] == mm.values[0, 1]
+
+
+def test_matrix_values_equal_pairwise_compare_models(setup):
+    nets, x, _, df = setup
+    mm = model_matrix(df, "0", "cca")
+    one = nc.compare_models(
+        nets["m1"], nets["m3"], x, layers_a=["0"], layers_b=["0"], measures=["cca"]
+    )
+    assert mm.values[1, 3] == pytest.approx(float(one["distance"].iloc[0]), abs=1e-10)
+
+
+def test_matrix_errors_are_specific(setup):
+    _, _, meta, df = setup
+    with pytest.raises(ValueError, match="no rows for layer 'nope'"):
+        model_matrix(df, "nope", "cca")
+    with pytest.raises(ValueError, match=r"metadata has no entry for the models \['m3'\]"):
+        model_matrix(df, "0", "cca", metadata={k: meta[k] for k in ("m0", "m1", "m2")})
+    with pytest.raises(ValueError, match="value must be one of 'distance', 'similarity'"):
+        model_matrix(df, "0", "cca", value="dist")
+    broken = df.copy()
+    broken.loc[broken.index[0], "distance"] = np.nan
+    with pytest.raises(ValueError, match="is NaN for m0 vs m1"):
+        model_matrix(broken, "0", "cca")
+    with pytest.raises(ValueError, match="model pairs have no row"):
+        model_matrix(df.iloc[1:], "0", "cca")
+    with pytest.raises(ValueError, match="it lacks"):
+        model_matrix(df.drop(columns=["distance"]), "0", "cca")
+
+
+def _planted(n_per: int = 4, groups: int = 3, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(groups, 5)) * 10
+    pts = np.concatenate([c + rng.normal(size=(n_per, 5)) for c in centres])
+    d = np.sqrt(((pts[:, None] - pts[None]) ** 2).sum(-1))
+    return d, [g for g in range(groups) for _ in range(n_per)]
+
+
+def test_cluster_recovers_planted_groups_and_mds_is_exact_for_euclidean():
+    d, truth = _planted()
+    c = cluster(d, n_clusters=3, n_components=5)
+    assert adjusted_rand(c.labels, truth) == 1.0
+    # classical MDS of Euclidean distances in 5-D reproduces them exactly
+    assert c.stress < 1e-10
+    # the dendrogram order keeps every group contiguous
+    pos = [truth[i] for i in c.order]
+    assert sum(pos[k] != pos[k + 1] for k in range(len(pos) - 1)) == 2
+
+
+def test_cluster_agreement_with_metadata(setup):
+    d, truth = _planted(seed=1)
+    names = [f"n{i}" for i in range(len(truth))]
+    mm = nc.analyses.ModelMatrix(
+        d, names, "fc", "pwcca", "distance",
+        pd.DataFrame({"lr": [[0.1, 0.01, 0.001][g] for g in truth]}, index=names),
+    )  # fmt: skip
+    c = cluster(mm, n_clusters=3)
+    assert c.agreement("lr") == 1.0
+    table = c.to_frame()
+    assert {"model", "cluster", "mds1", "mds2", "order", "lr"} <= set(table.columns)
+    summary = group_summary(mm, "lr")
+    within = summary[summary.group_a == summary.group_b]["mean"]
+    between = summary[summary.group_a != summary.group_b]["mean"]
+    assert within.max() < between.min()
+    assert summary["n_pairs"].sum() == len(names) * (len(names) - 1) // 2
+
+
+def test_smacof_mds_does_not_worsen_the_classical_start():
+    pytest.importorskip("sklearn")
+    d, _ = _planted(seed=2)
+    d = np.sqrt(d)  # not Euclidean: classical MDS is not exact
+    classical = cluster(d)
+    smacof = cluster(d, mds="smacof")
+    assert smacof.stress <= classical.stress + 1e-9
+
+
+def test_adjusted_rand_reference_values():
+    # hand-computed: sklearn.metrics.adjusted_rand_score gives the same
+    assert adjusted_rand([0, 0, 1, 1], [1, 1, 0, 0]) == 1.0
+    assert adjusted_rand([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(-0.5)
+
+
+def test_classical_mds_of_a_line():
+    pts = np.array([0.0, 1.0, 3.0, 7.0])
+    d = np.abs(pts[:, None] - pts[None])
+    coords = classical_mds(d, 1)[:, 0]
+    np.testing.assert_allclose(np.abs(coords[:, None] - coords[None]), d, atol=1e-10)
+
+
+def test_cluster_refuses_bad_matrices():
+    d, _ = _planted()
+    with pytest.raises(ValueError, match="not symmetric"):
+        cluster(d + np.triu(np.ones_like(d)))
+    with pytest.raises(ValueError, match="at least 3 models"):
+        cluster(d[:2, :2])
+    with pytest.raises(ValueError, match="square array"):
+        cluster(d[:3])
+    bad = d.copy()
+    bad[0, 1] = bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        cluster(bad)
+    with pytest.raises(ValueError, match="zero diagonal"):
+        cluster(d + 1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        cluster(d, method="centroid")
+    with pytest.raises(ValueError, match=r"n_clusters must be in \[1, 12\]"):
+        cluster(d, n_clusters=13)
+    with pytest.raises(ValueError, match="has no flat clusters"):
+        cluster(d).agreement("lr")
