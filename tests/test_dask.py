@@ -287,6 +287,8 @@ def test_dask_client_and_address_on_every_front_door(client, models, x):
     got = nc.pairwise(acts, measures=["cka"], executor=client.scheduler.address)
     np.testing.assert_allclose(got["cka"], one["cka"], rtol=0, atol=ATOL)
     assert not client.status == "closed"  # the caller's client is left open
+    with pytest.raises(TypeError, match=r"executor must have a map\(fn, items\) method"):
+        nc.pairwise(acts, measures=["cka"], executor=client.cluster)  # not a client
 
 
 @needs_dask

@@ -111,7 +111,10 @@ def validate_executor(executor: Any) -> Any:
     """
     if executor is None:
         return None
-    if isinstance(executor, str) or type(executor).__module__.split(".")[0] == "distributed":
+    if isinstance(executor, str) or any(
+        c.__name__ == "Client" and c.__module__.split(".")[0] == "distributed"
+        for c in type(executor).__mro__
+    ):
         # "threads", "processes", "dask", "tcp://...", a distributed.Client: resolved by
         # nncompare.parallel (above the engine, so imported here, when asked for); an
         # executor made here closes its pool or cluster when it is garbage collected
