@@ -274,3 +274,17 @@ def test_cli_compare_resume(tmp_path):
     with sqlite3.connect(store / FILE) as conn:
         assert conn.execute("SELECT key, stored FROM rows").fetchall() == rows  # read, not redone
     pd.testing.assert_series_equal(first["value"], second["value"])
+
+
+def test_resume_with_a_dataset(tmp_path, setup):
+    from torch.utils.data import TensorDataset
+
+    models = dict(list(setup["MODELS"].items())[:3])
+    data = TensorDataset(setup["X"])  # not sliceable: the layers are known after capture
+    whole = nc.compare_many(models, setup["X"], **setup["KW"])
+    first = nc.compare_many(models, data, resume=tmp_path, **setup["KW"])
+    rec = Recording()
+    again = nc.compare_many(models, data, resume=tmp_path, executor=rec, **setup["KW"])
+    assert rec.items == []
+    pd.testing.assert_frame_equal(first, whole)
+    pd.testing.assert_frame_equal(again, whole)
