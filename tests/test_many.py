@@ -187,3 +187,50 @@ def test_cluster_refuses_bad_matrices():
         cluster(d, n_clusters=13)
     with pytest.raises(ValueError, match="has no flat clusters"):
         cluster(d).agreement("lr")
+
+
+# ---------------------------------------------------------------------- the PWCCA toy
+def test_toy_has_exact_signal_and_noise_dimensions():
+    from nncompare.analyses.toys import signal_noise_pair
+
+    toy = signal_noise_pair(1500, 6, 9, noise_scale=0.5, seed=4)
+    assert toy.x.shape == toy.y.shape == (1500, 15)
+    assert (toy.n_signal, toy.n_noise) == (6, 9)
+    assert np.linalg.matrix_rank(toy.x) == 15
+    # exactly n_signal shared dimensions: the signal lies in both column spaces, and the
+    # canonical correlations are 1 for 6 directions and chance level for the other 9
+    rho = np.sort(nc.cca(toy.x, toy.y).rho)[::-1]
+    np.testing.assert_allclose(rho[:6], 1.0, atol=1e-10)
+    assert rho[6:].max() < 0.2
+    coef, *_ = np.linalg.lstsq(toy.x, toy.signal, rcond=None)
+    np.testing.assert_allclose(toy.x @ coef, toy.signal, atol=1e-10)
+    # the noise is the other side's blind spot
+    coef, *_ = np.linalg.lstsq(toy.y, toy.noise_x, rcond=None)
+    assert np.linalg.norm(toy.y @ coef) / np.linalg.norm(toy.noise_x) < 0.2
+    np.testing.assert_allclose(toy.noise_x.std(), 0.5, rtol=0.05)
+
+
+def test_toy_pwcca_is_more_robust_than_mean_cca():
+    from nncompare.analyses.toys import signal_noise_curves
+
+    df = signal_noise_curves((0, 10, 40), n_signal=8, n_samples=2000, seeds=(0,))
+    v = df.pivot_table("value", "n_noise", "measure")
+    np.testing.assert_allclose(v.loc[0], 1.0, atol=1e-8)  # no noise: everything shared
+    assert (v.loc[[10, 40], "pwcca"] > v.loc[[10, 40], "cca"] + 0.05).all()
+    assert v.loc[40, "cca"] < v.loc[10, "cca"]  # the unweighted mean falls with the noise
+    assert set(df.columns) >= {"n_signal", "n_noise", "ratio", "seed", "measure", "value"}
+
+
+def test_toy_refuses_bad_sizes():
+    from nncompare.analyses.toys import signal_noise_pair
+
+    with pytest.raises(
+        ValueError, match=r"n_samples \(20\) must exceed n_signal \+ n_noise \(30\)"
+    ):
+        signal_noise_pair(20, 10, 20)
+    with pytest.raises(ValueError, match="n_signal must be >= 1; got 0"):
+        signal_noise_pair(100, 0, 5)
+    with pytest.raises(TypeError, match="n_noise must be an int; got float"):
+        signal_noise_pair(100, 3, 2.5)
+    with pytest.raises(ValueError, match="noise_scale must be a positive finite number"):
+        signal_noise_pair(100, 3, 2, noise_scale=0.0)
