@@ -36,12 +36,17 @@ def _shared() -> Path:
 
 
 def _step_curves(ax: Any, df: Any, by: list[str], style: Any, label: Any) -> None:
-    """Draw each curve of ``df`` (grouped by ``by``) as a step function of tau."""
+    """Draw each curve of ``df`` (grouped by ``by``) as a step function of tau.
+
+    The curve is given at 0 and at each singular value; A(tau) sums over sigma_i >= tau, so
+    on (sigma_k+1, sigma_k] it takes the value at the right end (steps "pre"), and it drops
+    to 0 past sigma_1."""
     for key, sub in df.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         sub = sub.sort_values("tau")
-        kw = style(*key)
-        ax.step(sub["tau"], sub["alignment"], where="post", label=label(*key), **kw)
+        taus = [*sub["tau"], float(sub["tau"].max()) * 1.03]
+        values = [*sub["alignment"], 0.0]
+        ax.step(taus, values, where="pre", label=label(*key), **style(*key))
     ax.set_xlabel("threshold τ on singular values")
     ax.set_ylabel("alignment")
     ax.set_xlim(left=0)
