@@ -17,6 +17,8 @@ from nncompare.analyses.cluster import (
     model_matrix,
 )
 from nncompare.analyses.compare import compare_checkpoints, compare_models, default_layers
+from nncompare.analyses.compression import CompressionResult, compression_sweep, svcca_compress
+from nncompare.analyses.dynamics import convergence_steps, learning_dynamics
 from nncompare.analyses.grid import GridResult, grid_from_moments, pairwise
 from nncompare.analyses.inference import (
     Inference,
@@ -28,11 +30,13 @@ from nncompare.analyses.inference import (
     rotation_baseline,
 )
 from nncompare.analyses.many import compare_many
+from nncompare.analyses.sensitivity import class_sensitivity
 from nncompare.results import ComparisonResult
 
 __all__ = [
     "Clustering",
     "ComparisonResult",
+    "CompressionResult",
     "GridResult",
     "Inference",
     "ModelMatrix",
@@ -41,19 +45,24 @@ __all__ = [
     "ThreadExecutor",
     "bootstrap",
     "bootstrap_blocks",
+    "class_sensitivity",
     "cluster",
     "compare_checkpoints",
     "compare_many",
     "compare_models",
+    "compression_sweep",
+    "convergence_steps",
     "default_layers",
     "grid_from_moments",
     "group_summary",
+    "learning_dynamics",
     "model_matrices",
     "model_matrix",
     "pairwise",
     "permutation_test",
     "random_copy",
     "rotation_baseline",
+    "svcca_compress",
 ]
 
 _MOVED = ("SerialExecutor", "ThreadExecutor", "ProcessExecutor")

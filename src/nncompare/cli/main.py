@@ -673,6 +673,13 @@ from nncompare.cli.weights import weights as _weights_command  # noqa: E402
 
 cli.add_command(_weights_command)
 
+# ``nncompare dynamics`` and ``nncompare class-sensitivity`` (the SVCCA paper's analyses).
+from nncompare.cli.dynamics import class_sensitivity_command as _sensitivity_command  # noqa: E402
+from nncompare.cli.dynamics import dynamics as _dynamics_command  # noqa: E402
+
+cli.add_command(_dynamics_command)
+cli.add_command(_sensitivity_command)
+
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``nncompare`` console script (and of ``python -m``).

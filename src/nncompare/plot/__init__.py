@@ -19,6 +19,9 @@ All functions take the tidy frame returned by :func:`nncompare.compare_models` a
 * ``alignment_*`` — the task-alignment lens (:mod:`nncompare.alignment`; Imani et al.):
   curves, spectra, curves per layer, before/after training, the peaks transfer results
   (:mod:`.alignment`).
+* :func:`dynamics_grid`, :func:`convergence_curves`, :func:`class_sensitivity_curves` — the
+  SVCCA paper's learning dynamics (Raghu et al. 2017, Fig. 4) and class sensitivity (Fig. 6)
+  (:mod:`.dynamics`).
 * ``weights_*`` — the weight lens of :mod:`nncompare.weights` (Guth & Ménard, Figs. 1, 3, 4):
   eigenfilter grid, eigen-subspace overlaps, spectra with r_eff, eigenvector similarity, S by
   depth (:mod:`.weights`).
@@ -37,6 +40,7 @@ from nncompare.plot.alignment import (
     alignment_spectrum,
     alignment_transfer,
 )
+from nncompare.plot.dynamics import class_sensitivity_curves, convergence_curves, dynamics_grid
 from nncompare.plot.figures import heatmap, kept_dims, layer_profile, spectrum
 from nncompare.plot.rdm import plot_rdm
 from nncompare.plot.stitching import (
@@ -64,6 +68,9 @@ __all__ = [
     "alignment_linear_transfer",
     "alignment_spectrum",
     "alignment_transfer",
+    "class_sensitivity_curves",
+    "convergence_curves",
+    "dynamics_grid",
     "figure_to_png_bytes",
     "figure_to_svg",
     "heatmap",

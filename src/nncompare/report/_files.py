@@ -126,6 +126,7 @@ def write_report(
     stitching: Any = None,
     alignment: Any = None,
     weights: Any = None,
+    dynamics: Any = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
 
@@ -164,6 +165,12 @@ def write_report(
         The weight lens's summary of the same model(s)
         (:func:`nncompare.weights.experiments.weights_summary`): the report gains a weights
         section, and ``weights.csv`` / ``weights.json`` are written beside the results.
+    dynamics : pandas.DataFrame, optional
+        Learning dynamics of a model of the comparison (the frame of
+        :func:`nncompare.analyses.learning_dynamics`): the report gains a learning-dynamics
+        section (panels over training, convergence curves, the step at which each layer
+        first stays above 0.9), and ``dynamics.csv`` / ``dynamics.json`` are written beside
+        the results.
 
     Returns
     -------
@@ -199,6 +206,7 @@ def write_report(
         stitching=stitching,
         alignment=alignment,
         weights=weights,
+        dynamics=dynamics,
     )
     sink.raise_errors()
     json_text = results_json(df)
@@ -224,5 +232,9 @@ def write_report(
         from nncompare.report._weights import write_weights_files
 
         write_weights_files(weights, out, stem="weights", title=f"{title or ''}")
+    if dynamics is not None:
+        from nncompare.report._dynamics import write_dynamics_files
+
+        write_dynamics_files(dynamics, out, stem="dynamics", title=f"{title or ''}")
     atomic_write(files.html, page)
     return files

@@ -513,6 +513,7 @@ def render_html(
     stitching: Any = None,
     alignment: Any = None,
     weights: Any = None,
+    dynamics: Any = None,
 ) -> str:
     """The report as one self-contained HTML document (see :func:`write_report`).
 
@@ -522,7 +523,9 @@ def render_html(
     ``"heatmap_cka"``, ``"spectrum_cca"``, ``"kept_dims"``); :func:`write_report` uses it
     to write the figures as files. ``stitching``, when given (stitching results, see
     :func:`nncompare.report._stitching.as_stitching`), adds a model-stitching section;
-    ``weights`` (a :class:`nncompare.weights.experiments.WeightsSummary`) a weights section."""
+    ``weights`` (a :class:`nncompare.weights.experiments.WeightsSummary`) a weights section;
+    ``dynamics`` (the frame of :func:`nncompare.analyses.learning_dynamics`) a
+    learning-dynamics section."""
     from nncompare import plot
 
     df = comparison(df)  # read once; every part below reads the typed fields
@@ -649,6 +652,11 @@ def render_html(
             from nncompare.report._weights import weights_section
 
             parts.append(weights_section(weights, figs))
+
+        if dynamics is not None:
+            from nncompare.report._dynamics import dynamics_section
+
+            parts.append(dynamics_section(dynamics, figs))
 
         parts.append(f'<h2 id="results">All results ({len(df)} rows)</h2>')
         parts.append(_results_table(data))
