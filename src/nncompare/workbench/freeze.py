@@ -20,6 +20,7 @@ several seeds.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def freeze_stages(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
         kids = list(child.named_children())
         if (
             isinstance(child, nn.Sequential | nn.ModuleList)
-            and len(kids) > 1
+            and kids
             and all(_has_params(k) and not isinstance(k, _NORMS) for _, k in kids)
         ):
             stages.extend([f"{name}.{sub}"] for sub, _ in kids)
@@ -156,7 +157,7 @@ class FreezeSchedule:
                     "fraction per stage."
                 )
             if any(not 0.0 <= f <= 1.0 for f in fractions) or any(
-                b < a for a, b in zip(fractions, fractions[1:], strict=False)
+                b < a for a, b in itertools.pairwise(fractions)
             ):
                 raise ValueError(
                     f"FreezeSchedule fractions must lie in [0, 1] and not decrease (lower "
@@ -166,7 +167,7 @@ class FreezeSchedule:
 
     def steps(self, model: nn.Module, total_steps: int) -> list[tuple[str, int]]:
         """Per stage, the number of optimizer steps after which it is frozen."""
-        return [(name, int(round(f * total_steps))) for name, _, f in self.resolve(model)]
+        return [(name, round(f * total_steps)) for name, _, f in self.resolve(model)]
 
 
 def as_schedule(freeze: Any) -> FreezeSchedule | None:
@@ -187,7 +188,7 @@ class FreezePlan:
         self.model = model
         modules = dict(model.named_modules())
         self.stages = [
-            (name, [modules[n] for n in names], int(round(f * total_steps)))
+            (name, [modules[n] for n in names], round(f * total_steps))
             for name, names, f in schedule.resolve(model)
         ]
         self.frozen: list[str] = []

@@ -79,7 +79,8 @@ class EpochStats:
     samples : int
         Training samples seen in the epoch.
     frozen : tuple of str
-        With ``freeze``: the stages frozen at the end of the epoch (empty otherwise).
+        With ``freeze``: the stages that were frozen during the epoch's last step (a
+        stage frozen after the epoch's last step appears from the next epoch on).
     backward_flops, backward_flops_saved : float or None
         With ``freeze``: backward-pass FLOPs spent in the epoch, and saved against the
         same steps with nothing frozen (counted with
