@@ -44,6 +44,8 @@ class DemoResult:
     alignment: Any = None
     #: the weight lens's summary (None with ``weights=False``)
     weights: Any = None
+    #: net A's learning dynamics over its checkpoints (None with ``dynamics=False``)
+    dynamics: Any = None
 
 
 def run_demo(
@@ -56,6 +58,7 @@ def run_demo(
     stitch_epochs: int = 3,
     alignment: bool = True,
     weights: bool = True,
+    dynamics: bool = True,
 ) -> DemoResult:
     """Train two SmallCNNs on digits with different seeds, compare all layers, write a report.
 
@@ -82,6 +85,10 @@ def run_demo(
         Also compare the two networks' weights (the weight lens: spatial eigenfilters,
         channel spectra, aligned channel covariances on the test images) and add the
         section to the report.
+    dynamics : bool
+        Also save net A at a few epochs and compare every layer at each of them with every
+        layer of the trained net (:func:`nncompare.analyses.learning_dynamics`, SVCCA;
+        Raghu et al. 2017 §4.1) and add the learning-dynamics section to the report.
     """
     import torch
 
@@ -119,8 +126,11 @@ def run_demo(
             weight_decay=5e-4,
             lr_schedule="cosine",
             checkpoint_dir=out / "checkpoints" / f"net_{name}_seed{seed}",
+            checkpoint_every=_dynamics_epochs(epochs) if dynamics and name == "A" else None,
             eval_data=test_set,
         )
+        if name == "A":
+            trained_a = result
         seconds[f"train_{name}"] = time.perf_counter() - ts
         acc[name] = float(result.final_eval_accuracy or 0.0)
         log(
@@ -216,8 +226,35 @@ def run_demo(
             f"{rel[('trained', last)]:.3f} after training (relative to sqrt(n)) "
             f"in {seconds['alignment']:.1f} s"
         )
+    learning = None
+    if dynamics:
+        import pandas as pd
+
+        from nncompare.analyses.dynamics import convergence_steps, learning_dynamics
+
+        ts = time.perf_counter()
+        learning = learning_dynamics(
+            nets[0], trained_a, test_set.x, layers=[*DEMO_STITCH_LAYERS, "fc"], measure="svcca"
+        )
+        seconds["dynamics"] = time.perf_counter() - ts
+        steps = convergence_steps(learning, 0.9)
+        at = ", ".join(
+            f"{r.layer} {'-' if pd.isna(r.converged_step) else int(r.converged_step)}"
+            for r in steps.itertuples()
+        )
+        log(
+            f"learning dynamics of net A over {len(trained_a.checkpoints)} checkpoints: "
+            f"first step staying at SVCCA >= 0.9 with itself at the end: {at} "
+            f"in {seconds['dynamics']:.1f} s"
+        )
     report = write_report(
-        df, out, title=df.attrs["title"], alignment=aligned, stitching=sweep, weights=wsum
+        df,
+        out,
+        title=df.attrs["title"],
+        alignment=aligned,
+        stitching=sweep,
+        weights=wsum,
+        dynamics=learning,
     )
     seconds["total"] = time.perf_counter() - t0
     return DemoResult(
@@ -229,4 +266,11 @@ def run_demo(
         alignment=aligned,
         stitching=sweep,
         weights=wsum,
+        dynamics=learning,
     )
+
+
+def _dynamics_epochs(epochs: int) -> list[int]:
+    """Epochs at which the demo saves net A: dense early, where layers change most."""
+    marks = {0, 1, 2, 3, 5, 8, 12, epochs // 2, epochs}
+    return sorted(m for m in marks if 0 <= m <= epochs)
