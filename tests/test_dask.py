@@ -160,6 +160,27 @@ def test_checkpoints_with_a_factory(models, x, serial, tmp_path):
         nc.compare_many(ckpts, x, factory=_net(1).state_dict())
 
 
+def test_depth_matched_pairs_accumulate_one_joint_product_per_depth(models, x, monkeypatch):
+    import nncompare.analyses.many as many
+    from nncompare.analyses.engine import capture_sources, compute_pair
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(capture_sources(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(many, "capture_sources", spy)
+    nc.compare_many(models, x, layers=LAYERS, measures=["cka"])
+    nc.compare_many(models, x, layers=LAYERS, measures=["cka"], pairs="all")
+    by_depth, joint = seen
+    assert len(by_depth.groups) == 3  # one per layer: 4 x 16, 4 x 12, 4 x 6 features
+    assert {jm.comoment.shape for jm in by_depth.groups.values()} == {(64, 64), (48, 48), (24, 24)}
+    assert [jm.comoment.shape for jm in joint.groups.values()] == [(136, 136)]  # all at once
+    with pytest.raises(ValueError, match=r"were accumulated in different joint moments"):
+        compute_pair(by_depth, (("net0", "0"), ("net1", "2")), "cka", {}, None)
+
+
 def test_sharded_capture_in_process_equals_one_pass(models, x, serial):
     for shard in (2, 37, 300):
         got = nc.compare_many(

@@ -201,6 +201,7 @@ class Accumulated:
 
     groups: dict[tuple[int, ...], JointMoments] = field(default_factory=dict)
     group_of: dict[Key, tuple[int, ...]] = field(default_factory=dict)
+    slot_of: dict[Key, Any] = field(default_factory=dict)
     policy_of: dict[Key, str] = field(default_factory=dict)
     width_of: dict[Key, int] = field(default_factory=dict)
     names: dict[Key, str] = field(default_factory=dict)
@@ -221,6 +222,11 @@ class Accumulated:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _lock=threading.Lock(), _joined={})
+
+    def slot(self, key: Key) -> Any:
+        """Which of ``groups`` holds ``key``: its spatial group, or (group, part) where the
+        capture was partitioned."""
+        return self.slot_of.get(key, self.group_of[key])
 
     def name(self, key: Key) -> str:
         if key not in self.names:
@@ -305,6 +311,7 @@ def capture_sources(
     keep_arrays: bool,
     pairs: list[Pair] | Callable[[dict[str, list[str]]], list[Any]] | None = None,
     defaulted: Sequence[str] = (),
+    partition: Callable[[Key, dict[str, list[str]]], Any] | None = None,
 ) -> Accumulated:
     """One pass over ``data`` through every model, accumulating moments (and arrays).
 
@@ -315,6 +322,10 @@ def capture_sources(
     run. ``pairs`` may be a function of the final ``{label: layers}`` that returns the
     pairs to evaluate (tuples starting with ``(key_a, key_b)``); they are kept in
     ``Accumulated.pairs``. Distinct module objects run once each, whatever their labels.
+    ``partition(key, layers)`` (optional) names a part for each key: keys of different
+    parts go to different joint moments (``Accumulated.slot``), so only cross-moments
+    within a part are formed (e.g. one part per layer depth when only depth-matched pairs
+    are compared: memory and time grow with the parts' sizes, not with all keys at once).
     """
     import torch
 
@@ -402,7 +413,10 @@ def capture_sources(
                             )
                         acc.policy_of[key] = used
                         acc.width_of[key] = int(mat.shape[1])
-                        per_group.setdefault(group, {})[acc.name(key)] = mat
+                        slot = group
+                        if partition is not None:  # only pairs within a part are asked for
+                            slot = acc.slot_of.setdefault(key, (group, partition(key, acc.layers)))
+                        per_group.setdefault(slot, {})[acc.name(key)] = mat
                         if keep_arrays:
                             acc.arrays.setdefault(key, []).append(mat.cpu().numpy())
             for group, batch in per_group.items():
@@ -516,8 +530,15 @@ def compute_pair(
     fn = get_measure(measure).function
     if acc.dft_in_memory:
         return fn(acc.array(ka), acc.array(kb), **opts, conv="dft")
-    if ga in acc.groups and get_measure(measure).streaming:
-        return fn(acc.groups[ga].pair(acc.name(ka), acc.name(kb)), **opts)
+    sa, sb = acc.slot(ka), acc.slot(kb)
+    if sa != sb and sa in acc.groups and get_measure(measure).streaming:
+        raise ValueError(
+            f"{acc.name(ka)} and {acc.name(kb)} were accumulated in different joint moments "
+            "(capture_sources(partition=...)), so their cross-moments are not there; "
+            "capture them in one part."
+        )
+    if sa in acc.groups and get_measure(measure).streaming:
+        return fn(acc.groups[sa].pair(acc.name(ka), acc.name(kb)), **opts)
     if measure == "rsa" and rdm_cache is not None:  # each layer's RDM and ranks once
         from nncompare.measures.rsa import rsa_cached
 
@@ -804,7 +825,7 @@ def _evaluate_measure(
 
     got: list[Outcome | None] = [None] * len(pairs)
     info = get_measure(measure)
-    groups = {acc.group_of[k] for p in pairs for k in p}
+    groups = {acc.slot(k) for p in pairs for k in p}
     jm = acc.groups.get(next(iter(groups))) if len(groups) == 1 else None
     if (
         at_once

@@ -54,7 +54,7 @@ def merge_accumulated(a: Accumulated, b: Accumulated) -> Accumulated:
             a.groups[group] = jm
     for key, parts in b.arrays.items():
         a.arrays.setdefault(key, []).extend(parts)
-    for name in ("group_of", "policy_of", "width_of", "names"):
+    for name in ("group_of", "slot_of", "policy_of", "width_of", "names"):
         getattr(a, name).update(
             {k: v for k, v in getattr(b, name).items() if k not in getattr(a, name)}
         )
@@ -75,6 +75,7 @@ class ShardCapture:
     conv: str
     batch_size: int
     keep_arrays: bool
+    partition: Any = None
 
     def __call__(self, shard: Any) -> Accumulated:
         # a copy per shard: workers that are threads of one process (a LocalCluster with
@@ -89,6 +90,7 @@ class ShardCapture:
             progress=False,
             max_samples=None,
             keep_arrays=self.keep_arrays,
+            partition=self.partition,
         )
 
 
@@ -122,8 +124,9 @@ def _sharded_capture(
     keep_arrays: bool,
     executor: Any,
     bar: Progress,
+    partition: Any = None,
 ) -> Accumulated:
-    fn = ShardCapture(resolved, conv, batch_size, keep_arrays)
+    fn = ShardCapture(resolved, conv, batch_size, keep_arrays, partition)
     shards = [x[s : min(s + shard_size, n)] for s in range(0, n, shard_size)]
     bar.start("capture", len(shards), "shard")
     try:
@@ -210,20 +213,43 @@ def _layer_lists(
     return {k: list(layers) for k in models}, []
 
 
-def _make_pairs(labels: list[str], pairs: str, by_position: bool) -> Any:
-    def make(layers: dict[str, list[str]]) -> list[Pair]:
+@dataclass
+class _Pairs:
+    """The pairs of a model set from the resolved layers, and the capture's partition:
+    depth-matched pairs only need the cross-moments of one depth (one joint product per
+    layer name, or per position), not those of every layer of every model."""
+
+    labels: list[str]
+    pairs: str
+    by_position: bool
+
+    def __call__(self, layers: dict[str, list[str]]) -> list[Pair]:
         out: list[Pair] = []
-        for a, b in itertools.combinations(labels, 2):
+        for a, b in itertools.combinations(self.labels, 2):
             la, lb = layers[a], layers[b]
-            if pairs == "all":
+            if self.pairs == "all":
                 out += [((a, x), (b, y)) for x in la for y in lb]
-            elif by_position:
+            elif self.by_position:
                 out += [((a, x), (b, y)) for x, y in zip(la, lb, strict=False)]
             else:
                 out += [((a, x), (b, x)) for x in la if x in lb]
         return out
 
-    return make
+    @property
+    def partition(self) -> Any:
+        return None if self.pairs == "all" else _part_of if not self.by_position else _position_of
+
+
+def _part_of(key: tuple[str, str], layers: dict[str, list[str]]) -> str:
+    return key[1]
+
+
+def _position_of(key: tuple[str, str], layers: dict[str, list[str]]) -> int:
+    return layers[key[0]].index(key[1])
+
+
+def _make_pairs(labels: list[str], pairs: str, by_position: bool) -> _Pairs:
+    return _Pairs(labels, pairs, by_position)
 
 
 def compare_many(
@@ -409,6 +435,7 @@ def _capture(
     bar: Progress,
 ) -> Accumulated:
     models = {k: (m, layer_lists[k]) for k, m in nets.items()}
+    partition = getattr(make_pairs, "partition", None)
     x = _sliceable(data)
     mapped = run is not None and callable(getattr(run, "map_reduce", None))
     if x is None or conv == "dft" or (shard_size is None and not mapped):
@@ -423,6 +450,7 @@ def _capture(
             keep_arrays=keep_arrays,
             pairs=make_pairs,
             defaulted=defaulted,
+            partition=partition,
         )
     n = len(x) if max_samples is None else min(len(x), max_samples)
     # the layers (globs, aliases, default layers that do not run) resolved on two samples
@@ -452,6 +480,7 @@ def _capture(
         keep_arrays=keep_arrays,
         executor=run,
         bar=bar,
+        partition=partition,
     )
     acc.layers, acc.aliases, acc.pairs = probe.layers, probe.aliases, probe.pairs
     return acc
