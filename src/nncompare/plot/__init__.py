@@ -22,6 +22,9 @@ All functions take the tidy frame returned by :func:`nncompare.compare_models` a
 * :func:`dynamics_grid`, :func:`convergence_curves`, :func:`class_sensitivity_curves` — the
   SVCCA paper's learning dynamics (Raghu et al. 2017, Fig. 4) and class sensitivity (Fig. 6)
   (:mod:`.dynamics`).
+* :func:`compression_curves`, :func:`freeze_curves` — compression by SVCCA projection
+  (accuracy against kept fraction, Fig. App.5) and Freeze Training against normal training
+  (Fig. 5) (:mod:`.compression`).
 * ``weights_*`` — the weight lens of :mod:`nncompare.weights` (Guth & Ménard, Figs. 1, 3, 4):
   eigenfilter grid, eigen-subspace overlaps, spectra with r_eff, eigenvector similarity, S by
   depth (:mod:`.weights`).
@@ -40,6 +43,7 @@ from nncompare.plot.alignment import (
     alignment_spectrum,
     alignment_transfer,
 )
+from nncompare.plot.compression import compression_curves, freeze_curves
 from nncompare.plot.dynamics import class_sensitivity_curves, convergence_curves, dynamics_grid
 from nncompare.plot.figures import heatmap, kept_dims, layer_profile, spectrum
 from nncompare.plot.rdm import plot_rdm
@@ -69,10 +73,12 @@ __all__ = [
     "alignment_spectrum",
     "alignment_transfer",
     "class_sensitivity_curves",
+    "compression_curves",
     "convergence_curves",
     "dynamics_grid",
     "figure_to_png_bytes",
     "figure_to_svg",
+    "freeze_curves",
     "heatmap",
     "kept_dims",
     "layer_profile",
