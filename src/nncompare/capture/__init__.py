@@ -57,6 +57,7 @@ from nncompare.capture._layers import (
 )
 from nncompare.capture._layout import to_channels_last
 from nncompare.capture._recorder import ActivationRecorder
+from nncompare.capture._recurrent import RecurrentStates, capture_recurrent, recurrent_layers
 from nncompare.capture._run import capture
 
 __all__ = [
@@ -65,14 +66,17 @@ __all__ = [
     "InvalidCacheError",
     "LayerInfo",
     "LayerNotFoundError",
+    "RecurrentStates",
     "StaleCacheError",
     "capture",
+    "capture_recurrent",
     "default_layers",
     "format_layer_table",
     "iter_batches",
     "list_layers",
     "load_cache",
     "model_fingerprint",
+    "recurrent_layers",
     "resolve_layers",
     "to_channels_last",
 ]

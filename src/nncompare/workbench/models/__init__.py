@@ -3,6 +3,7 @@
 * :class:`MLP` - fully connected network (``fc1``, ``relu1``, …).
 * :class:`SmallCNN` - small conv net for 8×8 digits and other small images.
 * :class:`SmallCNN1d` - small 1-D conv net for MNIST-1D signals.
+* :class:`StackedLSTM` - stacked LSTM (``lstm1``, ``lstm2``, …) reading a signal as a sequence.
 * :func:`cifar_resnet` - CIFAR-10 ResNet-20/32/44/56 (option-A shortcuts), with
   loading of the akamaster pretrained checkpoints; :func:`cifar_preprocess`,
   :data:`CIFAR_MEAN`, :data:`CIFAR_STD` for their input normalisation.
@@ -17,6 +18,7 @@ from nncompare.workbench.models.factorized_vgg import (
     FrozenDepthwise,
     factorized_vgg,
 )
+from nncompare.workbench.models.lstm import StackedLSTM
 from nncompare.workbench.models.mlp import MLP
 from nncompare.workbench.models.resnet_cifar import (
     CIFAR_MEAN,
@@ -44,6 +46,7 @@ __all__ = [
     "SimplifiedVGG",
     "SmallCNN",
     "SmallCNN1d",
+    "StackedLSTM",
     "cifar_preprocess",
     "cifar_resnet",
     "factorized_vgg",
