@@ -234,3 +234,112 @@ def test_toy_refuses_bad_sizes():
         signal_noise_pair(100, 3, 2.5)
     with pytest.raises(ValueError, match="noise_scale must be a positive finite number"):
         signal_noise_pair(100, 3, 2, noise_scale=0.0)
+
+
+# ---------------------------------------------------------------------- the CLI and report
+FACTORY = "nncompare.models:MLP(in_features=6, hidden=(12, 8), out_features=3)"
+
+
+@pytest.fixture()
+def cli_files(tmp_path):
+    from nncompare.models import MLP
+    from nncompare.workbench.training import save_state_dict
+
+    ck = tmp_path / "ckpts"
+    ck.mkdir()
+    rows = []
+    for i in range(5):
+        torch.manual_seed(i)
+        save_state_dict(MLP(6, hidden=(12, 8), out_features=3).state_dict(), ck / f"run{i}.pt")
+        rows.append({"model": f"run{i}", "seed": i, "lr": 0.1 if i < 3 else 0.01})
+    pd.DataFrame(rows).to_csv(tmp_path / "meta.csv", index=False)
+    x = np.random.default_rng(0).normal(size=(150, 6)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x)
+    return tmp_path
+
+
+def test_cli_compare_many_writes_matrices_dendrogram_mds_and_groups(cli_files):
+    from click.testing import CliRunner
+
+    from nncompare.cli.main import cli
+
+    d = cli_files
+    out = d / "out"
+    res = CliRunner().invoke(
+        cli,
+        ["compare-many", str(d / "ckpts"), "--factory", FACTORY, "--data", str(d / "data.npz"),
+         "--layer", "relu1,relu2", "--metadata", str(d / "meta.csv"), "--group-by", "lr",
+         "--n-clusters", "2", "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "models: 5 (10 pairs)" in res.output
+    frame = pd.read_csv(out / "results.csv")
+    assert len(frame) == 10 * 2 * 2  # pairs x layers x measures (pwcca, cca)
+    m = pd.read_csv(out / "matrices" / "relu2__pwcca.csv", index_col=0)
+    assert list(m.index) == [f"run{i}" for i in range(5)] and m.shape == (5, 5)
+    row = frame[(frame.model_a == "run1") & (frame.model_b == "run3")]
+    row = row[(row.layer_a == "relu2") & (row.measure == "pwcca")]
+    assert m.loc["run1", "run3"] == pytest.approx(float(row["distance"].iloc[0]), abs=1e-12)
+    clusters = pd.read_csv(out / "clusters.csv")
+    assert set(clusters.columns) >= {"layer", "measure", "model", "cluster", "mds1", "lr"}
+    assert len(clusters) == 4 * 5
+    groups = pd.read_csv(out / "groups.csv")
+    within = groups[(groups.layer == "relu2") & (groups.measure == "pwcca")]
+    assert within["n_pairs"].sum() == 10
+    html = (out / "report.html").read_text()
+    assert "pwcca at relu2" in html and "within and between groups of lr" in html
+    figs = sorted(p.name for p in (out / "figures").iterdir())
+    assert "heatmap_relu2__pwcca.png" in figs and "mds_relu2__pwcca.png" in figs
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--group-by", "lr"], "groups come from the models' metadata; pass --metadata"),
+        (["--layer", "nope"], "Invalid value for --layer: run0: No layer named 'nope'"),
+        (["--metadata", "BADMETA"], "has no entry for the models"),
+        (["--metadata", "META", "--group-by", "width"], "'width' is not in the metadata"),
+    ],
+)
+def test_cli_compare_many_errors_are_one_line(cli_files, extra, message):
+    from click.testing import CliRunner
+
+    from cli_util import error_line
+    from nncompare.cli.main import cli
+
+    d = cli_files
+    pd.DataFrame({"model": ["run0"], "lr": [1]}).to_csv(d / "bad.csv", index=False)
+    extra = [
+        str(d / "bad.csv") if e == "BADMETA" else str(d / "meta.csv") if e == "META" else e
+        for e in extra
+    ]
+    args = ["compare-many", str(d / "ckpts"), "--factory", FACTORY, "--data", str(d / "data.npz")]
+    line = error_line(CliRunner().invoke(cli, [*args, *extra, "--out", str(d / "o")]))
+    assert message in line
+
+
+def test_cli_compare_many_needs_factory_for_a_directory(cli_files):
+    from click.testing import CliRunner
+
+    from cli_util import error_line
+    from nncompare.cli.main import cli
+
+    d = cli_files
+    line = error_line(
+        CliRunner().invoke(cli, ["compare-many", str(d / "ckpts"), "--data", str(d / "data.npz")])
+    )
+    assert "is a directory; a directory of checkpoints needs --factory SPEC" in line
+    line = error_line(
+        CliRunner().invoke(
+            cli,
+            [
+                "compare-many",
+                str(d / "ckpts" / "run0.pt"),
+                "--factory",
+                FACTORY,
+                "--data",
+                str(d / "data.npz"),
+            ],
+        )
+    )
+    assert "needs at least two models; got 1" in line

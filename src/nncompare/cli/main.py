@@ -680,6 +680,11 @@ from nncompare.cli.dynamics import dynamics as _dynamics_command  # noqa: E402
 cli.add_command(_dynamics_command)
 cli.add_command(_sensitivity_command)
 
+# ``nncompare compare-many`` (a set of models: distance matrices, clusters, MDS).
+from nncompare.cli.many import compare_many_command as _compare_many_command  # noqa: E402
+
+cli.add_command(_compare_many_command)
+
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``nncompare`` console script (and of ``python -m``).
