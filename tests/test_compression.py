@@ -151,3 +151,37 @@ def test_bad_input_is_explained(mlp, digits):
         svcca_compress(mlp, "tanh1", (torch.zeros(10, 64, dtype=torch.long), d.y[:10]), 2)
     with pytest.raises(ValueError, match=r"fractions must be a non-empty list of values in"):
         compression_sweep(mlp, "tanh1", d, fractions=(0.0,))
+
+
+def test_cli_compress_writes_a_report(runner, tmp_path):
+    from nncompare.cli.main import cli
+
+    res = runner.invoke(
+        cli,
+        ["compress", "nncompare.models:MLP(in_features=64, hidden=(24, 16), activation='tanh')",
+         "--data", "digits", "--layers", "tanh1,tanh2", "--fractions", "0.25,1",
+         "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "report.html").read_text()
+    assert "Compression by SVCCA projection" in html
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert set(df["mode"]) == {"single", "consecutive"} and set(df["reference"]) == {
+        "logits",
+        "random",
+    }
+
+
+def test_cli_compress_layer_without_linear_is_one_line(runner, tmp_path):
+    from nncompare.cli.main import cli
+
+    res = runner.invoke(
+        cli,
+        ["compress", "nncompare.models:MLP(in_features=64, hidden=(24,))", "--data", "digits",
+         "--layers", "fc1", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert res.exit_code != 0
+    assert "compress: svcca_compress needs the output of layer 'fc1' to enter" in res.output
+    assert len(res.output.strip().splitlines()) == 1  # one line, no traceback

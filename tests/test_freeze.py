@@ -154,3 +154,34 @@ def test_bad_freeze_arguments_are_explained(digits):
         FreezeSchedule(stages="conv1").resolve(SmallCNN())
     with pytest.raises(ValueError, match=r"at least one seed"):
         freeze_experiment(_net, train_data, train_data, seeds=(), epochs=1, lr=0.1)
+
+
+def test_cli_train_with_freeze_linear(runner, tmp_path):
+    from nncompare.cli.main import cli
+
+    out = tmp_path / "run"
+    res = runner.invoke(
+        cli,
+        ["train", "nncompare.models:SmallCNN()", "--data", "digits", "--test-data", "digits",
+         "--epochs", "3", "--freeze", "linear", "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "frozen conv1" in res.output and "backward FLOPs saved by Freeze Training" in res.output
+    assert (out / "final.pt").is_file()
+    import json
+
+    doc = json.loads((out / "history.json").read_text())
+    assert doc["info"]["freeze"]["stages"] == ["conv1", "conv2", "fc"]
+    assert doc["history"][0]["frozen"] == []
+
+
+def test_cli_train_bad_data_is_one_line(runner, tmp_path):
+    from nncompare.cli.main import cli
+
+    bad = tmp_path / "x.npz"
+    import numpy as np
+
+    np.savez(bad, inputs=np.zeros((4, 64)))
+    res = runner.invoke(cli, ["train", "nncompare.models:MLP(in_features=64)", "--data", str(bad)])
+    assert res.exit_code != 0
+    assert "holds arrays ['inputs']; expected 'x' (inputs) and 'y'" in res.output

@@ -680,6 +680,13 @@ from nncompare.cli.dynamics import dynamics as _dynamics_command  # noqa: E402
 cli.add_command(_dynamics_command)
 cli.add_command(_sensitivity_command)
 
+# ``nncompare train`` (with --freeze linear) and ``nncompare compress`` (SVCCA projection).
+from nncompare.cli.train import compress as _compress_command  # noqa: E402
+from nncompare.cli.train import train_command as _train_command  # noqa: E402
+
+cli.add_command(_train_command)
+cli.add_command(_compress_command)
+
 # ``nncompare compare-many`` (a set of models: distance matrices, clusters, MDS).
 from nncompare.cli.many import compare_many_command as _compare_many_command  # noqa: E402
 
