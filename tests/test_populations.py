@@ -210,62 +210,27 @@ def test_distance_accuracy_recovers_a_planted_relation():
         pop.distance_accuracy(pd.DataFrame(rows), {k: v for k, v in acc.items() if k != "c1"})
 
 
-# ---------------------------------------------------------------------- Fig. 5
-def _blocks(labels: list[str], seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    D = np.where(np.equal.outer(labels, labels), 0.2, 0.8) + rng.uniform(0, 0.05, (n, n))
-    D = (D + D.T) / 2
-    np.fill_diagonal(D, 0.0)
-    names = [f"m{i}" for i in range(n)]
-    return pd.DataFrame(D, index=names, columns=names)
+def test_group_summary_of_a_compare_many_frame_agrees_with_the_matrix_summary():
+    from nncompare.analyses.cluster import group_summary as matrix_summary
+    from nncompare.analyses.cluster import model_matrix
 
-
-def test_cluster_recovery_block_matrix():
-    labels = ["0.01", "0.1", "1"] * 4
-    M = _blocks(labels)
-    lab = dict(zip(M.index, labels, strict=True))
-    rec = pop.cluster_recovery(M, lab)
-    assert rec.ari == pytest.approx(1.0) and rec.n_clusters == 3
-    assert sorted(rec.order) == sorted(M.index) and len(rec.assignment) == 12
-    assert list(rec.assignment.columns) == ["model", "label", "cluster", "position"]
-    # labels the matrix does not reflect are not recovered
-    wrong = dict(zip(M.index, ["a"] * 6 + ["b"] * 6, strict=True))
-    assert pop.cluster_recovery(M, wrong).ari < 0.5
-
-
-def test_cluster_recovery_errors():
-    M = _blocks(["a", "b", "a", "b"])
-    lab = dict(zip(M.index, ["a", "b", "a", "b"], strict=True))
-    bad = M.copy()
-    bad.iloc[0, 1] = bad.iloc[1, 0] = -0.5
-    with pytest.raises(ValueError, match=r"matrix must hold distances \(>= 0\); its smallest"):
-        pop.cluster_recovery(bad, lab)
-    with pytest.raises(ValueError, match=r"labels has no label for the models \['m3'\]"):
-        pop.cluster_recovery(M, {k: v for k, v in lab.items() if k != "m3"})
-    with pytest.raises(ValueError, match="n_clusters must be an int from 1 to 4; got 9"):
-        pop.cluster_recovery(M, lab, n_clusters=9)
-    with pytest.raises(ValueError, match="method must be one of"):
-        pop.cluster_recovery(M, lab, method="ward-ish")
-
-
-def test_compare_many_frame_to_matrix_and_groups():
     torch.manual_seed(0)
     models = {f"m{i}": nc.models.MLP(8, (6, 5), 3) for i in range(4)}
     xx = torch.randn(300, 8, generator=torch.Generator().manual_seed(1))
     df = nc.compare_many(models, xx, layers=["relu1", "relu2"], measures=["pwcca", "cca"])
-    M = pop.distance_matrix(df, layer="relu2", measure="pwcca")
-    assert list(M.index) == list(models) and np.allclose(M, M.T) and np.all(np.diag(M) == 0)
-    row = df[(df.model_a == "m0") & (df.model_b == "m2") & (df.layer_a == "relu2")
-             & (df.measure == "pwcca")]  # fmt: skip
-    assert M.loc["m2", "m0"] == pytest.approx(float(row["distance"].iloc[0]))
-    s = pop.group_summary(df, {"m0": "x", "m1": "x", "m2": "y", "m3": "y"})
+    groups = {"m0": "x", "m1": "x", "m2": "y", "m3": "y"}
+    s = pop.group_summary(df, groups)
     assert len(s) == 2 * 2 * 3 and set(s["n_pairs"]) == {1, 4}
-    with pytest.raises(ValueError, match="the frame has several layer_a values"):
-        pop.distance_matrix(df, measure="pwcca")
-    with pytest.raises(ValueError, match="has no finite distance for the model pairs"):
-        pop.distance_matrix(df[~((df.model_a == "m0") & (df.model_b == "m1"))],
-                            layer="relu1", measure="cca")  # fmt: skip
+    # the per-matrix summary of the cluster module: same numbers for a complete matrix
+    meta = {k: {"group": v} for k, v in groups.items()}
+    ref = matrix_summary(model_matrix(df, "relu2", "pwcca", metadata=meta), "group")
+    ref.index = [
+        a if a == b else f"{a} vs {b}" for a, b in zip(ref.group_a, ref.group_b, strict=True)
+    ]
+    mine = s[(s["layer"] == "relu2") & (s["measure"] == "pwcca")].set_index("comparison")
+    ref = ref.loc[mine.index]
+    assert mine["mean"].to_numpy() == pytest.approx(ref["mean"].to_numpy(), abs=1e-12)
+    assert mine["std"].to_numpy() == pytest.approx(ref["std"].to_numpy(), abs=1e-12)
 
 
 # ---------------------------------------------------------------------- figures
@@ -282,11 +247,6 @@ def test_figures(planted, x):
     acc = {"a0": 0.8, "a1": 0.82, "b0": 0.9, "b1": 0.91}
     fig = pplot.width_trend(pop.group_summary(fr, wgroups), fr, acc, wgroups)
     assert len(fig.axes) == 2
-    M = _blocks(["p", "q"] * 3)
-    rec = pop.cluster_recovery(M, dict(zip(M.index, ["p", "q"] * 3, strict=True)))
-    fig = pplot.ordered_matrix(M, order=rec.order, labels=dict(zip(M.index, ["p", "q"] * 3,
-                                                                    strict=True)))  # fmt: skip
-    assert len(fig.axes) >= 2
     with pytest.raises(ValueError, match=r"group_summary needs a frame with the columns"):
         pplot.group_distances(cc)
     with pytest.raises(ValueError, match=r"measure='cka' is not in the summary; it has"):

@@ -14,12 +14,12 @@
   groups of different widths are compared on representations of one size (footnote 8).
 * :func:`distance_accuracy` - the correlation between pairwise distance and test accuracy
   (Fig. 4b).
-* :func:`cluster_recovery` - hierarchical clustering of a distance matrix and how well the
-  clusters recover a label such as the learning rate (adjusted Rand index; Fig. 5).
 
 Every function returns a tidy :class:`pandas.DataFrame` (or a small result holding them);
 the figures are in :mod:`nncompare.plot.populations`. Convolutional activations are
-averaged over the spatial positions (``conv="mean"``), as in the paper.
+averaged over the spatial positions (``conv="mean"``), as in the paper. The clusters of
+Fig. 5 come from :func:`nncompare.analyses.model_matrix` and :func:`nncompare.analyses.cluster`
+(``Clustering.agreement("lr")`` is the adjusted Rand index with the learning rate).
 """
 
 from __future__ import annotations
@@ -27,19 +27,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "ClusterRecovery",
-    "cluster_recovery",
     "converging_coefficients",
     "direct_distances",
     "direction_stability",
     "distance_accuracy",
-    "distance_matrix",
     "group_summary",
     "subset_distances",
 ]
@@ -313,6 +309,12 @@ def group_summary(frame: Any, groups: Mapping[str, Any], *, value: str = "distan
         (the group's label for pairs within a group, ``"A vs B"`` between groups, in the
         order the groups first appear), ``kind`` ("within" / "between"), ``mean``,
         ``std`` (ddof=0; 0 for one pair) and ``n_pairs``. Rows with an error are left out.
+
+    Notes
+    -----
+    Works on any set of pairs (e.g. only the pairs within groups) and on measures outside
+    the registry (cosine, Euclidean). For one complete (layer, measure) matrix,
+    :func:`nncompare.analyses.cluster.group_summary` gives the same numbers.
     """
     import pandas as pd
 
@@ -590,150 +592,3 @@ def distance_accuracy(
             gacc = pd.Series(acc).groupby(pd.Series(g)).mean()
             corr(measure, "groups", by.to_numpy(float), gacc[by.index].to_numpy(float))
     return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------------- clusters, Fig. 5
-def distance_matrix(frame: Any, *, layer: str | None = None, measure: str | None = None) -> Any:
-    """The square, symmetric model × model distance matrix of one (layer, measure).
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        A :func:`nncompare.compare_many` frame.
-    layer, measure : str, optional
-        Which ``layer_a`` and ``measure``; may be left out when the frame has only one.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Models in the order they first appear, zeros on the diagonal.
-    """
-    import pandas as pd
-
-    df = frame
-    for col, want in (("layer_a", layer), ("measure", measure)):
-        have = list(dict.fromkeys(df[col]))
-        if want is None:
-            if len(have) != 1:
-                raise ValueError(f"the frame has several {col} values {have}; pick one.")
-            want = have[0]
-        elif want not in have:
-            raise ValueError(f"{col}={want!r} is not in the frame; it has {have}.")
-        df = df[df[col] == want]
-    names = list(dict.fromkeys([*df["model_a"], *df["model_b"]]))
-    D = np.full((len(names), len(names)), np.nan)
-    np.fill_diagonal(D, 0.0)
-    M = pd.DataFrame(D, index=names, columns=names)
-    for a, b, d in zip(df["model_a"], df["model_b"], df["distance"], strict=True):
-        M.loc[a, b] = M.loc[b, a] = float(d)
-    missing = [(a, b) for a, b in itertools.combinations(names, 2) if not np.isfinite(M.loc[a, b])]
-    if missing:
-        raise ValueError(
-            f"the frame has no finite distance for the model pairs {missing[:5]} (missing "
-            "rows or errors); every pair needs one for a distance matrix."
-        )
-    return M
-
-
-@dataclass
-class ClusterRecovery:
-    """Outcome of :func:`cluster_recovery`.
-
-    Attributes
-    ----------
-    ari : float
-        Adjusted Rand index between the clusters and the labels (1 = recovered exactly,
-        about 0 = chance).
-    assignment : pandas.DataFrame
-        ``model``, ``label``, ``cluster`` (1-based), ``position`` (in the dendrogram order).
-    order : list of str
-        Models in the dendrogram's leaf order (for the ordered heatmap).
-    linkage : numpy.ndarray
-        SciPy linkage matrix.
-    n_clusters : int
-    method : str
-    """
-
-    ari: float
-    assignment: Any
-    order: list[str]
-    linkage: np.ndarray = field(repr=False)
-    n_clusters: int = 0
-    method: str = "average"
-
-
-def cluster_recovery(
-    matrix: Any,
-    labels: Mapping[str, Any],
-    *,
-    n_clusters: int | None = None,
-    method: str = "average",
-) -> ClusterRecovery:
-    """Cluster a distance matrix hierarchically and score how well it recovers ``labels``.
-
-    Parameters
-    ----------
-    matrix : pandas.DataFrame
-        Square symmetric distances with model names as index and columns (see
-        :func:`distance_matrix`).
-    labels : mapping model name -> label
-        The known grouping, e.g. each network's learning rate.
-    n_clusters : int, optional
-        Clusters cut from the tree; default the number of distinct labels.
-    method : {"average", "complete", "single", "weighted"}, default "average"
-        SciPy linkage on the condensed distances.
-
-    Returns
-    -------
-    ClusterRecovery
-        The adjusted Rand index (scikit-learn), the assignment and the leaf order.
-    """
-    import pandas as pd
-    from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
-    from scipy.spatial.distance import squareform
-
-    try:
-        from sklearn.metrics import adjusted_rand_score
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "cluster_recovery needs scikit-learn for the adjusted Rand index; install it "
-            "with `pip install scikit-learn`."
-        ) from None
-    methods = ("average", "complete", "single", "weighted")
-    if method not in methods:
-        raise ValueError(f"method must be one of {list(methods)}; got {method!r}.")
-    names = [str(x) for x in matrix.index]
-    D = np.asarray(matrix, dtype=float)
-    if D.ndim != 2 or D.shape[0] != D.shape[1] or list(map(str, matrix.columns)) != names:
-        raise ValueError(
-            "matrix must be a square DataFrame with the same model names as index and "
-            f"columns; got shape {D.shape}."
-        )
-    if not np.all(np.isfinite(D)) or not np.allclose(D, D.T, atol=1e-12):
-        raise ValueError("matrix must be finite and symmetric (distances of every model pair).")
-    lab = {str(k): v for k, v in labels.items()}
-    missing = [n for n in names if n not in lab]
-    if missing:
-        raise ValueError(f"labels has no label for the models {missing}.")
-    k = len(set(lab[n] for n in names)) if n_clusters is None else n_clusters
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(names):
-        raise ValueError(f"n_clusters must be an int from 1 to {len(names)}; got {n_clusters!r}.")
-    if D.min() < -1e-8:
-        raise ValueError(f"matrix must hold distances (>= 0); its smallest entry is {D.min():.3g}.")
-    D = np.maximum((D + D.T) / 2, 0.0)  # only last-digit rounding below 0 is left here
-    np.fill_diagonal(D, 0.0)
-    Z = linkage(squareform(D, checks=False), method=method)
-    cl = fcluster(Z, t=int(k), criterion="maxclust")
-    leaves = [names[i] for i in leaves_list(Z)]
-    pos = {n: i for i, n in enumerate(leaves)}
-    truth = [lab[n] for n in names]
-    ari = float(adjusted_rand_score([str(t) for t in truth], cl))
-    assignment = pd.DataFrame(
-        {
-            "model": names,
-            "label": truth,
-            "cluster": cl.astype(int),
-            "position": [pos[n] for n in names],
-        }
-    )
-    return ClusterRecovery(ari, assignment, leaves, Z, int(k), method)

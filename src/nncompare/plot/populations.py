@@ -11,8 +11,8 @@ draw into ``ax`` when one is given:
   std (Fig. 3).
 * :func:`width_trend` - within-group distance against width, and pairwise distance against
   test accuracy (Fig. 4).
-* :func:`ordered_matrix` - a distance matrix in the dendrogram's order with a label bar
-  (Fig. 5a).
+
+The clustered distance matrix of Fig. 5 is :func:`nncompare.plot.many.many_heatmap`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ __all__ = [
     "converging_coefficients",
     "direction_stability",
     "group_distances",
-    "ordered_matrix",
     "width_trend",
 ]
 
@@ -173,41 +172,4 @@ def width_trend(
     ax2.set_title("(b) accuracy vs distance", loc="left")
     if title:
         fig.suptitle(clean_text(title))
-    return fig
-
-
-def ordered_matrix(
-    matrix: Any,
-    *,
-    order: Sequence[str] | None = None,
-    labels: Mapping[str, Any] | None = None,
-    title: str | None = None,
-) -> Any:
-    """A model × model distance matrix, rows and columns in ``order``, with a label bar."""
-    import matplotlib as mpl
-
-    names = list(order) if order is not None else [str(x) for x in matrix.index]
-    M = np.asarray(matrix.loc[names, names], dtype=float)
-    fig = new_figure((5.4, 4.6))
-    if labels is not None:
-        ax_bar, ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 18]})
-        levels = list(dict.fromkeys(sorted(labels[n] for n in names)))
-        idx = np.array([[levels.index(labels[n])] for n in names], dtype=float)
-        cmap = mpl.colors.ListedColormap(list(OKABE_ITO[: max(1, len(levels))]))
-        ax_bar.imshow(idx, aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(levels) - 0.5,
-                      interpolation="nearest")  # fmt: skip
-        ax_bar.set_xticks([])
-        ax_bar.set_yticks([])
-        handles = [mpl.patches.Patch(color=cmap(i), label=clean_text(lv))
-                   for i, lv in enumerate(levels)]  # fmt: skip
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(levels), fontsize=7)
-    else:
-        ax = fig.add_subplot()
-    im = ax.imshow(M, cmap="viridis", interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="distance")
-    step = max(1, len(names) // 25)
-    ax.set_xticks(range(0, len(names), step), [shorten(n, 8) for n in names[::step]],
-                  rotation=90, fontsize=6)  # fmt: skip
-    ax.set_yticks(range(0, len(names), step), [shorten(n, 8) for n in names[::step]], fontsize=6)
-    ax.set_title(clean_text(title or "distance matrix (clustered order)"), loc="left")
     return fig
