@@ -8,6 +8,7 @@ The executors live in :mod:`nncompare.parallel`; ``nc.analyses.SerialExecutor`` 
 
 from typing import Any
 
+from nncompare.analyses import recurrent, toys
 from nncompare.analyses.cluster import (
     Clustering,
     ModelMatrix,
@@ -61,8 +62,10 @@ __all__ = [
     "pairwise",
     "permutation_test",
     "random_copy",
+    "recurrent",
     "rotation_baseline",
     "svcca_compress",
+    "toys",
 ]
 
 _MOVED = ("SerialExecutor", "ThreadExecutor", "ProcessExecutor")

@@ -25,6 +25,9 @@ All functions take the tidy frame returned by :func:`nncompare.compare_models` a
 * :func:`compression_curves`, :func:`freeze_curves` — compression by SVCCA projection
   (accuracy against kept fraction, Fig. App.5) and Freeze Training against normal training
   (Fig. 5) (:mod:`.compression`).
+* :func:`many_heatmap`, :func:`many_mds` — a model set's distance matrix in dendrogram order
+  with metadata bars, and its MDS embedding; :func:`pwcca_toy_curves`, :func:`rnn_convergence`,
+  :func:`rnn_timesteps` — Morcos et al. 2018, Figs. 2, 6d, A2-A4 (:mod:`.many`).
 * ``weights_*`` — the weight lens of :mod:`nncompare.weights` (Guth & Ménard, Figs. 1, 3, 4):
   eigenfilter grid, eigen-subspace overlaps, spectra with r_eff, eigenvector similarity, S by
   depth (:mod:`.weights`).
@@ -46,6 +49,13 @@ from nncompare.plot.alignment import (
 from nncompare.plot.compression import compression_curves, freeze_curves
 from nncompare.plot.dynamics import class_sensitivity_curves, convergence_curves, dynamics_grid
 from nncompare.plot.figures import heatmap, kept_dims, layer_profile, spectrum
+from nncompare.plot.many import (
+    many_heatmap,
+    many_mds,
+    pwcca_toy_curves,
+    rnn_convergence,
+    rnn_timesteps,
+)
 from nncompare.plot.rdm import plot_rdm
 from nncompare.plot.stitching import (
     stitch_cka_penalty,
@@ -82,8 +92,13 @@ __all__ = [
     "heatmap",
     "kept_dims",
     "layer_profile",
+    "many_heatmap",
+    "many_mds",
     "paper_style",
     "plot_rdm",
+    "pwcca_toy_curves",
+    "rnn_convergence",
+    "rnn_timesteps",
     "shorten",
     "spectrum",
     "stitch_cka_penalty",

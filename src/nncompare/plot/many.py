@@ -36,9 +36,9 @@ def _clustering(obj: Any, function: str) -> Any:
     )
 
 
-def _category_colors(values: Sequence[Any]) -> tuple[list[str], dict[Any, str]]:
+def _category_colors(values: Sequence[Any], offset: int = 0) -> tuple[list[str], dict[Any, str]]:
     uniq = list(dict.fromkeys(values))
-    pal = {u: OKABE_ITO[i % len(OKABE_ITO)] for i, u in enumerate(uniq)}
+    pal = {u: OKABE_ITO[(offset + i) % len(OKABE_ITO)] for i, u in enumerate(uniq)}
     return [pal[v] for v in values], pal
 
 
@@ -93,13 +93,15 @@ def many_heatmap(
         )
         ax_d.set_axis_off()
         legend_items = []
+        offset = 0
         for r, key in enumerate(keys, start=1):
             ax = fig.add_subplot(gs[r, 0])
             vals = meta[key].to_numpy()[c.order]
             if np.issubdtype(np.asarray(vals).dtype, np.number) and len(set(vals)) > 6:
                 ax.imshow(np.asarray(vals, float)[None, :], aspect="auto", cmap="viridis")
             else:
-                cols, pal = _category_colors(list(vals))
+                cols, pal = _category_colors(list(vals), offset)
+                offset += len(pal)
                 from matplotlib.colors import to_rgb
 
                 ax.imshow(np.array([[to_rgb(col) for col in cols]]), aspect="auto")
@@ -108,7 +110,7 @@ def many_heatmap(
             ax.set_yticks([0])
             ax.set_yticklabels([shorten(key, 12)])
         ax_h = fig.add_subplot(gs[-1, 0])
-        im = ax_h.imshow(d, cmap="magma_r", vmin=0)
+        im = ax_h.imshow(d, cmap="magma_r", vmin=0, aspect="auto")
         ax_h.set_xticks(range(n))
         ax_h.set_yticks(range(n))
         ax_h.set_xticklabels(names, rotation=90)
