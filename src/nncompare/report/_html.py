@@ -514,6 +514,7 @@ def render_html(
     alignment: Any = None,
     weights: Any = None,
     dynamics: Any = None,
+    compression: Any = None,
 ) -> str:
     """The report as one self-contained HTML document (see :func:`write_report`).
 
@@ -525,7 +526,8 @@ def render_html(
     :func:`nncompare.report._stitching.as_stitching`), adds a model-stitching section;
     ``weights`` (a :class:`nncompare.weights.experiments.WeightsSummary`) a weights section;
     ``dynamics`` (the frame of :func:`nncompare.analyses.learning_dynamics`) a
-    learning-dynamics section."""
+    learning-dynamics section; ``compression`` (the frame of
+    :func:`nncompare.analyses.compression_sweep`) a compression section."""
     from nncompare import plot
 
     df = comparison(df)  # read once; every part below reads the typed fields
@@ -657,6 +659,11 @@ def render_html(
             from nncompare.report._dynamics import dynamics_section
 
             parts.append(dynamics_section(dynamics, figs))
+
+        if compression is not None:
+            from nncompare.report._compression import compression_section
+
+            parts.append(compression_section(compression, figs))
 
         parts.append(f'<h2 id="results">All results ({len(df)} rows)</h2>')
         parts.append(_results_table(data))
