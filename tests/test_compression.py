@@ -185,3 +185,19 @@ def test_cli_compress_layer_without_linear_is_one_line(runner, tmp_path):
     assert res.exit_code != 0
     assert "compress: svcca_compress needs the output of layer 'fc1' to enter" in res.output
     assert len(res.output.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_report_section_and_plot(mlp, digits, tmp_path):
+    from nncompare.report._compression import write_compression_report
+
+    df = compression_sweep(mlp, ["tanh1", "tanh2"], digits[0], fractions=(0.25, 1.0))
+    files = write_compression_report(df, tmp_path / "alone")
+    html = files.html.read_text()
+    assert 'id="compression"' in html and "tanh1+tanh2" in html
+    x = torch.as_tensor(digits[1].x[:100], dtype=torch.float32)
+    cmp = nc.compare_models(mlp, mlp, x, layers_a=["tanh1"], layers_b=["tanh2"], measures=["cka"])
+    files = nc.report.write_report(cmp, tmp_path / "full", compression=df)
+    assert 'id="compression"' in files.html.read_text()
+    assert (tmp_path / "full" / "compression.csv").is_file()
+    with pytest.raises(ValueError, match=r"compression_curves expects a frame with columns"):
+        nc.plot.compression_curves(df.drop(columns=["accuracy"]))

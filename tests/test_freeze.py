@@ -185,3 +185,20 @@ def test_cli_train_bad_data_is_one_line(runner, tmp_path):
     res = runner.invoke(cli, ["train", "nncompare.models:MLP(in_features=64)", "--data", str(bad)])
     assert res.exit_code != 0
     assert "holds arrays ['inputs']; expected 'x' (inputs) and 'y'" in res.output
+
+
+def test_freeze_report_and_plot(digits, tmp_path):
+    import nncompare as nc
+    from nncompare.report._compression import write_freeze_report
+
+    train_data, eval_data = digits
+    runs, history = freeze_experiment(
+        _net, train_data, eval_data, seeds=(0, 1), name="cnn", epochs=3, lr=0.1
+    )
+    files = write_freeze_report(runs, history, tmp_path)
+    html = files.html.read_text()
+    assert 'id="freeze"' in html and "Backward FLOPs saved" in html
+    fig = nc.plot.freeze_curves(history, freeze_steps=[4, 8])
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match=r"freeze_curves expects a frame with columns"):
+        nc.plot.freeze_curves(runs)

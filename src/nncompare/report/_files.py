@@ -127,6 +127,7 @@ def write_report(
     alignment: Any = None,
     weights: Any = None,
     dynamics: Any = None,
+    compression: Any = None,
 ) -> ReportFiles:
     """Write ``report.html``, ``results.csv`` and ``results.json`` into ``out_dir``.
 
@@ -171,6 +172,11 @@ def write_report(
         section (panels over training, convergence curves, the step at which each layer
         first stays above 0.9), and ``dynamics.csv`` / ``dynamics.json`` are written beside
         the results.
+    compression : pandas.DataFrame, optional
+        A compression sweep of a model of the comparison (the frame of
+        :func:`nncompare.analyses.compression_sweep`): the report gains a compression
+        section (accuracy against kept fraction, the table), and ``compression.csv`` is
+        written beside the results.
 
     Returns
     -------
@@ -207,6 +213,7 @@ def write_report(
         alignment=alignment,
         weights=weights,
         dynamics=dynamics,
+        compression=compression,
     )
     sink.raise_errors()
     json_text = results_json(df)
@@ -236,5 +243,9 @@ def write_report(
         from nncompare.report._dynamics import write_dynamics_files
 
         write_dynamics_files(dynamics, out, stem="dynamics", title=f"{title or ''}")
+    if compression is not None:
+        from nncompare.report._dynamics import _csv
+
+        atomic_write(out / "compression.csv", _csv(compression))
     atomic_write(files.html, page)
     return files
