@@ -140,6 +140,53 @@ def test_factorized_vgg_trains_with_nc_training_and_the_loss_falls():
     assert np.isfinite(losses).all()
 
 
+def test_factorized_vgg_takes_the_eigenfilters_of_a_trained_network_per_block():
+    from nncompare.weights import spatial_eigenfilters
+    from nncompare.workbench.models import vgg11_simplified
+
+    torch.manual_seed(0)
+    eigenfilters = spatial_eigenfilters(vgg11_simplified(width=2))  # one entry per conv
+    net = factorized_vgg(eigenfilters, width=2)
+    for i, result in enumerate(eigenfilters.values(), start=1):
+        expected = torch.as_tensor(result.eigenvectors[:5], dtype=torch.float32)
+        torch.testing.assert_close(net.get_submodule(f"depthwise{i}").filters, expected)
+
+
+def test_compare_weights_undoes_a_channel_permutation_of_a_factorized_block():
+    """B is A with the channels between block 1 and block 2 permuted (pointwise1's rows,
+    bn2's statistics and pointwise2's K-column groups permuted alike): the same function.
+    Aligned at depthwise2's input, B's pointwise2 weights map back onto A's, each of the
+    K filter copies of a channel moving with it (channel-major layout c * K + j)."""
+    from nncompare.weights import compare_weights
+    from nncompare.weights.experiments import factorized_align_at
+
+    torch.manual_seed(0)
+    plan = (6, "M", 4)
+    a = factorized_vgg(orthonormal_filters(), in_channels=1, width=1, plan=plan).eval()
+    K = a.copies
+    with torch.no_grad():  # a planted learned direction in pointwise2 (C_out 4, D 60)
+        direction = torch.randn(K * 6)
+        a.pointwise2.weight.add_((0.6 * torch.ones(4, 1) * direction[None, :])[:, :, None, None])
+        a.bn2.running_mean.uniform_(0.0, 1.0)
+        a.bn2.running_var.uniform_(0.5, 2.0)
+    b = factorized_vgg(orthonormal_filters(), in_channels=1, width=1, plan=plan).eval()
+    b.load_state_dict(a.state_dict())
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    cols = (perm[:, None] * K + torch.arange(K)[None, :]).reshape(-1)
+    with torch.no_grad():
+        b.pointwise1.weight.copy_(a.pointwise1.weight[perm])
+        b.bn2.running_mean.copy_(a.bn2.running_mean[cols])
+        b.bn2.running_var.copy_(a.bn2.running_var[cols])
+        b.pointwise2.weight.copy_(a.pointwise2.weight[:, cols])
+    x = torch.rand(32, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a(x), atol=1e-5, rtol=1e-5)
+    align_at = {"pointwise2": factorized_align_at(a)["pointwise2"]}  # = "depthwise2"
+    df = compare_weights(a, b, x, ["pointwise2"], align_at=align_at)
+    assert df["cosine"].iloc[0] == pytest.approx(1.0, abs=1e-6)
+    assert df["c_in_a"].iloc[0] == 6  # aligned on the 6 block-input channels, not 60
+
+
 # --------------------------------------------------------------------------- summary
 
 
