@@ -81,6 +81,21 @@ def test_matrix_holds_the_frame_values_with_metadata(setup):
     assert mm.to_frame().loc["m0", "m1"] == mm.values[0, 1]
 
 
+def test_compare_many_keeps_metadata_for_the_matrices(setup):
+    nets, x, meta, _ = setup
+    df = nc.compare_many(nets, x, layers=["2"], measures=["cca"], metadata=meta)
+    assert df.attrs["provenance"]["metadata"]["m2"] == {"seed": 2, "lr": 0.01}
+    mm = model_matrices(df)["2", "cca"]
+    assert mm.metadata.loc["m2", "lr"] == 0.01 and mm.metadata.loc["m0", "seed"] == 0
+    with pytest.raises(
+        ValueError,
+        match=r"metadata has no entry for the models \['m1', 'm2', 'm3'\] \(it has \['m0'\]\)",
+    ):
+        nc.compare_many(nets, x, layers=["2"], measures=["cca"], metadata={"m0": {}})
+    with pytest.raises(TypeError, match=r"metadata\['m0'\] must be a dict of attributes"):
+        nc.compare_many(nets, x, layers=["2"], measures=["cca"], metadata=dict.fromkeys(nets, 1))
+
+
 def test_matrix_values_equal_pairwise_compare_models(setup):
     nets, x, _, df = setup
     mm = model_matrix(df, "0", "cca")

@@ -20,6 +20,7 @@ __all__ = [
     "Clustering",
     "ModelMatrix",
     "adjusted_rand",
+    "check_metadata",
     "classical_mds",
     "cluster",
     "group_summary",
@@ -83,11 +84,11 @@ class ModelMatrix:
         )
 
 
-def _metadata_frame(names: list[str], metadata: Mapping[str, Mapping[str, Any]] | None) -> Any:
-    import pandas as pd
-
-    if metadata is None:
-        return pd.DataFrame(index=pd.Index(names, name="model"))
+def check_metadata(
+    metadata: Mapping[str, Mapping[str, Any]], names: list[str]
+) -> dict[str, dict[str, Any]]:
+    """``metadata`` as a plain dict name -> dict for exactly ``names``; a clear error for a
+    non-mapping, a missing model or an entry that is not a dict."""
     if not isinstance(metadata, Mapping):
         raise TypeError(
             "metadata must be a mapping model name -> dict of its attributes (e.g. "
@@ -97,13 +98,22 @@ def _metadata_frame(names: list[str], metadata: Mapping[str, Mapping[str, Any]] 
     if missing:
         raise ValueError(
             f"metadata has no entry for the models {missing} (it has "
-            f"{sorted(map(str, metadata))}); give one dict per model of the frame."
+            f"{sorted(map(str, metadata))}); give one dict per model."
         )
     for n in names:
         if not isinstance(metadata[n], Mapping):
             raise TypeError(
                 f"metadata[{n!r}] must be a dict of attributes; got {type(metadata[n]).__name__}."
             )
+    return {n: dict(metadata[n]) for n in names}
+
+
+def _metadata_frame(names: list[str], metadata: Mapping[str, Mapping[str, Any]] | None) -> Any:
+    import pandas as pd
+
+    if metadata is None:
+        return pd.DataFrame(index=pd.Index(names, name="model"))
+    metadata = check_metadata(metadata, names)
     frame = pd.DataFrame([dict(metadata[n]) for n in names], index=pd.Index(names, name="model"))
     return frame
 
@@ -136,7 +146,8 @@ def model_matrix(
         Which column fills the matrix.
     metadata : mapping name -> dict, optional
         Each model's attributes (seed, width, lr, labels, ...), the columns of
-        ``ModelMatrix.metadata``. Default: ``frame.attrs["metadata"]`` if present.
+        ``ModelMatrix.metadata``. Default: what ``nc.compare_many(..., metadata=)`` kept
+        in ``frame.attrs["provenance"]["metadata"]``, if anything.
     layer_b : str, optional
         The ``layer_b`` to take; default: ``layer``.
 
@@ -161,7 +172,8 @@ def model_matrix(
             f"{sorted(need - cols)}. Pass the frame nc.compare_many returns."
         )
     if metadata is None:
-        metadata = getattr(frame, "attrs", {}).get("metadata")
+        attrs = getattr(frame, "attrs", {}) or {}
+        metadata = attrs.get("metadata") or (attrs.get("provenance") or {}).get("metadata")
     names = _names_of(frame)
     lb = layer if layer_b is None else layer_b
     sub = frame[

@@ -270,6 +270,7 @@ def compare_many(
     max_samples: int | None = None,
     progress: bool = False,
     provenance: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Mapping[str, Any]] | None = None,
     executor: Any = None,
     shard_size: int | None = None,
     resume: Any = None,
@@ -304,6 +305,10 @@ def compare_many(
         model with every layer of the other.
     measures, conv, batch_size, device, max_samples, provenance
         As in :func:`nncompare.compare_models`.
+    metadata : mapping model name -> dict, optional
+        Each model's attributes (seed, width, learning rate, labels, ...), kept in the
+        provenance (``df.attrs["provenance"]["metadata"]``): the metadata columns of
+        :func:`nncompare.analyses.model_matrices` and the colour bars of its plots.
     progress : bool, default False
         Progress on stderr: "[1/2] capture" (samples, or shards), "[2/2] measures" (pairs
         × measures; advanced as Dask futures complete).
@@ -388,6 +393,10 @@ def compare_many(
                 "be combined with resume=; run without resume for the statistics."
             )
         keep_arrays = keep_arrays or stats.needs_arrays
+    if metadata is not None:
+        from nncompare.analyses.cluster import check_metadata
+
+        provenance = {**dict(provenance or {}), "metadata": check_metadata(metadata, list(nets))}
 
     from nncompare.parallel import resolve_executor
 
