@@ -165,7 +165,14 @@ def test_convergence_to_final_is_zero_at_the_final_checkpoint():
     assert (first["distance"] > 1e-3).all()
     assert df["error"].isna().all()
     summary = convergence_summary(df, threshold=0.05)
-    assert set(summary.columns) == {"layer", "depth", "measure", "mean_distance", "converged_at"}
+    assert set(summary.columns) == {
+        "layer",
+        "depth",
+        "measure",
+        "mean_distance",
+        "converged_at",
+        "converged_checkpoint",
+    }
     assert (summary["converged_at"] <= 2).all()
     all_steps = convergence_to_final(ckpts, x, step="all", state="cell", measures=("cca",))
     assert len(all_steps) == 6

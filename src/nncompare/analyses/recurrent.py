@@ -144,7 +144,8 @@ def convergence_summary(frame: Any, threshold: float = 0.2) -> Any:
     -------
     pandas.DataFrame
         ``layer``, ``depth``, ``measure``, ``mean_distance``, ``converged_at`` (index of
-        the checkpoint; the final one's index when it never stays below before).
+        the checkpoint; the final one's index when it never stays below before) and
+        ``converged_checkpoint`` (its key, e.g. the training step).
     """
     import pandas as pd
 
@@ -167,6 +168,7 @@ def convergence_summary(frame: Any, threshold: float = 0.2) -> Any:
                 "measure": measure,
                 "mean_distance": float(np.nanmean(d[:-1])),
                 "converged_at": int(idx[at]),
+                "converged_checkpoint": g["checkpoint"].iloc[at],
             }
         )
     return pd.DataFrame(rows).sort_values(["measure", "depth"]).reset_index(drop=True)
