@@ -55,7 +55,11 @@ its under-coverage even so. The bootstrap of debiased CKA is biased in the other
 the estimator is nearly unbiased (+0.006), but a resample repeats samples, the repeated
 pairs enter off the diagonal of the kernel matrices, and the replicates sit +0.034 above
 it at n = 100 (+0.009 at n = 400); for it the percentile interval (``interval=
-"percentile"``) is the better one.
+"percentile"``) is the better one. The bootstrap of 50 blocks of moments (``method=
+"blocks"``, n = 400, blocks of 8 samples) covers a little less than that of samples:
+cka 0.90 / 0.85, cca 0.83 / 0.17. Its replicate costs 50 merges of the second moments
+instead of a product over the samples: slower than resampling at n = 400 and 10 features
+(Python overhead), three times faster at n = 20000 and 2 × 128 features.
 """
 
 from __future__ import annotations
