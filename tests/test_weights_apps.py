@@ -398,6 +398,32 @@ def test_cli_weights_model_errors_are_one_line(runner, cli_files):
     ), line
 
 
+def test_cli_weights_loads_factorized_vggs_from_state_dicts(runner, tmp_path):
+    """factorized_vgg() without filters builds placeholders that the state dict replaces,
+    so factorized networks load as factories on the command line; their pointwise convs
+    are compared, aligned at the depthwise inputs."""
+    from nncompare.cli.main import cli
+
+    plan = (2, "M", 2)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = factorized_vgg(orthonormal_filters(), in_channels=1, width=2, plan=plan)
+        torch.save(net.state_dict(), tmp_path / f"f{seed}.pt")
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).random((24, 1, 8, 8), np.float32))
+    spec = f"nncompare.models:factorized_vgg(in_channels=1, width=2, plan={plan!r})"
+    out = tmp_path / "out"
+    res = runner.invoke(
+        cli,
+        ["weights", spec, spec, "--weights-a", str(tmp_path / "f0.pt"), "--weights-b",
+         str(tmp_path / "f1.pt"), "--data", str(tmp_path / "x.npz"), "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["options"]["align_at"] == {"pointwise1": "depthwise1", "pointwise2": "depthwise2"}
+    rows = {r["layer"]: r for r in doc["comparison"]}
+    assert rows["pointwise2"]["c_in_a"] == 4  # the block input, not the 40 filtered copies
+
+
 # --------------------------------------------------------------------------- demo
 
 

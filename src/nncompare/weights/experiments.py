@@ -269,7 +269,7 @@ def factorized_align_at(model: Any) -> dict[str, str]:
     pending: tuple[str, int] | None = None
     for name, m in model.named_modules():
         copies = getattr(m, "copies", None)
-        if isinstance(copies, int) and hasattr(m, "in_channels") and not isinstance(m, nn.Conv2d):
+        if isinstance(copies, int) and hasattr(m, "in_channels"):
             pending = (name, copies * int(m.in_channels))
         elif isinstance(m, nn.Conv2d) and pending is not None:
             if m.kernel_size == (1, 1) and m.in_channels == pending[1] and m.groups == 1:

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nncompare.workbench.models._layers import GlobalAvgPool, check_positive_int
@@ -51,15 +50,15 @@ def _as_filter_stack(value: Any, what: str) -> torch.Tensor:
     return t
 
 
-class FrozenDepthwise(nn.Module):
+class FrozenDepthwise(nn.Conv2d):
     """Depthwise convolution of every input channel with a fixed set of filters.
 
     Each of the ``C_in`` input channels is convolved with the ``n`` given filters and
     with their negatives, giving ``K = 2 n`` output channels per input channel and
     ``K * C_in`` in all. Output channel ``c * K + j`` is input channel ``c`` convolved
-    with filter ``j`` for ``j < n`` and with ``-filter[j - n]`` for ``j >= n``. The
-    filters are a buffer, not a parameter: they are saved in the state dict but never
-    trained (Guth & Ménard, Appendix B.2).
+    with filter ``j`` for ``j < n`` and with ``-filter[j - n]`` for ``j >= n``. It is a
+    grouped ``nn.Conv2d`` (``groups = C_in``, no bias) whose weight is a buffer, not a
+    parameter: saved in the state dict, never trained (Guth & Ménard, Appendix B.2).
 
     Parameters
     ----------
@@ -71,38 +70,28 @@ class FrozenDepthwise(nn.Module):
     Attributes
     ----------
     filters : torch.Tensor, shape (n, k, k)
-        The given filters (without the negatives).
+        The given filters (without the negatives), a buffer.
     weight : torch.Tensor, shape (K * in_channels, 1, k, k)
-        The grouped-convolution weight actually applied (a buffer).
+        The grouped-convolution weight actually applied, a buffer.
     copies : int
         ``K = 2 n``, output channels per input channel.
     """
 
     def __init__(self, in_channels: int, filters: torch.Tensor) -> None:
-        super().__init__()
         check_positive_int("in_channels", in_channels)
         filters = torch.as_tensor(filters, dtype=torch.get_default_dtype())
         bank = torch.cat([filters, -filters], dim=0)  # (K, k, k)
-        self.in_channels = in_channels
-        self.copies = int(bank.shape[0])
-        self.kernel_size = int(bank.shape[-1])
+        copies, k = int(bank.shape[0]), int(bank.shape[-1])
+        super().__init__(
+            in_channels, copies * in_channels, k, padding=k // 2, groups=in_channels, bias=False
+        )
+        del self.weight  # the parameter nn.Conv2d made: the filters are frozen
+        self.copies = copies
         self.register_buffer("filters", filters.clone())
-        weight = bank.unsqueeze(1).repeat(in_channels, 1, 1, 1)  # (C_in * K, 1, k, k)
-        self.register_buffer("weight", weight)
-
-    @property
-    def out_channels(self) -> int:
-        """``K * in_channels``."""
-        return self.copies * self.in_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, padding=self.kernel_size // 2, groups=self.in_channels)
+        self.register_buffer("weight", bank.unsqueeze(1).repeat(in_channels, 1, 1, 1))
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"copies={self.copies}, frozen"
-        )
+        return f"{super().extra_repr()}, copies={self.copies}, frozen"
 
 
 class FactorizedVGG(nn.Sequential):
@@ -215,12 +204,13 @@ def _filters_per_block(filters: Any, n_blocks: int, n_filters: int) -> list[torc
 
 
 def factorized_vgg(
-    filters: Any,
+    filters: Any = None,
     in_channels: int = 3,
     num_classes: int = 10,
     width: int = 64,
     n_filters: int = 5,
     plan: Sequence[int | str] = VGG11_PLAN,
+    kernel_size: int = 3,
 ) -> FactorizedVGG:
     """Factorized simplified VGG-11 with frozen spatial eigenfilters (Guth & Ménard, B.2).
 
@@ -247,6 +237,10 @@ def factorized_vgg(
         ``nc.weights.spatial_eigenfilters(trained)["conv3"]``), used in every block;
         or one of these per block (a sequence, or the whole mapping returned by
         ``spatial_eigenfilters`` when it has one entry per block). ``k`` must be odd.
+        None: zero placeholders of size ``kernel_size``, to be replaced by loading a saved
+        state dict (it holds the frozen filters), e.g. on the command line
+        ``'nncompare.models:factorized_vgg(width=8)' --weights-a trained.pt``; a network
+        built so computes nothing until then.
     in_channels : int, default 3
         Input channels.
     num_classes : int, default 10
@@ -257,6 +251,8 @@ def factorized_vgg(
         Filters taken from each stack (the paper's 5, so ``K = 10``).
     plan : sequence of int or "M", default VGG-11
         Channel multipliers and max-pools, as for :class:`SimplifiedVGG`.
+    kernel_size : int, default 3
+        Filter size of the placeholders when ``filters`` is None (ignored otherwise).
 
     Returns
     -------
@@ -286,5 +282,13 @@ def factorized_vgg(
             f"plan must contain at least one convolution block (an int), got {tuple(plan)!r}; "
             "use e.g. the default VGG11_PLAN."
         )
+    if filters is None:
+        check_positive_int("kernel_size", kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be odd so that padding keeps the size, got {kernel_size}; "
+                f"use {kernel_size + 1}."
+            )
+        filters = torch.zeros(n_filters, kernel_size, kernel_size)
     stacks = _filters_per_block(filters, n_blocks, n_filters)
     return FactorizedVGG(tuple(plan), in_channels, num_classes, width, stacks)
