@@ -26,8 +26,8 @@ import pytest
 
 import nncompare as nc
 from nncompare.measures import conv
-from nncompare.measures.conv import dft_cca_from_comoments
 from nncompare.measures._spectral import SpectralMoments
+from nncompare.measures.conv import dft_cca_from_comoments
 
 
 def complex_cca(A: np.ndarray, B: np.ndarray) -> np.ndarray:
