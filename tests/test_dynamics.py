@@ -289,3 +289,25 @@ def test_cli_dynamics_needs_two_checkpoints(runner, trained, npz, tmp_path):
     assert got.exit_code != 0
     assert re.search(r"--checkpoints: learning dynamics needs at least two checkpoints .*got 1",
                      got.output)  # fmt: skip
+
+
+def test_demo_report_has_the_learning_dynamics_panel(tmp_path):
+    """The demo saves net A at a few epochs; its report gains the learning-dynamics section
+    (panels, curves, the convergence table) and dynamics.csv / dynamics.json."""
+    pytest.importorskip("sklearn")
+    from nncompare.demo import run_demo
+
+    lines: list[str] = []
+    res = run_demo(tmp_path / "demo", epochs=4, stitching=False, alignment=False,
+                   weights=False, log=lines.append)  # fmt: skip
+    assert res.dynamics is not None
+    assert res.dynamics.attrs["checkpoints"] == [f"epoch{e:04d}" for e in (0, 1, 2, 3, 4)]
+    assert res.dynamics.attrs["layers"] == [*LAYERS]
+    html = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
+    assert 'id="dynamics"' in html and "Convergence step per layer" in html
+    assert (tmp_path / "demo" / "dynamics.csv").exists()
+    assert any(line.startswith("learning dynamics of net A over 5 checkpoints") for line in lines)
+    off = run_demo(tmp_path / "off", epochs=1, stitching=False, alignment=False, weights=False,
+                   dynamics=False, log=lambda _s: None)  # fmt: skip
+    assert off.dynamics is None
+    assert 'id="dynamics"' not in (tmp_path / "off" / "report.html").read_text(encoding="utf-8")
