@@ -130,13 +130,14 @@ def run_compression() -> dict:
         fractions=(0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0),
         eval_data=te,
         references=("logits", (nets[1], None), "random"),
+        keep=1.0,  # every direction with variance: k reaches the layer's rank
     )
     df.to_csv(OUT / "compression.csv", index=False)
     nc.plot.compression_curves(df, mode="single").savefig(OUT / "compression_single.png", dpi=130)
     nc.plot.compression_curves(
         df, mode="consecutive", title="Consecutive compression of pool, relu3, relu4"
     ).savefig(OUT / "compression_consecutive.png", dpi=130)
-    return {"rows": df.to_dict(orient="records")}
+    return {"keep": 1.0, "rows": df.to_dict(orient="records")}
 
 
 def main() -> None:

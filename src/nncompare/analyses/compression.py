@@ -578,7 +578,8 @@ def compression_sweep(
     Returns
     -------
     pandas.DataFrame
-        Columns ``mode ("single"/"consecutive"), layer, reference, fraction, k, n,
+        Columns ``mode ("single"/"consecutive"), layer, reference, fraction (asked),
+        kept_fraction (``k / n`` used: lower where the SV step kept fewer directions), k, n,
         accuracy, original_accuracy, params, original_params, flops, original_flops``;
         for consecutive rows ``layer`` joins the layers with ``+`` and ``k``/``n`` are
         sums over them.
@@ -644,10 +645,12 @@ def compression_sweep(
                 )
                 rows.append(row)
     cols = [
-        "mode", "layer", "reference", "fraction", "k", "n", "accuracy", "original_accuracy",
-        "params", "original_params", "flops", "original_flops",
+        "mode", "layer", "reference", "fraction", "kept_fraction", "k", "n", "accuracy",
+        "original_accuracy", "params", "original_params", "flops", "original_flops",
     ]  # fmt: skip
-    return pd.DataFrame(rows)[cols]
+    out = pd.DataFrame(rows)
+    out["kept_fraction"] = out["k"] / out["n"]
+    return out[cols]
 
 
 def _compress_capped(

@@ -3,7 +3,8 @@
 Each function returns a pyplot-free :class:`matplotlib.figure.Figure`; they draw into
 ``ax`` when one is given:
 
-* :func:`compression_curves` — accuracy against the kept fraction ``k / n`` for every
+* :func:`compression_curves` — accuracy against the kept fraction ``k / n`` (the
+  ``kept_fraction`` column where present) for every
   (layer, reference) of a :func:`nncompare.analyses.compression_sweep` frame, with the
   uncompressed accuracy as a grey line (Figs. 2a, App. 5).
 * :func:`freeze_curves` — test accuracy against training step, normal and Freeze
@@ -80,9 +81,10 @@ def compression_curves(
                 part = rows[(rows["layer"] == layer) & (rows["reference"] == ref)]
                 if len(part) == 0:
                     continue
-                part = part.sort_values("fraction")
+                x = "kept_fraction" if "kept_fraction" in part else "fraction"
+                part = part.sort_values(x)
                 ax.plot(
-                    part["fraction"],
+                    part[x],
                     part["accuracy"],
                     _DASHES.get(ref, "-."),
                     marker="o",
