@@ -189,6 +189,8 @@ def test_cli_bad_logits_layer(runner, npz, tmp_path):
 # ------------------------------------------------------------ the pretrained ResNet-20
 
 
+@pytest.mark.shared
+@pytest.mark.slow
 def test_pretrained_resnet20_similar_classes_close(shared_dir):
     """ResNet-20 (akamaster weights) on the 1017 pixel-exact CIFAR-10 test images: every
     value is defined, the linear layer matches each logit exactly, and the pair of similar

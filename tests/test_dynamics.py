@@ -291,6 +291,7 @@ def test_cli_dynamics_needs_two_checkpoints(runner, trained, npz, tmp_path):
                      got.output)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_demo_report_has_the_learning_dynamics_panel(tmp_path):
     """The demo saves net A at a few epochs; its report gains the learning-dynamics section
     (panels, curves, the convergence table) and dynamics.csv / dynamics.json."""
