@@ -99,7 +99,9 @@ def child(n_models: int) -> None:
     import warnings
 
     models, x = _setup(n_models)
-    _forward(models, x[:8])
+    with warnings.catch_warnings():  # imports, first-call workspaces: not part of the growth
+        warnings.simplefilter("ignore")
+        _many(dict(list(models.items())[:2]), x[:300])
     before = _rss_kib()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--loop-repeats", type=int, default=1)
     ap.add_argument("--sizes", type=int, nargs="*", default=[5, 10, 20, 40])
+    ap.add_argument("--memory-only", action="store_true", help="only the memory sizes")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -142,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child)
         return 0
     load_start = os.getloadavg()
+    if args.memory_only:
+        memory = _memory(args.sizes, args.threads)
+        path = OUT / "bench_many.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        old["memory"] = memory
+        old["load_avg_memory"] = {"start": load_start, "end": os.getloadavg()}
+        path.write_text(json.dumps(old, indent=1))
+        _print_memory(memory)
+        return 0
     models, x = _setup(20)
 
     def best(fn: Any, repeats: int) -> tuple[float, Any]:
@@ -161,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     key = ["model_a", "model_b", "layer_a", "measure"]
     merged = df.merge(loop, on=key, suffixes=("", "_loop"))
     diff = float(np.nanmax(np.abs(merged["value"] - merged["value_loop"])))
-    memory = []
-    for n in args.sizes:
-        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(args.threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        memory.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    memory = _memory(args.sizes, args.threads)
     out = {
         "setup": {
             "models": 20,
@@ -202,14 +210,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  compare_many         : {t_many:8.3f} s  ({t_many / t_fwd:.0f}x forward)")
     print(f"  per-pair loop        : {t_loop:8.3f} s  ({t_loop / t_many:.1f}x compare_many)")
     print(f"  max |many - loop|    : {diff:.2e} over {len(merged)} values")
-    print("  memory (fresh process per size):")
+    _print_memory(memory)
+    print(f"  load average start {load_start}, end {os.getloadavg()}")
+    return 0
+
+
+def _memory(sizes: list[int], threads: int) -> list[dict[str, Any]]:
+    out = []
+    for n in sizes:
+        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def _print_memory(memory: list[dict[str, Any]]) -> None:
+    print("  memory (fresh process per size, after a warm-up call):")
     for m in memory:
         print(
             f"    {m['n_models']:3d} models, {m['pairs']:4d} pairs: {m['seconds']:7.2f} s, "
             f"peak +{m['peak_growth_mib']:.1f} MiB over {m['rss_before_mib']:.0f} MiB"
         )
-    print(f"  load average start {load_start}, end {os.getloadavg()}")
-    return 0
 
 
 if __name__ == "__main__":

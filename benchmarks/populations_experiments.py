@@ -13,15 +13,18 @@ ships with scikit-learn), conv layers averaged over positions as in the paper:
    images.
 3. Width (Fig. 4): groups of 3 CNNs with widths (w, 2w, 2w) for w = 4, 8, 16, 32; PWCCA
    distance within each group on a fixed random subset of 8 channels of ``relu3``
-   (footnote 8), and its correlation with test accuracy.
+   (footnote 8), on all its channels, and on the 10 logits (the same size at every width),
+   on the training and the test images, and its correlation with test accuracy.
 4. Clusters (Fig. 5): 24 CNNs, 3 learning rates × 8 seeds; the PWCCA distance matrix at
    ``relu3`` (``nc.compare_many``, ``nc.analyses.model_matrix``), average-linkage clusters
    (``nc.analyses.cluster``) and their adjusted Rand index with the learning rate; the
-   ordered heatmap with dendrogram and the MDS map (``nc.plot.many``).
+   ordered heatmap with dendrogram and the MDS map (``nc.plot.many``); once with the cosine
+   schedule of the other experiments, once with a constant learning rate
+   (``clusters_constant``, files ``populations_clusters_constant*``).
 
 Writes ``benchmarks/results/many/populations.json`` (every table, timings, provenance), the
 tidy frames as ``populations_*.csv`` and one ``populations_*.png`` per figure, and prints
-the headline numbers. About 6 minutes on one thread.
+the headline numbers. About 10 minutes on one thread of a quiet machine.
 
 Usage::
 
@@ -55,7 +58,8 @@ def _cnn(widths: tuple[int, ...], seed: int) -> Any:
 def _train(net: Any, x: Any, y: Any, *, epochs: int, lr: float, seed: int, **kw: Any) -> Any:
     from nncompare.workbench.training import train
 
-    return train(net, (x, y), epochs=epochs, lr=lr, seed=seed, lr_schedule="cosine", **kw)
+    kw.setdefault("lr_schedule", "cosine")
+    return train(net, (x, y), epochs=epochs, lr=lr, seed=seed, **kw)
 
 
 def converging(tr: Any, te: Any, epochs: int, tmp: Path) -> dict[str, Any]:
@@ -65,7 +69,15 @@ def converging(tr: Any, te: Any, epochs: int, tmp: Path) -> dict[str, Any]:
 
     net = _cnn((32, 64, 64), 0)
     res = _train(
-        net, tr.x, tr.y, epochs=epochs, lr=0.05, seed=0, checkpoint_dir=tmp, checkpoint_every=1
+        net,
+        tr.x,
+        tr.y,
+        epochs=epochs,
+        lr=0.05,
+        seed=0,
+        eval_data=te,
+        checkpoint_dir=tmp,
+        checkpoint_every=1,
     )
     import torch
 
@@ -178,59 +190,102 @@ def width(tr: Any, te: Any, ws: list[int], n_nets: int, epochs: int) -> dict[str
             _train(net, tr.x, tr.y, epochs=epochs, lr=0.05, seed=s)
             models[name], groups[name], acc[name] = net, str(w), evaluate(net, te)
     n_units = 2 * min(ws)
-    pairs = pop.subset_distances(models, tr.x, "relu3", n_units=n_units, groups=groups)
-    summ = pop.group_summary(pairs, groups)
-    corr = pop.distance_accuracy(pairs, acc, groups=groups)
-    pairs.to_csv(OUT / "populations_width_pairs.csv", index=False)
-    summ.to_csv(OUT / "populations_width.csv", index=False)
-    fig = pplot.width_trend(summ, pairs, acc, groups, title=f"relu3, {n_units} random channels")
-    fig.savefig(OUT / "populations_width.png", dpi=130)
-    mean_acc = {str(w): sum(acc[f"w{w}_s{s}"] for s in range(n_nets)) / n_nets for w in ws}
-    return {
-        "n_units": n_units,
-        "within_group_pwcca_distance": {
-            c: f"{m:.3f} ± {s:.3f}"
-            for c, m, s in zip(summ["comparison"], summ["mean"], summ["std"], strict=True)
-        },
-        "mean_test_accuracy": {k: round(v, 4) for k, v in mean_acc.items()},
-        "correlation": corr.to_dict(orient="records"),
+    import pandas as pd
+
+    import nncompare as nc
+
+    variants = {
+        f"relu3, {n_units} random channels, train": pop.subset_distances(
+            models, tr.x, "relu3", n_units=n_units, groups=groups
+        ),
+        f"relu3, {n_units} random channels, test": pop.subset_distances(
+            models, te.x, "relu3", n_units=n_units, groups=groups
+        ),
     }
+    for split, data in (("train", tr.x), ("test", te.x)):
+        df = nc.compare_many(models, data, layers=["relu3", "fc"], measures=["pwcca"])
+        same = df["model_a"].map(groups) == df["model_b"].map(groups)
+        df = df[same]
+        variants[f"relu3, all channels, {split}"] = df[df["layer_a"] == "relu3"]
+        variants[f"fc (10 logits), {split}"] = df[df["layer_a"] == "fc"]
+    mean_acc = {str(w): sum(acc[f"w{w}_s{s}"] for s in range(n_nets)) / n_nets for w in ws}
+    out: dict[str, Any] = {
+        "n_units": n_units,
+        "mean_test_accuracy": {k: round(v, 4) for k, v in mean_acc.items()},
+    }
+    summaries, all_pairs = [], []
+    for i, (variant, pairs) in enumerate(variants.items()):
+        summ = pop.group_summary(pairs, groups)
+        corr = pop.distance_accuracy(pairs, acc, groups=groups)
+        summaries.append(summ.assign(variant=variant))
+        all_pairs.append(pairs.assign(variant=variant))
+        out[variant] = {
+            "within_group_pwcca_distance": {
+                c: f"{m:.3f} ± {s:.3f}"
+                for c, m, s in zip(summ["comparison"], summ["mean"], summ["std"], strict=True)
+            },
+            "correlation_with_accuracy": corr[["level", "n", "pearson_r", "spearman_r"]]
+            .round(3)
+            .to_dict(orient="records"),
+        }
+        if i == 0 or variant == "fc (10 logits), train":
+            fig = pplot.width_trend(summ, pairs, acc, groups, title=variant)
+            fig.savefig(OUT / f"populations_width{'' if i == 0 else '_fc'}.png", dpi=130)
+    pd.concat(all_pairs).to_csv(OUT / "populations_width_pairs.csv", index=False)
+    pd.concat(summaries).to_csv(OUT / "populations_width.csv", index=False)
+    return out
 
 
-def clusters(tr: Any, te: Any, lrs: list[float], n_seeds: int, epochs: int) -> dict[str, Any]:
+def clusters(
+    tr: Any, te: Any, lrs: list[float], n_seeds: int, epochs: int, schedule: str = "cosine"
+) -> dict[str, Any]:
+    import numpy as np
+
     import nncompare as nc
     from nncompare.analyses import populations as pop
     from nncompare.plot.many import many_heatmap, many_mds
     from nncompare.workbench.training import evaluate
 
     models, lr_of, acc = {}, {}, {}
-    for lr in lrs:
+    for i, lr in enumerate(lrs):
         for s in range(n_seeds):
             name = f"lr{lr:g}_s{s}"
-            net = _cnn((16, 32, 32), 300 + s)
-            _train(net, tr.x, tr.y, epochs=epochs, lr=lr, seed=s)
+            # every network its own initialisation and data order (as in the paper): with
+            # shared seeds across learning rates, the seed, not the rate, groups them
+            seed = 300 + 100 * i + s
+            net = _cnn((16, 32, 32), seed)
+            _train(net, tr.x, tr.y, epochs=epochs, lr=lr, seed=seed, lr_schedule=schedule)
             models[name], lr_of[name], acc[name] = net, f"{lr:g}", evaluate(net, te)
     df = nc.compare_many(models, tr.x, layers=["relu3"], measures=["pwcca"])
-    meta = {k: {"lr": v, "seed": int(k.rsplit("_s", 1)[1])} for k, v in lr_of.items()}
+    meta = {k: {"lr": v} for k, v in lr_of.items()}
     M = nc.analyses.model_matrix(df, "relu3", "pwcca", metadata=meta)
     k = len(lrs)
     cl = nc.analyses.cluster(M, n_clusters=k)
     cl_complete = nc.analyses.cluster(M, n_clusters=k, method="complete")
-    cl.to_frame().to_csv(OUT / "populations_clusters.csv", index=False)
+    tag = "" if schedule == "cosine" else f"_{schedule}"
+    cl.to_frame().to_csv(OUT / f"populations_clusters{tag}.csv", index=False)
     __import__("pandas").DataFrame(M.values, index=M.names, columns=M.names).to_csv(
-        OUT / "populations_clusters_matrix.csv"
+        OUT / f"populations_clusters{tag}_matrix.csv"
     )
     ari = cl.agreement("lr")
-    fig = many_heatmap(cl, title=f"PWCCA distance at relu3 (ARI with lr {ari:.2f})")
-    fig.savefig(OUT / "populations_clusters.png", dpi=130)
-    many_mds(cl, color_by="lr").savefig(OUT / "populations_clusters_mds.png", dpi=130)
+    fig = many_heatmap(cl, title=f"PWCCA distance at relu3, {schedule} lr (ARI {ari:.2f})")
+    fig.savefig(OUT / f"populations_clusters{tag}.png", dpi=130)
+    many_mds(cl, color_by="lr").savefig(OUT / f"populations_clusters{tag}_mds.png", dpi=130)
     summ = pop.group_summary(df, lr_of)
     frame = cl.to_frame()
+    D = M.values.copy()
+    np.fill_diagonal(D, np.inf)
+    labels = np.array([lr_of[n] for n in M.names])
+    nn_same = float(np.mean(labels[D.argmin(axis=1)] == labels))
+    chance = (n_seeds - 1) / (len(labels) - 1)
     return {
         "n_models": len(models),
         "n_pairs": len(df),
+        "schedule": schedule,
         "ari": round(ari, 4),
         "ari_complete_linkage": round(cl_complete.agreement("lr"), 4),
+        "nearest_neighbour_same_lr": round(nn_same, 4),
+        "nearest_neighbour_chance": round(chance, 4),
         "cluster_by_lr": frame.groupby("lr")["cluster"].apply(list).to_dict(),
         "mean_test_accuracy_by_lr": {
             f"{lr:g}": round(sum(acc[f"lr{lr:g}_s{s}"] for s in range(n_seeds)) / n_seeds, 4)
@@ -274,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "seconds": {},
     }
-    todo = args.only or ["converging", "memorising", "width", "clusters"]
+    todo = args.only or ["converging", "memorising", "width", "clusters", "clusters_constant"]
     jobs = {
         "converging": lambda: converging(tr, te, 4 if q else 20, Path(tempfile.mkdtemp())),
         "memorising": lambda: memorising(
@@ -285,6 +340,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "clusters": lambda: clusters(
             tr, te, [0.01, 0.1] if q else [0.003, 0.03, 0.3], 2 if q else 8, 3 if q else 15
+        ),
+        "clusters_constant": lambda: clusters(
+            tr,
+            te,
+            [0.01, 0.1] if q else [0.003, 0.03, 0.3],
+            2 if q else 8,
+            3 if q else 15,
+            "constant",
         ),
     }
     for name in todo:
