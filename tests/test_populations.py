@@ -251,3 +251,25 @@ def test_figures(planted, x):
         pplot.group_distances(cc)
     with pytest.raises(ValueError, match=r"measure='cka' is not in the summary; it has"):
         pplot.group_distances(s, measure="cka")
+
+
+def test_tiny_population_generalising_logits_closer_than_across_groups():
+    # 2 MLPs on the true labels of 300 digits, 2 on one fixed permutation of them (fitted in
+    # part; the full memorisation run is benchmarks/populations_experiments.py):
+    # on the held-out digits the generalising pair's logits agree far better (App. A10)
+    from nncompare.workbench.data import load_digits
+    from nncompare.workbench.training import train
+
+    tr, te = load_digits("train"), load_digits("test")
+    xx, y = tr.x[:300], tr.y[:300]
+    y_rand = y[torch.randperm(300, generator=torch.Generator().manual_seed(5))]
+    models, groups = {}, {}
+    for kind, labels in (("gen", y), ("mem", y_rand)):
+        for s in range(2):
+            torch.manual_seed(10 + s)
+            net = nc.models.MLP(64, (64,), 10)
+            train(net, (xx, labels), epochs=60, lr=3e-3, seed=s, optimizer="adam")
+            models[f"{kind}{s}"], groups[f"{kind}{s}"] = net, kind
+    df = nc.compare_many(models, te.x, layers=["fc2"], measures=["pwcca"])
+    s = pop.group_summary(df, groups).set_index("comparison")["mean"]
+    assert s["gen"] < 0.5 * s["gen vs mem"]
