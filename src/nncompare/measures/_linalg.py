@@ -196,10 +196,15 @@ def whiten(
         fast = _cholesky_side(xp, R, scale_c, n_constant)
         if fast is not None:
             return fast
-    evals, evecs = xp.linalg.eigh(R)
-    # descending order
-    evals = xp.flip(evals, axis=-1)
-    evecs = xp.flip(evecs, axis=-1)
+    if is_torch(R) and R.requires_grad:
+        # autograd: constant features (dead units) give repeated zero eigenvalues, where the
+        # plain eigh backward is 0/0 (NaN gradients); they are masked out below anyway
+        evals, evecs = eigh_desc_stable(xp, R)
+    else:
+        evals, evecs = xp.linalg.eigh(R)
+        # descending order
+        evals = xp.flip(evals, axis=-1)
+        evecs = xp.flip(evecs, axis=-1)
     lam_max = evals[..., :1]
     mask = evals > rtol * xp.where(lam_max > 0, lam_max, xp.ones_like(lam_max))
     mask = mask & (evals > 0)
@@ -477,7 +482,7 @@ def eigh_desc_stable(xp: Any, A: Array, *, cluster_rtol: float = 1e-10) -> tuple
     set to zero, as in degenerate perturbation theory. Elsewhere the gradient is exact.
     Without autograd this is ``eigh`` in descending order.
     """
-    if not (is_torch(A) and A.requires_grad):
+    if not (is_torch(A) and A.requires_grad and A.ndim == 2):
         evals, evecs = xp.linalg.eigh(A)
         return xp.flip(evals, axis=-1), xp.flip(evecs, axis=-1)
     return _stable_eigh_function().apply(A, float(cluster_rtol))

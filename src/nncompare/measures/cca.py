@@ -348,9 +348,8 @@ def _pca_side(
     xp: Any, C: Array, *, variance: float | None, dims: int | None, label: str, rtol: float
 ) -> tuple[Side, float]:
     """Keep the top principal directions of a centred co-moment matrix; whiten them."""
-    evals, evecs = xp.linalg.eigh(C)
-    evals = xp.flip(evals, axis=-1)
-    evecs = xp.flip(evecs, axis=-1)
+    # descending; under autograd without the 0/0 of repeated (e.g. constant-feature) zeros
+    evals, evecs = eigh_desc_stable(xp, C)
     ev = to_numpy(evals)
     import numpy as np
 
@@ -634,6 +633,12 @@ def _pwcca(
     core = _core(m, rtol, "pwcca", want_vectors=False, decompose=False)
     k = core.k
     M = whitened_cross(xp, core.side_x, core.side_y, m.zxy)
+    # Only the kept whitened directions: the dropped ones are zero rows/columns of M, and a
+    # zero canonical correlation's singular vector could otherwise lie along them (then
+    # W U has a zero column and the projection weights are 0/0). Full-rank sides keep all.
+    mx, my = core.side_x.mask, core.side_y.mask
+    if not (bool(xp.all(mx)) and bool(xp.all(my))):
+        M = M[mx, :][:, my]
     V = None
     if plain_numpy:
         # Only the left singular vectors are needed: the eigenvectors of M Mᵀ (a symmetric
@@ -699,7 +704,8 @@ def _side_weights(xp: Any, side: Side, U: Array, C: Array, col_scale: Array) -> 
         P = xp.matrix_transpose(LU) * (col_scale / side.scale)[None, :]
         w = xp.sum(xp.abs(P), axis=1)
         return w / xp.sum(w)
-    return _projection_weights(xp, side.W @ U, C, col_scale)
+    W = side.W if U.shape[0] == side.W.shape[-1] else side.W[:, side.mask]  # kept directions
+    return _projection_weights(xp, W @ U, C, col_scale)
 
 
 def _projection_weights(xp: Any, A: Array, C: Array, col_scale: Array) -> Array:

@@ -42,6 +42,7 @@ from nncompare.measures._linalg import (
     DEFAULT_RTOL,
     check_products,
     diag,
+    eigh_desc_stable,
     linear_moments,
     svdvals_via_gram,
     whitening_side,
@@ -162,7 +163,8 @@ def _partial_whitener(xp: Any, C: Array, alpha: float, rtol: float) -> tuple[Arr
     D = diag Σ̃: ``tr R⁻¹`` at alpha = 0, the rank at alpha = 1; see ``_linalg``)."""
     t = xp.sum(diag(xp, C))
     Cn = C / t
-    evals, evecs = xp.linalg.eigh(Cn)
+    # under autograd without the 0/0 of repeated (e.g. constant-feature) zero eigenvalues
+    evals, evecs = eigh_desc_stable(xp, Cn)
     top = xp.max(evals)
     mask = evals > rtol * top
     safe = xp.where(mask, evals, xp.ones_like(evals))
