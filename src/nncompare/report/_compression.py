@@ -68,7 +68,7 @@ def compression_section(df: Any, figs: Any, *, heading: str = "h2") -> str:
 def freeze_section(runs: Any, history: Any, figs: Any, *, heading: str = "h2") -> str:
     """The Freeze Training section (``freeze_experiment``'s runs and history)."""
     from nncompare import plot
-    from nncompare.workbench.freeze import summarize_freeze
+    from nncompare.analyses.freeze import summarize_freeze
 
     parts = [
         f'<{heading} id="freeze">Freeze Training</{heading}>',

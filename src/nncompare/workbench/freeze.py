@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nncompare.analyses.freeze import summarize_freeze
+
 __all__ = ["FreezeSchedule", "freeze_experiment", "freeze_stages", "summarize_freeze"]
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -368,25 +370,3 @@ def freeze_experiment(
 
 def _same(row: dict[str, Any], name: str, mode: str, seed: int) -> bool:
     return row["model"] == name and row["mode"] == mode and row["seed"] == int(seed)
-
-
-def summarize_freeze(runs: Any) -> Any:
-    """Mean and standard deviation over seeds of :func:`freeze_experiment`'s runs.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Per (model, mode): ``n_seeds, test_accuracy_mean, test_accuracy_std,
-        saved_fraction_mean, backward_flops_mean, seconds_mean`` (std with ddof=1, NaN
-        for one seed).
-    """
-    g = runs.groupby(["model", "mode"], sort=False)
-    out = g.agg(
-        n_seeds=("seed", "count"),
-        test_accuracy_mean=("test_accuracy", "mean"),
-        test_accuracy_std=("test_accuracy", "std"),
-        saved_fraction_mean=("saved_fraction", "mean"),
-        backward_flops_mean=("backward_flops", "mean"),
-        seconds_mean=("seconds", "mean"),
-    )
-    return out.reset_index()
