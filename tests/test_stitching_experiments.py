@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
 torch = pytest.importorskip("torch")
 
+import nncompare as nc  # noqa: E402
 from nncompare.plot._export import figure_to_png_bytes  # noqa: E402
 from nncompare.stitching import experiments as E  # noqa: E402
 from nncompare.stitching import stitch  # noqa: E402
@@ -468,3 +470,19 @@ def test_figures_refuse_the_wrong_frame(sweep, inits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _png(plot.stitch_layer_sweep(sweep[0], title="A $-sign title"))
+
+
+def test_every_experiment_has_its_figure_in_the_report(
+    tmp_path, widths, similarity, cka_self, inits, low_rank, modes, sparse
+):
+    """The report's stitching section draws each experiment's own figure (the issue: every
+    experiment has a plot in nc.plot and a section in the report)."""
+    from nncompare.report._stitching import stitching_figures
+
+    for df in (widths, similarity, cka_self, inits, low_rank, modes, sparse):
+        name = df.attrs["experiment"]
+        figures = stitching_figures(df)
+        assert f"stitching_{name}" in figures, (name, list(figures))
+        _png(figures[f"stitching_{name}"])
+        files = nc.report.write_stitching_report(df, tmp_path / name)
+        assert "nc.plot.stitch_" in Path(files.html).read_text()

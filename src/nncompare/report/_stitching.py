@@ -153,7 +153,7 @@ def as_stitching(obj: Any) -> StitchingData:
     if frame is None:
         frame = pd.DataFrame([r.to_row() for r in results])
     missing = [c for c in ("layer_a", "layer_b", "method") if c not in frame.columns]
-    if missing and len(frame):
+    if missing and len(frame) and frame.attrs.get("experiment") not in _EXPERIMENT_FIGURES:
         raise ValueError(
             f"Expected stitching rows with columns layer_a, layer_b and method (the rows of "
             f"StitchResult.to_row()); the frame lacks {missing} (it has {list(frame.columns)})."
@@ -386,9 +386,53 @@ def _sweep_like(frame: Any) -> bool:
     return bool(frame["relative_accuracy"].notna().any())
 
 
+#: the figure of each experiment of nncompare.stitching.experiments (frame.attrs["experiment"])
+_EXPERIMENT_FIGURES = {
+    "width_sweep": ("stitch_width_sweep", "Relative accuracy per layer against width (Fig. 3)"),
+    "similarity_during_training": (
+        "stitch_similarity_training",
+        "Similarity of the stitched activations to B's during task-loss training (Fig. 4)",
+    ),
+    "cka_penalised_self_stitch": (
+        "stitch_cka_penalty",
+        "CKA-penalised self-stitching: CKA and accuracy during training (Fig. 5)",
+    ),
+    "initialisation_study": (
+        "stitch_initialisation",
+        "Relative accuracy by initialisation, random vs least squares (Fig. 6)",
+    ),
+    "low_rank_study": (
+        "stitch_low_rank",
+        "Reduced-rank least squares vs low-rank task-loss matching by rank (Fig. 7)",
+    ),
+    "mode_connectivity": (
+        "stitch_mode_connectivity",
+        "Relative accuracy along the line between two task-loss solutions (Exp. 6)",
+    ),
+    "sparsity_study": (
+        "stitch_sparsity",
+        "Relative accuracy against sparsity, lasso vs L1 task loss, and example matrices (Fig. 8)",
+    ),
+}
+
+
 def _per_layer_specs(data: StitchingData) -> list[tuple[str, Any, str, str]]:
     """(file stem, make, alt text, caption) of the per-layer figures."""
     frame = data.frame
+    experiment = frame.attrs.get("experiment")
+    if experiment in _EXPERIMENT_FIGURES:
+        from nncompare import plot
+
+        function, caption = _EXPERIMENT_FIGURES[experiment]
+        draw = getattr(plot, function)
+        return [
+            (
+                f"stitching_{experiment}",
+                lambda: draw(frame, title=""),
+                caption,
+                f"{caption} (nc.plot.{function}).",
+            )
+        ]
     if _sweep_like(frame):
         from nncompare import plot
 
