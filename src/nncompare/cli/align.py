@@ -19,7 +19,14 @@ from typing import Any
 
 import click
 
-from nncompare.cli._options import data_options, parse_formats, prepare_inputs
+from nncompare.cli._common import (
+    check_layers_exist,
+    check_models_run,
+    output_options,
+    print_outputs,
+    read_inputs,
+)
+from nncompare.cli._options import data_options, parse_formats
 
 __all__ = ["KINDS", "align", "read_labels"]
 
@@ -34,11 +41,6 @@ MODEL loads exactly as in `nncompare compare` (see its --help):
     e.g. 'nncompare.models:cifar_resnet(depth=20)'. Only factories of
     nncompare.models or of modules trusted with --trust-module are called.
 """
-_PICKLE_HELP = (
-    "Load files that run code when read (pickles, TorchScript, .pt2 archives with pickled "
-    "parts). Only for files you trust."
-)
-_TRUST_HELP = "Allow factory functions defined in this module and its submodules. Repeatable."
 _KIND_HELP = (
     "How the labels become label vectors: classes (two classes: one ±1 vector; k classes: k "
     "one-vs-rest ±1 vectors, summed), onehot (the k one-hot vectors centred to mean zero, "
@@ -215,22 +217,7 @@ def _split(text: str | None) -> list[str] | None:
     "d x d eigendecomposition of the flattened input size d).",
 )
 @click.option("--name", default=None, help="Label of MODEL in the report.")
-@click.option("--title", default=None, help="Report title.")
-@click.option(
-    "--formats",
-    default=None,
-    metavar="png,pdf,svg",
-    help="Also write every figure as a file in OUT/figures/ in these formats.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    default="nncompare-align",
-    show_default=True,
-    type=click.Path(file_okay=False),
-)
-@click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
-@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
+@output_options("nncompare-align")
 def align(
     model: str,
     data_path: str,
@@ -273,7 +260,7 @@ def align(
           --weights resnet20.th --preset cifar --data cifar10_test.npz --labels y \\
           --layers layer1,layer2,layer3,avgpool --out align-report
     """
-    from nncompare.cli.main import _check_runs, _echo_lines, _label, _short
+    from nncompare.cli.main import _label, _short
 
     kind = kind.lower()
     conv = conv.lower()
@@ -285,33 +272,28 @@ def align(
 
     from nncompare.alignment import layer_alignment
     from nncompare.analyses.engine import provenance
-    from nncompare.capture import LayerNotFoundError, resolve_layers
     from nncompare.cli.loading import load_model
     from nncompare.report._alignment import write_alignment_report
 
     net = load_model(model, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules)
-    if layer_list is not None:
-        try:
-            resolve_layers(net, layer_list)
-        except LayerNotFoundError as exc:
-            raise click.BadParameter(" ".join(str(exc).split()), param_hint="--layers") from exc
-    inputs = prepare_inputs(
+    check_layers_exist(net, layer_list)
+    models = [("MODEL", model, net)]
+    inputs, x = read_inputs(
         data_path,
+        models,
         x_key=x_key,
-        models=[("MODEL", model, net)],
         channels_last=channels_last,
         scale=scale,
         mean=mean,
         std=std,
         preset=preset,
+        max_samples=max_samples,
     )
-    _echo_lines(inputs.lines)
     y = read_labels(data_path, labels_key, x_key, len(inputs.x))
-    x = inputs.x[:max_samples] if max_samples else inputs.x
     y = y[: len(x)]
     labels, lib_kind, what = _encode(y, kind)
     click.echo(f"labels: {labels_key or 'y'} of --data, as {what}")
-    _check_runs(net, x[:2], what=f"MODEL {model}", option=f"--data {Path(data_path).name}")
+    check_models_run(models, x, data_path)
     ckpts: Any = None
     if checkpoints:
         stems = [Path(c).stem for c in checkpoints]
@@ -374,8 +356,4 @@ def align(
         f"{last['total']:.4g}, share on the top 10 directions {last['top']:.3f}"
     )
     rep = write_alignment_report(df, out_dir, title=title, formats=figure_formats)
-    click.echo(f"report:  {Path(rep.html).resolve()}")
-    click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
-    for fmt, paths in (getattr(rep, "figures", None) or {}).items():
-        if paths:
-            click.echo(f"figures: {len(paths)} {fmt.upper()} files in {Path(paths[0]).parent}")
+    print_outputs(rep)

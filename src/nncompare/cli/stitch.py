@@ -19,6 +19,13 @@ from typing import Any
 
 import click
 
+from nncompare.cli._common import (
+    check_models_run,
+    library_notes,
+    output_options,
+    print_outputs,
+    read_inputs,
+)
 from nncompare.cli._options import (
     _literal,
     _split_top_level,
@@ -35,11 +42,6 @@ MODEL_A and MODEL_B load exactly as in `nncompare compare` (see its --help):
     state dicts, e.g. 'nncompare.models:cifar_resnet(depth=20)'. Only factories
     of nncompare.models or of modules trusted with --trust-module are called.
 """
-_PICKLE_HELP = (
-    "Load files that run code when read (pickles, TorchScript, .pt2 archives with pickled "
-    "parts). Only for files you trust."
-)
-_TRUST_HELP = "Allow factory functions defined in this module and its submodules. Repeatable."
 
 __all__ = ["METHOD_OPTIONS", "MethodSpec", "pair_layers", "parse_method", "stitch"]
 
@@ -404,7 +406,7 @@ def _stitch_all(
                 n_eval_samples=n_eval,
                 seconds=round(seconds, 3),
             )
-            notes = _notes(caught)
+            notes = library_notes(caught)
             if notes:
                 row["note"] = "; ".join(notes)
                 for note in notes:
@@ -421,24 +423,6 @@ def _stitch_all(
                 f"{result.cross_entropy:.4f} ({seconds:.1f} s)"
             )
     return run
-
-
-def _notes(caught: Sequence[Any]) -> list[str]:
-    """The library's warnings of one run as notes (one line each); other warnings, such as
-    torch's own, are passed on as they came."""
-    import warnings
-
-    from nncompare.errors import NNCompareWarning
-
-    notes: list[str] = []
-    for w in caught:
-        if issubclass(w.category, NNCompareWarning):
-            text = " ".join(str(w.message).split())
-            if text not in notes:
-                notes.append(text)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return notes
 
 
 _LAYER_HELP = (
@@ -545,22 +529,7 @@ _METHOD_HELP = (
 )
 @click.option("--name-a", default=None, help="Label of MODEL_A in the report.")
 @click.option("--name-b", default=None, help="Label of MODEL_B in the report.")
-@click.option("--title", default=None, help="Report title.")
-@click.option(
-    "--formats",
-    default=None,
-    metavar="png,pdf,svg",
-    help="Also write every figure as a file in OUT/figures/ in these formats.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    default="nncompare-stitch",
-    show_default=True,
-    type=click.Path(file_okay=False),
-)
-@click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
-@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
+@output_options("nncompare-stitch")
 @click.option("--progress/--no-progress", default=True)
 def stitch(
     model_a: str,
@@ -618,7 +587,7 @@ def stitch(
           --layer-a layer1,layer2,layer3 --layer-b layer1,layer2,layer3 \\
           --method ls --method task --out stitch-report
     """
-    from nncompare.cli.main import _check_runs, _echo_lines, _label, _short
+    from nncompare.cli.main import _label, _short
 
     kind = kind.lower()
     target = target.lower()
@@ -655,21 +624,13 @@ def stitch(
     )
     models = [("MODEL_A", model_a, net_a), ("MODEL_B", model_b, net_b)]
     options = dict(
-        x_key=x_key,
-        models=models,
-        channels_last=channels_last,
-        scale=scale,
-        mean=mean,
-        std=std,
-        preset=preset,
+        x_key=x_key, channels_last=channels_last, scale=scale, mean=mean, std=std, preset=preset
     )
-    inputs = prepare_inputs(data_path, **options)
-    _echo_lines(inputs.lines)
-    x = inputs.x[:max_samples] if max_samples else inputs.x
+    inputs, x = read_inputs(data_path, models, **options, max_samples=max_samples)
     y = _load_labels(data_path, labels_key, x_key, len(inputs.x), "--data")
     y = y[: len(x)] if y is not None else None
     if eval_path is not None:
-        eval_inputs = prepare_inputs(eval_path, **options)
+        eval_inputs = prepare_inputs(eval_path, models=models, **options)
         ex = eval_inputs.x[:max_samples] if max_samples else eval_inputs.x
         ey = _load_labels(eval_path, labels_key, x_key, len(eval_inputs.x), "--eval-data")
         ey = ey[: len(ex)] if ey is not None else None
@@ -691,8 +652,7 @@ def stitch(
             "labels: none in --data, so no accuracies: the report shows the agreement with "
             "MODEL_B's top-1 classes and the cross-entropy to its outputs (pass --labels KEY)"
         )
-    for label, spec, net in models:
-        _check_runs(net, x[:2], what=f"{label} {spec}", option=f"--data {Path(data_path).name}")
+    check_models_run(models, x, data_path)
     _check_layers(net_a, net_b, pairs)
     _check_methods(specs, kind=kind, has_labels=y is not None, target=target)
     data = (x, y) if y is not None else x
@@ -753,11 +713,7 @@ def stitch(
         title=title,
         formats=figure_formats,
     )
-    click.echo(f"report:  {Path(rep.html).resolve()}")
-    click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
-    for fmt, paths in (getattr(rep, "figures", None) or {}).items():
-        if paths:
-            click.echo(f"figures: {len(paths)} {fmt.upper()} files in {Path(paths[0]).parent}")
+    print_outputs(rep)
 
 
 def _check_monitor(names: Sequence[str]) -> list[str]:

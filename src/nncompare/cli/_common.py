@@ -1,0 +1,187 @@
+"""Blocks every command shares: the model-safety and output options, loading a model and the
+inputs of ``--data``, library warnings as notes, and the ``report: ... results: ...`` lines.
+
+One place for each, so that ``nncompare align``, ``stitch``, ``weights``, ``dynamics``,
+``compare``, ``extract`` and ``compare-many`` load, warn and print alike. Light at import
+time (click only); torch and the library load inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nncompare.cli._options import prepare_inputs
+
+__all__ = [
+    "PICKLE_HELP",
+    "TRUST_HELP",
+    "check_layers_exist",
+    "check_models_run",
+    "library_notes",
+    "output_options",
+    "print_outputs",
+    "read_inputs",
+    "safety_options",
+]
+
+PICKLE_HELP = (
+    "Load files that run code when read (pickles, TorchScript, .pt2 archives with pickled "
+    "parts). Only for files you trust."
+)
+TRUST_HELP = "Allow factory functions defined in this module and its submodules. Repeatable."
+
+_FORMATS_HELP = "Also write every figure as a file in OUT/figures/ in these formats."
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _stack(options: Sequence[Decorator]) -> Decorator:
+    """One decorator applying ``options`` so that ``--help`` lists them in this order."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def safety_options(
+    *, pickle_help: str | None = PICKLE_HELP, trust_help: str | None = TRUST_HELP
+) -> Decorator:
+    """``--allow-pickle`` and ``--trust-module NAME`` (repeatable), as every loader takes them."""
+    return _stack(
+        [
+            click.option("--allow-pickle", is_flag=True, help=pickle_help),
+            click.option(
+                "--trust-module", "trust_modules", multiple=True, metavar="NAME", help=trust_help
+            ),
+        ]
+    )
+
+
+def output_options(
+    default_out: str | None,
+    *,
+    title_help: str = "Report title.",
+    formats_help: str = _FORMATS_HELP,
+    safety: bool = True,
+) -> Decorator:
+    """``--title``, ``--formats``, ``--out`` (defaulting to ``default_out``; none when it is
+    None) and, with ``safety``, :func:`safety_options`."""
+    options: list[Decorator] = [
+        click.option("--title", default=None, help=title_help),
+        click.option("--formats", default=None, metavar="png,pdf,svg", help=formats_help),
+    ]
+    if default_out is not None:
+        options.append(
+            click.option(
+                "--out",
+                "out_dir",
+                default=default_out,
+                show_default=True,
+                type=click.Path(file_okay=False),
+            )
+        )
+    if safety:
+        options.append(safety_options())
+    return _stack(options)
+
+
+def check_layers_exist(net: Any, patterns: list[str] | None, option: str = "--layers") -> None:
+    """Every name or pattern of ``patterns`` names a module of ``net``, else a one-line
+    :class:`click.BadParameter` naming ``option``."""
+    if patterns is None:
+        return
+    from nncompare.capture import LayerNotFoundError, resolve_layers
+
+    try:
+        resolve_layers(net, patterns)
+    except LayerNotFoundError as exc:
+        raise click.BadParameter(" ".join(str(exc).split()), param_hint=option) from exc
+
+
+def read_inputs(
+    data_path: str,
+    models: Sequence[tuple[str, str, Any]],
+    *,
+    x_key: str | None,
+    channels_last: bool | None,
+    scale: str | None,
+    mean: str | None,
+    std: str | None,
+    preset: str | None,
+    max_samples: int | None = None,
+) -> tuple[Any, Any]:
+    """The inputs of ``--data`` prepared for ``models`` ((label, spec, net) each), their lines
+    printed; returns ``(inputs, x)`` with ``x`` cut to ``max_samples`` when given."""
+    inputs = prepare_inputs(
+        data_path,
+        x_key=x_key,
+        models=list(models),
+        channels_last=channels_last,
+        scale=scale,
+        mean=mean,
+        std=std,
+        preset=preset,
+    )
+    for line in inputs.lines:
+        click.echo(line)
+    x = inputs.x[:max_samples] if max_samples else inputs.x
+    return inputs, x
+
+
+def check_models_run(
+    models: Sequence[tuple[str, str, Any]],
+    x: Any,
+    data_path: str,
+    *,
+    what: str = "{label} {spec}",
+) -> None:
+    """Each (label, spec, net) of ``models`` runs on the first two inputs of ``x``, else a
+    one-line error naming ``--data`` (``what`` words the model from ``label`` and ``spec``)."""
+    from nncompare.cli.main import _check_runs
+
+    for label, spec, net in models:
+        _check_runs(
+            net,
+            x[:2],
+            what=what.format(label=label, spec=spec),
+            option=f"--data {Path(data_path).name}",
+        )
+
+
+def library_notes(caught: Sequence[Any], *, pass_on: bool = True) -> list[str]:
+    """The library's warnings among ``caught`` as notes (one line each, first occurrence
+    order, no repeats); with ``pass_on`` other warnings, such as torch's own, are warned
+    again as they came."""
+    import warnings
+
+    from nncompare.errors import NNCompareWarning
+
+    notes: list[str] = []
+    for w in caught:
+        if issubclass(w.category, NNCompareWarning):
+            text = " ".join(str(w.message).split())
+            if text not in notes:
+                notes.append(text)
+        elif pass_on:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return notes
+
+
+def print_outputs(rep: Any, *, figures: bool = True, resolve_figures: bool = False) -> None:
+    """The ``report:``, ``results:`` and (with ``figures``) ``figures:`` lines of a written
+    report ``rep`` (``.html``, ``.csv``, ``.json`` and optionally ``.figures``)."""
+    click.echo(f"report:  {Path(rep.html).resolve()}")
+    click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
+    if not figures:
+        return
+    for fmt, paths in (getattr(rep, "figures", None) or {}).items():
+        if paths:
+            where = Path(paths[0]).resolve().parent if resolve_figures else Path(paths[0]).parent
+            click.echo(f"figures: {len(paths)} {fmt.upper()} files in {where}")
