@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from nncompare.cli._options import data_options, parse_formats, prepare_inputs
+from nncompare.cli._common import check_layers_exist, check_models_run, output_options, read_inputs
+from nncompare.cli._options import data_options, parse_formats
 
 __all__ = ["class_sensitivity_command", "dynamics", "parse_classes"]
 
@@ -31,11 +32,6 @@ MODEL loads exactly as in `nncompare compare` (see its --help):
     e.g. 'nncompare.models:cifar_resnet(depth=20)'. Only factories of
     nncompare.models or of modules trusted with --trust-module are called.
 """
-_PICKLE_HELP = (
-    "Load files that run code when read (pickles, TorchScript, .pt2 archives with pickled "
-    "parts). Only for files you trust."
-)
-_TRUST_HELP = "Allow factory functions defined in this module and its submodules. Repeatable."
 #: CIFAR-10's class names, in label order (``--classes automobile,truck``)
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -137,17 +133,7 @@ def _common(f: Any) -> Any:
                 "Default: the block outputs.",
             ),
             click.option("--name", default=None, help="Label of MODEL in the report."),
-            click.option("--title", default=None, help="Report title."),
-            click.option(
-                "--formats",
-                default=None,
-                metavar="png,pdf,svg",
-                help="Also write every figure as a file in OUT/figures/ in these formats.",
-            ),
-            click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP),
-            click.option(
-                "--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP
-            ),
+            output_options(None),
         ]
     ):
         f = option(f)
@@ -162,30 +148,15 @@ def _load(
     trust_modules: tuple[str, ...],
     data: dict[str, Any],
 ) -> tuple[Any, list[str] | None, Any]:
-    from nncompare.capture import LayerNotFoundError, resolve_layers
     from nncompare.cli.loading import load_model
-    from nncompare.cli.main import _check_runs, _echo_lines
 
     layer_list = _split(layers, "--layers")
     net = load_model(model, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules)
-    if layer_list is not None:
-        try:
-            resolve_layers(net, layer_list)
-        except LayerNotFoundError as exc:
-            raise click.BadParameter(" ".join(str(exc).split()), param_hint="--layers") from exc
-    inputs = prepare_inputs(
-        data["data_path"],
-        x_key=data["x_key"],
-        models=[("MODEL", model, net)],
-        channels_last=data["channels_last"],
-        scale=data["scale"],
-        mean=data["mean"],
-        std=data["std"],
-        preset=data["preset"],
-    )
-    _echo_lines(inputs.lines)
-    x = inputs.x[: data["max_samples"]] if data["max_samples"] else inputs.x
-    _check_runs(net, x[:2], what=f"MODEL {model}", option=f"--data {Path(data['data_path']).name}")
+    check_layers_exist(net, layer_list)
+    models = [("MODEL", model, net)]
+    options = {k: v for k, v in data.items() if k != "data_path"}
+    inputs, x = read_inputs(data["data_path"], models, **options)
+    check_models_run(models, x, data["data_path"])
     return net, layer_list, (x, inputs)
 
 

@@ -18,7 +18,14 @@ from typing import Any
 
 import click
 
-from nncompare.cli._options import data_options, parse_formats, prepare_inputs
+from nncompare.cli._common import (
+    check_models_run,
+    library_notes,
+    output_options,
+    print_outputs,
+    read_inputs,
+)
+from nncompare.cli._options import data_options, parse_formats
 
 __all__ = ["weights"]
 
@@ -30,11 +37,6 @@ MODEL_A and MODEL_B load exactly as in `nncompare compare` (see its --help):
     state dicts, e.g. 'nncompare.models:cifar_resnet(depth=20)'. Only factories
     of nncompare.models or of modules trusted with --trust-module are called.
 """
-_PICKLE_HELP = (
-    "Load files that run code when read (pickles, TorchScript, .pt2 archives with pickled "
-    "parts). Only for files you trust."
-)
-_TRUST_HELP = "Allow factory functions defined in this module and its submodules. Repeatable."
 
 
 def _weight_layers(net: Any) -> list[str]:
@@ -107,22 +109,7 @@ def _parse_layers(text: str | None, net_a: Any, net_b: Any | None) -> list[str] 
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--name-a", default=None, help="Label of MODEL_A in the report.")
 @click.option("--name-b", default=None, help="Label of MODEL_B in the report.")
-@click.option("--title", default=None, help="Report title.")
-@click.option(
-    "--formats",
-    default=None,
-    metavar="png,pdf,svg",
-    help="Also write every figure as a file in OUT/figures/ in these formats.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    default="nncompare-weights",
-    show_default=True,
-    type=click.Path(file_okay=False),
-)
-@click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
-@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
+@output_options("nncompare-weights")
 def weights(
     model_a: str,
     model_b: str | None,
@@ -168,7 +155,7 @@ def weights(
           --data cifar10_test.npz --max-samples 300 \\
           --layers layer1.0.conv1,layer2.0.conv1,layer3.0.conv1,linear --out weights-report
     """
-    from nncompare.cli.main import _check_runs, _echo_lines, _label, _short
+    from nncompare.cli.main import _label, _short
 
     figure_formats = parse_formats(formats)
     if model_b is None:
@@ -228,20 +215,18 @@ def weights(
         models = [("MODEL_A", model_a, net_a)]
         if net_b is not None:
             models.append(("MODEL_B", model_b, net_b))
-        inputs = prepare_inputs(
+        inputs, x = read_inputs(
             data_path,
+            models,
             x_key=x_key,
-            models=models,
             channels_last=channels_last,
             scale=scale,
             mean=mean,
             std=std,
             preset=preset,
+            max_samples=max_samples,
         )
-        _echo_lines(inputs.lines)
-        x = inputs.x[:max_samples] if max_samples else inputs.x
-        for label, spec, net in models:
-            _check_runs(net, x[:2], what=f"{label} {spec}", option=f"--data {Path(data_path).name}")
+        check_models_run(models, x, data_path)
         if net_b is None:
             click.echo("data: not needed for one network (its weights only); --data is unused")
     t0 = time.perf_counter()
@@ -264,9 +249,8 @@ def weights(
             )
     except (ValueError, TypeError) as exc:
         raise click.ClickException(" ".join(str(exc).split())) from exc
-    for w in caught:
-        if issubclass(w.category, NNCompareWarning):
-            click.echo(f"note: {' '.join(str(w.message).split())}")
+    for note in library_notes(caught, pass_on=False):
+        click.echo(f"note: {note}")
     seconds = time.perf_counter() - t0
     prov = provenance(
         {
@@ -305,11 +289,7 @@ def weights(
             f"{label_a}: {n_conv} k x k conv layers, {len(summary.spectra[label_a])} weight "
             "layers with spectra"
         )
-    click.echo(f"report:  {Path(rep.html).resolve()}")
-    click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
-    for fmt, paths in (getattr(rep, "figures", None) or {}).items():
-        if paths:
-            click.echo(f"figures: {len(paths)} {fmt.upper()} files in {Path(paths[0]).parent}")
+    print_outputs(rep)
 
 
 # --data is optional here: one network needs none (data_options makes it required for
