@@ -8,19 +8,23 @@ time (click only); torch and the library load inside the functions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from nncompare.cli._options import prepare_inputs
+from nncompare.cli._options import data_options, prepare_inputs
 
 __all__ = [
     "PICKLE_HELP",
     "TRUST_HELP",
+    "DataArgs",
     "check_layers_exist",
     "check_models_run",
+    "data_args",
     "library_notes",
     "output_options",
     "print_outputs",
@@ -185,3 +189,48 @@ def print_outputs(rep: Any, *, figures: bool = True, resolve_figures: bool = Fal
         if paths:
             where = Path(paths[0]).resolve().parent if resolve_figures else Path(paths[0]).parent
             click.echo(f"figures: {len(paths)} {fmt.upper()} files in {where}")
+
+
+@dataclass(frozen=True)
+class DataArgs:
+    """The values of the input-data options (:func:`~nncompare.cli._options.data_options`)."""
+
+    data_path: str
+    x_key: str | None
+    channels_last: bool | None
+    scale: str | None
+    mean: str | None
+    std: str | None
+    preset: str | None
+    batch_size: int
+    max_samples: int | None
+
+    def read(self, models: Sequence[tuple[str, str, Any]], path: str | None = None) -> Any:
+        """:func:`read_inputs` of ``path`` (default ``--data``) with these options:
+        ``(inputs, x)``."""
+        return read_inputs(
+            self.data_path if path is None else path,
+            models,
+            x_key=self.x_key,
+            channels_last=self.channels_last,
+            scale=self.scale,
+            mean=self.mean,
+            std=self.std,
+            preset=self.preset,
+            max_samples=self.max_samples,
+        )
+
+
+_DATA_FIELDS = tuple(DataArgs.__dataclass_fields__)
+
+
+def data_args(f: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`~nncompare.cli._options.data_options` for a command that takes their values
+    as one ``data: DataArgs`` argument."""
+
+    @functools.wraps(f)
+    def command(**kwargs: Any) -> Any:
+        data = DataArgs(**{k: kwargs.pop(k) for k in _DATA_FIELDS})
+        return f(data=data, **kwargs)
+
+    return data_options(command)

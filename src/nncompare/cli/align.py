@@ -20,13 +20,14 @@ from typing import Any
 import click
 
 from nncompare.cli._common import (
+    DataArgs,
     check_layers_exist,
     check_models_run,
+    data_args,
     output_options,
     print_outputs,
-    read_inputs,
 )
-from nncompare.cli._options import data_options, parse_formats
+from nncompare.cli._options import parse_formats
 
 __all__ = ["KINDS", "align", "read_labels"]
 
@@ -170,7 +171,7 @@ def _split(text: str | None) -> list[str] | None:
 
 @click.command(epilog=_MODEL_HELP)
 @click.argument("model")
-@data_options
+@data_args
 @click.option(
     "--labels",
     "labels_key",
@@ -220,15 +221,7 @@ def _split(text: str | None) -> list[str] | None:
 @output_options("nncompare-align")
 def align(
     model: str,
-    data_path: str,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     labels_key: str | None,
     weights: str | None,
     layers: str | None,
@@ -278,22 +271,12 @@ def align(
     net = load_model(model, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules)
     check_layers_exist(net, layer_list)
     models = [("MODEL", model, net)]
-    inputs, x = read_inputs(
-        data_path,
-        models,
-        x_key=x_key,
-        channels_last=channels_last,
-        scale=scale,
-        mean=mean,
-        std=std,
-        preset=preset,
-        max_samples=max_samples,
-    )
-    y = read_labels(data_path, labels_key, x_key, len(inputs.x))
+    inputs, x = data.read(models)
+    y = read_labels(data.data_path, labels_key, data.x_key, len(inputs.x))
     y = y[: len(x)]
     labels, lib_kind, what = _encode(y, kind)
     click.echo(f"labels: {labels_key or 'y'} of --data, as {what}")
-    check_models_run(models, x, data_path)
+    check_models_run(models, x, data.data_path)
     ckpts: Any = None
     if checkpoints:
         stems = [Path(c).stem for c in checkpoints]
@@ -317,7 +300,7 @@ def align(
                 kind=lib_kind,
                 conv=conv,
                 include_input=include_input,
-                batch_size=batch_size,
+                batch_size=data.batch_size,
             )
         except (ValueError, TypeError, RuntimeError) as exc:
             where = "--checkpoint" if ckpts and "checkpoint" in str(exc) else "alignment"
@@ -333,7 +316,7 @@ def align(
             "model": model,
             "weights": Path(weights).name if weights else None,
             "checkpoints": [Path(c).name for c in checkpoints] or None,
-            "data": Path(data_path).name,
+            "data": Path(data.data_path).name,
             "preprocessing": inputs.preprocessing,
             "n_samples": int(df.attrs.get("n_samples", len(x))),
             "labels": labels_key or "y",
