@@ -120,9 +120,11 @@ def read_inputs(
     std: str | None,
     preset: str | None,
     max_samples: int | None = None,
+    echo: bool = True,
 ) -> tuple[Any, Any]:
     """The inputs of ``--data`` prepared for ``models`` ((label, spec, net) each), their lines
-    printed; returns ``(inputs, x)`` with ``x`` cut to ``max_samples`` when given."""
+    printed (with ``echo``); returns ``(inputs, x)`` with ``x`` cut to ``max_samples`` when
+    given."""
     inputs = prepare_inputs(
         data_path,
         x_key=x_key,
@@ -133,7 +135,7 @@ def read_inputs(
         std=std,
         preset=preset,
     )
-    for line in inputs.lines:
+    for line in inputs.lines if echo else ():
         click.echo(line)
     x = inputs.x[:max_samples] if max_samples else inputs.x
     return inputs, x
@@ -205,7 +207,9 @@ class DataArgs:
     batch_size: int
     max_samples: int | None
 
-    def read(self, models: Sequence[tuple[str, str, Any]], path: str | None = None) -> Any:
+    def read(
+        self, models: Sequence[tuple[str, str, Any]], path: str | None = None, *, echo: bool = True
+    ) -> Any:
         """:func:`read_inputs` of ``path`` (default ``--data``) with these options:
         ``(inputs, x)``."""
         return read_inputs(
@@ -218,6 +222,7 @@ class DataArgs:
             std=self.std,
             preset=self.preset,
             max_samples=self.max_samples,
+            echo=echo,
         )
 
 

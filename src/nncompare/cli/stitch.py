@@ -20,19 +20,14 @@ from typing import Any
 import click
 
 from nncompare.cli._common import (
+    DataArgs,
     check_models_run,
+    data_args,
     library_notes,
     output_options,
     print_outputs,
-    read_inputs,
 )
-from nncompare.cli._options import (
-    _literal,
-    _split_top_level,
-    data_options,
-    parse_formats,
-    prepare_inputs,
-)
+from nncompare.cli._options import _literal, _split_top_level, parse_formats
 
 _MODEL_HELP = """\b
 MODEL_A and MODEL_B load exactly as in `nncompare compare` (see its --help):
@@ -442,7 +437,7 @@ _METHOD_HELP = (
 @click.command(epilog=_MODEL_HELP)
 @click.argument("model_a")
 @click.argument("model_b")
-@data_options
+@data_args
 @click.option(
     "--labels",
     "labels_key",
@@ -534,15 +529,7 @@ _METHOD_HELP = (
 def stitch(
     model_a: str,
     model_b: str,
-    data_path: str,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     labels_key: str | None,
     eval_path: str | None,
     weights_a: str | None,
@@ -623,16 +610,12 @@ def stitch(
         model_b, weights=weights_b, allow_pickle=allow_pickle, trust_modules=trust_modules
     )
     models = [("MODEL_A", model_a, net_a), ("MODEL_B", model_b, net_b)]
-    options = dict(
-        x_key=x_key, channels_last=channels_last, scale=scale, mean=mean, std=std, preset=preset
-    )
-    inputs, x = read_inputs(data_path, models, **options, max_samples=max_samples)
-    y = _load_labels(data_path, labels_key, x_key, len(inputs.x), "--data")
+    inputs, x = data.read(models)
+    y = _load_labels(data.data_path, labels_key, data.x_key, len(inputs.x), "--data")
     y = y[: len(x)] if y is not None else None
     if eval_path is not None:
-        eval_inputs = prepare_inputs(eval_path, models=models, **options)
-        ex = eval_inputs.x[:max_samples] if max_samples else eval_inputs.x
-        ey = _load_labels(eval_path, labels_key, x_key, len(eval_inputs.x), "--eval-data")
+        eval_inputs, ex = data.read(models, eval_path, echo=False)
+        ey = _load_labels(eval_path, labels_key, data.x_key, len(eval_inputs.x), "--eval-data")
         ey = ey[: len(ex)] if ey is not None else None
         if (y is None) != (ey is None):
             which = "--eval-data" if ey is None else "--data"
@@ -652,10 +635,10 @@ def stitch(
             "labels: none in --data, so no accuracies: the report shows the agreement with "
             "MODEL_B's top-1 classes and the cross-entropy to its outputs (pass --labels KEY)"
         )
-    check_models_run(models, x, data_path)
+    check_models_run(models, x, data.data_path)
     _check_layers(net_a, net_b, pairs)
     _check_methods(specs, kind=kind, has_labels=y is not None, target=target)
-    data = (x, y) if y is not None else x
+    fit_data = (x, y) if y is not None else x
     eval_data = (ex, ey) if ey is not None else ex
     click.echo(
         f"stitching {len(pairs)} layer pair{'s' if len(pairs) != 1 else ''} with "
@@ -669,7 +652,7 @@ def stitch(
         net_b,
         pairs,
         specs,
-        data=data,
+        data=fit_data,
         eval_data=eval_data,
         sample=x[:2],
         kind=kind,
@@ -677,7 +660,7 @@ def stitch(
         resize=resize,
         task_defaults={"epochs": epochs, "lr": lr, "target": target, "seed": seed},
         monitor=monitor_names,
-        batch_size=batch_size,
+        batch_size=data.batch_size,
         progress=progress,
         names=(label_a, label_b),
     )
@@ -691,7 +674,7 @@ def stitch(
             "model_b": model_b,
             "weights_a": Path(weights_a).name if weights_a else None,
             "weights_b": Path(weights_b).name if weights_b else None,
-            "data": Path(data_path).name,
+            "data": Path(data.data_path).name,
             "eval_data": Path(eval_path).name if eval_path else "the --data inputs",
             "preprocessing": inputs.preprocessing,
             "n_samples": len(x),
