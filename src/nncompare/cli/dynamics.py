@@ -19,8 +19,14 @@ from typing import Any
 
 import click
 
-from nncompare.cli._common import check_layers_exist, check_models_run, output_options, read_inputs
-from nncompare.cli._options import data_options, parse_formats
+from nncompare.cli._common import (
+    DataArgs,
+    check_layers_exist,
+    check_models_run,
+    data_args,
+    output_options,
+)
+from nncompare.cli._options import parse_formats
 
 __all__ = ["class_sensitivity_command", "dynamics", "parse_classes"]
 
@@ -137,7 +143,7 @@ def _common(f: Any) -> Any:
         ]
     ):
         f = option(f)
-    return data_options(f)
+    return data_args(f)
 
 
 def _load(
@@ -146,7 +152,7 @@ def _load(
     layers: str | None,
     allow_pickle: bool,
     trust_modules: tuple[str, ...],
-    data: dict[str, Any],
+    data: DataArgs,
 ) -> tuple[Any, list[str] | None, Any]:
     from nncompare.cli.loading import load_model
 
@@ -154,9 +160,8 @@ def _load(
     net = load_model(model, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules)
     check_layers_exist(net, layer_list)
     models = [("MODEL", model, net)]
-    options = {k: v for k, v in data.items() if k != "data_path"}
-    inputs, x = read_inputs(data["data_path"], models, **options)
-    check_models_run(models, x, data["data_path"])
+    inputs, x = data.read(models)
+    check_models_run(models, x, data.data_path)
     return net, layer_list, (x, inputs)
 
 
@@ -214,15 +219,7 @@ def dynamics(
     measure: str,
     conv: str,
     threshold: float,
-    data_path: str,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     weights: str | None,
     layers: str | None,
     name: str | None,
@@ -255,9 +252,6 @@ def dynamics(
         get_measure(measure)
     except (KeyError, ValueError) as exc:
         raise click.BadParameter(" ".join(str(exc).split()), param_hint="--measure") from exc
-    data = {"data_path": data_path, "x_key": x_key, "channels_last": channels_last,
-            "scale": scale, "mean": mean, "std": std, "preset": preset,
-            "max_samples": max_samples}  # fmt: skip
     net, layer_list, (x, inputs) = _load(model, weights, layers, allow_pickle, trust_modules, data)
 
     from nncompare.analyses.dynamics import convergence_steps, learning_dynamics
@@ -267,7 +261,7 @@ def dynamics(
     try:
         df = learning_dynamics(
             net, files, x, layers=layer_list, measure=measure, conv=conv.lower(),
-            batch_size=batch_size, progress=True,
+            batch_size=data.batch_size, progress=True,
         )  # fmt: skip
     except (ValueError, TypeError, RuntimeError) as exc:
         text = " ".join(str(exc).split())
@@ -281,7 +275,7 @@ def dynamics(
             "model": model,
             "weights": Path(weights).name if weights else None,
             "checkpoints": [f.name for f in files],
-            "data": Path(data_path).name,
+            "data": Path(data.data_path).name,
             "preprocessing": inputs.preprocessing,
             "seconds": round(seconds, 2),
         }
@@ -340,15 +334,7 @@ def class_sensitivity_command(
     logits_layer: str | None,
     measure: str,
     conv: str,
-    data_path: str,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     weights: str | None,
     layers: str | None,
     name: str | None,
@@ -375,9 +361,6 @@ def class_sensitivity_command(
     figure_formats = parse_formats(formats)
     chosen = parse_classes(classes)
     label = _label(name, "--name") or _short(model, weights)
-    data = {"data_path": data_path, "x_key": x_key, "channels_last": channels_last,
-            "scale": scale, "mean": mean, "std": std, "preset": preset,
-            "max_samples": max_samples}  # fmt: skip
     net, layer_list, (x, inputs) = _load(model, weights, layers, allow_pickle, trust_modules, data)
     if logits_layer is not None and logits_layer not in dict(net.named_modules()):
         raise click.BadParameter(
@@ -405,7 +388,7 @@ def class_sensitivity_command(
     try:
         df = class_sensitivity(
             net, x, chosen, layers=layer_list, logits_layer=logits_layer,
-            measure=measure.lower(), conv=conv.lower(), batch_size=batch_size, progress=True,
+            measure=measure.lower(), conv=conv.lower(), batch_size=data.batch_size, progress=True,
         )  # fmt: skip
     except (ValueError, TypeError, RuntimeError) as exc:
         raise click.ClickException(f"class sensitivity: {' '.join(str(exc).split())}") from exc
@@ -416,7 +399,7 @@ def class_sensitivity_command(
             **dict(df.attrs.get("provenance") or {}),
             "model": model,
             "weights": Path(weights).name if weights else None,
-            "data": Path(data_path).name,
+            "data": Path(data.data_path).name,
             "preprocessing": inputs.preprocessing,
             "classes": chosen,
             "seconds": round(seconds, 2),
