@@ -195,9 +195,10 @@ def print_outputs(rep: Any, *, figures: bool = True, resolve_figures: bool = Fal
 
 @dataclass(frozen=True)
 class DataArgs:
-    """The values of the input-data options (:func:`~nncompare.cli._options.data_options`)."""
+    """The values of the input-data options (:func:`~nncompare.cli._options.data_options`);
+    ``data_path`` is None only where a command makes ``--data`` optional."""
 
-    data_path: str
+    data_path: str | None
     x_key: str | None
     channels_last: bool | None
     scale: str | None
@@ -212,8 +213,11 @@ class DataArgs:
     ) -> Any:
         """:func:`read_inputs` of ``path`` (default ``--data``) with these options:
         ``(inputs, x)``."""
+        path = self.data_path if path is None else path
+        if path is None:
+            raise click.BadParameter("expected a file of inputs; got none", param_hint="--data")
         return read_inputs(
-            self.data_path if path is None else path,
+            path,
             models,
             x_key=self.x_key,
             channels_last=self.channels_last,

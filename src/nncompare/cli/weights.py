@@ -19,13 +19,14 @@ from typing import Any
 import click
 
 from nncompare.cli._common import (
+    DataArgs,
     check_models_run,
+    data_args,
     library_notes,
     output_options,
     print_outputs,
-    read_inputs,
 )
-from nncompare.cli._options import data_options, parse_formats
+from nncompare.cli._options import parse_formats
 
 __all__ = ["weights"]
 
@@ -87,7 +88,7 @@ def _parse_layers(text: str | None, net_a: Any, net_b: Any | None) -> list[str] 
 @click.command(epilog=_MODEL_HELP)
 @click.argument("model_a")
 @click.argument("model_b", required=False)
-@data_options
+@data_args
 @click.option("--weights-a", type=click.Path(exists=True, dir_okay=False))
 @click.option("--weights-b", type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -113,15 +114,7 @@ def _parse_layers(text: str | None, net_a: Any, net_b: Any | None) -> list[str] 
 def weights(
     model_a: str,
     model_b: str | None,
-    data_path: str | None,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     weights_a: str | None,
     weights_b: str | None,
     layers_text: str | None,
@@ -166,7 +159,7 @@ def weights(
                     f"too, or drop {option}",
                     param_hint=option,
                 )
-    elif data_path is None:
+    elif data.data_path is None:
         raise click.BadParameter(
             "comparing two networks' channel weights needs inputs to align their channel "
             "bases (eq. 1 of Guth & Ménard): pass --data FILE (.npy or .npz), or give "
@@ -211,22 +204,12 @@ def weights(
             )
     x = None
     inputs = None
-    if data_path is not None:
+    if data.data_path is not None:
         models = [("MODEL_A", model_a, net_a)]
         if net_b is not None:
             models.append(("MODEL_B", model_b, net_b))
-        inputs, x = read_inputs(
-            data_path,
-            models,
-            x_key=x_key,
-            channels_last=channels_last,
-            scale=scale,
-            mean=mean,
-            std=std,
-            preset=preset,
-            max_samples=max_samples,
-        )
-        check_models_run(models, x, data_path)
+        inputs, x = data.read(models)
+        check_models_run(models, x, data.data_path)
         if net_b is None:
             click.echo("data: not needed for one network (its weights only); --data is unused")
     t0 = time.perf_counter()
@@ -244,7 +227,7 @@ def weights(
                 names=(label_a, label_b or "B"),
                 layers=layers,
                 k=k,
-                batch_size=batch_size,
+                batch_size=data.batch_size,
                 seed=seed,
             )
     except (ValueError, TypeError) as exc:
@@ -258,7 +241,7 @@ def weights(
             "model_b": model_b,
             "weights_a": Path(weights_a).name if weights_a else None,
             "weights_b": Path(weights_b).name if weights_b else None,
-            "data": Path(data_path).name if data_path else None,
+            "data": Path(data.data_path).name if data.data_path else None,
             "preprocessing": inputs.preprocessing if inputs is not None else None,
             "n_samples": len(x) if x is not None and net_b is not None else None,
             "layers": layers,
