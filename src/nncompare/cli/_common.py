@@ -209,10 +209,16 @@ class DataArgs:
     max_samples: int | None
 
     def read(
-        self, models: Sequence[tuple[str, str, Any]], path: str | None = None, *, echo: bool = True
+        self,
+        models: Sequence[tuple[str, str, Any]],
+        path: str | None = None,
+        *,
+        echo: bool = True,
+        cut: bool = True,
     ) -> Any:
         """:func:`read_inputs` of ``path`` (default ``--data``) with these options:
-        ``(inputs, x)``."""
+        ``(inputs, x)``, ``x`` cut to ``--max-samples`` with ``cut`` (without, the library
+        call takes ``max_samples`` itself)."""
         path = self.data_path if path is None else path
         if path is None:
             raise click.BadParameter("expected a file of inputs; got none", param_hint="--data")
@@ -225,7 +231,7 @@ class DataArgs:
             mean=self.mean,
             std=self.std,
             preset=self.preset,
-            max_samples=self.max_samples,
+            max_samples=self.max_samples if cut else None,
             echo=echo,
         )
 

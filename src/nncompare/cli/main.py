@@ -13,15 +13,14 @@ from typing import Any
 import click
 
 from nncompare._version import __version__
+from nncompare.cli._common import DataArgs, check_layers_exist, check_models_run, data_args
 from nncompare.cli._errors import DEBUG_KEY, NncompareGroup
 from nncompare.cli._options import (
     DEFAULT_MEASURES,
     DFT_DEFAULT_MEASURES,
-    data_options,
     first_layer,
     parse_formats,
     parse_measures,
-    prepare_inputs,
 )
 
 
@@ -263,7 +262,7 @@ def _echo_lines(lines: list[str]) -> None:
 @cli.command(epilog=_MODEL_HELP)
 @click.argument("model_a")
 @click.argument("model_b")
-@data_options
+@data_args
 @click.option("--weights-a", type=click.Path(exists=True, dir_okay=False))
 @click.option("--weights-b", type=click.Path(exists=True, dir_okay=False))
 @click.option("--layers-a", default=None, help=_layers_help("MODEL_A"))
@@ -319,15 +318,7 @@ def _echo_lines(lines: list[str]) -> None:
 def compare(
     model_a: str,
     model_b: str,
-    data_path: str,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     weights_a: str | None,
     weights_b: str | None,
     layers_a: str | None,
@@ -354,7 +345,6 @@ def compare(
           --data cifar10_test.npz --preset cifar --measure cka --measure svcca:variance=0.95
     """
     from nncompare.analyses.compare import compare_models
-    from nncompare.capture import LayerNotFoundError, resolve_layers
     from nncompare.cli.loading import load_model
     from nncompare.report import write_report
     from nncompare.results import ComparisonResult
@@ -375,27 +365,12 @@ def compare(
         model_b, weights=weights_b, allow_pickle=allow_pickle, trust_modules=trust_modules
     )
     for option, net, text in (("--layers-a", net_a, layers_a), ("--layers-b", net_b, layers_b)):
-        if text is not None:
-            try:
-                resolve_layers(net, _split(text))
-            except LayerNotFoundError as exc:
-                raise click.BadParameter(str(exc), param_hint=option) from exc
-    inputs = prepare_inputs(
-        data_path,
-        x_key=x_key,
-        models=[("MODEL_A", model_a, net_a), ("MODEL_B", model_b, net_b)],
-        channels_last=channels_last,
-        scale=scale,
-        mean=mean,
-        std=std,
-        preset=preset,
-    )
-    _echo_lines(inputs.lines)
+        check_layers_exist(net, _split(text), option)
+    models = [("MODEL_A", model_a, net_a), ("MODEL_B", model_b, net_b)]
+    inputs, x = data.read(models, cut=False)
     if not given:
         click.echo(f"measures: {', '.join(measures)} (the default; choose with --measure)")
-    x = inputs.x
-    for label, spec, net in (("MODEL_A", model_a, net_a), ("MODEL_B", model_b, net_b)):
-        _check_runs(net, x[:2], what=f"{label} {spec}", option=f"--data {Path(data_path).name}")
+    check_models_run(models, x, data.data_path)
     df = compare_models(
         net_a,
         net_b,
@@ -404,13 +379,13 @@ def compare(
         layers_b=_split(layers_b),
         measures=measures,
         conv=conv,
-        batch_size=batch_size,
-        max_samples=max_samples,
+        batch_size=data.batch_size,
+        max_samples=data.max_samples,
         progress=progress,
         names=(label_a, label_b),
         resume=resume_dir,
         provenance={
-            "data": str(Path(data_path).name),
+            "data": str(Path(data.data_path).name),
             "preprocessing": inputs.preprocessing,
             "command": " ".join(sys.argv),
         },
@@ -429,7 +404,7 @@ def compare(
 
 @cli.command(epilog=_MODEL_HELP)
 @click.argument("model")
-@data_options
+@data_args
 @click.option(
     "--weights",
     type=click.Path(exists=True, dir_okay=False),
@@ -466,15 +441,7 @@ def compare(
 @click.option("--progress/--no-progress", default=True)
 def extract(
     model: str,
-    data_path: str,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     weights: str | None,
     layers_text: str | None,
     granularity: str | None,
@@ -509,7 +476,6 @@ def extract(
     """
     from nncompare.capture import (
         InvalidCacheError,
-        LayerNotFoundError,
         StaleCacheError,
         capture,
         default_layers,
@@ -526,24 +492,10 @@ def extract(
         )
     patterns = _split(layers_text)
     net = load_model(model, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules)
-    if patterns is not None:
-        try:
-            resolve_layers(net, patterns)
-        except LayerNotFoundError as exc:
-            raise click.BadParameter(str(exc), param_hint="--layers") from exc
-    inputs = prepare_inputs(
-        data_path,
-        x_key=x_key,
-        models=[("MODEL", model, net)],
-        channels_last=channels_last,
-        scale=scale,
-        mean=mean,
-        std=std,
-        preset=preset,
-    )
-    _echo_lines(inputs.lines)
-    x = inputs.x
-    _check_runs(net, x[:2], what=f"MODEL {model}", option=f"--data {Path(data_path).name}")
+    check_layers_exist(net, patterns)
+    models = [("MODEL", model, net)]
+    _, x = data.read(models, cut=False)
+    check_models_run(models, x, data.data_path)
     if patterns is None:
         chosen = default_layers(net, granularity=granularity or "blocks")
         ran = {info.name for info in list_layers(net, x[:2]) if info.output_shapes}
@@ -562,10 +514,10 @@ def extract(
             net,
             x,
             layers,
-            batch_size=batch_size,
+            batch_size=data.batch_size,
             progress=progress,
             cache_dir=out,
-            max_samples=max_samples,
+            max_samples=data.max_samples,
             overwrite=overwrite,
         )
     except StaleCacheError as exc:

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from nncompare.cli._options import data_options, parse_formats, prepare_inputs
+from nncompare.cli._common import DataArgs, check_models_run, data_args, safety_options
+from nncompare.cli._options import parse_formats
 
 __all__ = ["compare_many_command"]
 
@@ -138,7 +139,7 @@ def _read_metadata(path: str | None, names: list[str]) -> dict[str, dict[str, An
 
 @click.command("compare-many", epilog=_EPILOG)
 @click.argument("models", nargs=-1, required=True)
-@data_options
+@data_args
 @click.option(
     "--factory",
     default=None,
@@ -198,19 +199,10 @@ def _read_metadata(path: str | None, names: list[str]) -> dict[str, dict[str, An
     show_default=True,
     type=click.Path(file_okay=False),
 )
-@click.option("--allow-pickle", is_flag=True, help="Load files that run code when read (pickles).")
-@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME")
+@safety_options(pickle_help="Load files that run code when read (pickles).", trust_help=None)
 def compare_many_command(
     models: tuple[str, ...],
-    data_path: str,
-    x_key: str | None,
-    channels_last: bool | None,
-    scale: str | None,
-    mean: str | None,
-    std: str | None,
-    preset: str | None,
-    batch_size: int,
-    max_samples: int | None,
+    data: DataArgs,
     factory: str | None,
     layer_texts: tuple[str, ...],
     measure_specs: tuple[str, ...],
@@ -242,7 +234,6 @@ def compare_many_command(
     """
     from nncompare.cli._options import parse_measures
     from nncompare.cli.loading import load_model
-    from nncompare.cli.main import _check_runs, _echo_lines
 
     figure_formats = parse_formats(formats)
     entries = _expand(models, factory)
@@ -272,20 +263,9 @@ def compare_many_command(
         nets[name] = load_model(
             spec, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules
         )
-    inputs = prepare_inputs(
-        data_path,
-        x_key=x_key,
-        models=[(n, spec, nets[n]) for n, (spec, _) in zip(names, entries, strict=True)],
-        channels_last=channels_last,
-        scale=scale,
-        mean=mean,
-        std=std,
-        preset=preset,
-    )
-    _echo_lines(inputs.lines)
-    x = inputs.x[:max_samples] if max_samples else inputs.x
-    for n, (spec, _) in zip(names, entries, strict=True):
-        _check_runs(nets[n], x[:2], what=f"{n} ({spec})", option=f"--data {Path(data_path).name}")
+    runs = [(n, spec, nets[n]) for n, (spec, _) in zip(names, entries, strict=True)]
+    inputs, x = data.read(runs)
+    check_models_run(runs, x, data.data_path, what="{label} ({spec})")
     layers = _split(layer_texts) or None
     if layers is not None:
         from nncompare.capture import LayerNotFoundError, resolve_layers
@@ -308,10 +288,10 @@ def compare_many_command(
         layers=layers,
         measures=measures,
         conv=conv.lower(),
-        batch_size=batch_size,
+        batch_size=data.batch_size,
         progress=progress,
         provenance={
-            "data": Path(data_path).name,
+            "data": Path(data.data_path).name,
             "preprocessing": inputs.preprocessing,
             "command": " ".join(sys.argv),
         },
