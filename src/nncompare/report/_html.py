@@ -503,6 +503,29 @@ def _shortened_names(df: Any) -> str:
     )
 
 
+def provenance_html(prov: Mapping[str, Any]) -> list[str]:
+    """The Provenance heading and its table (or a note that none was recorded)."""
+    table = _kv_table(prov) if prov else '<p class="note">No provenance recorded.</p>'
+    return ['<h2 id="provenance">Provenance</h2>', table]
+
+
+def page_html(title: str, body: str) -> str:
+    """A self-contained HTML page (inline style, strict Content-Security-Policy) around
+    ``body``; the one scaffold of every report page."""
+    from nncompare import __version__
+
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="nncompare {_e(__version__)}">\n'
+        '<link rel="icon" href="data:,">\n'
+        f"<title>{_e(title)}</title>\n"
+        f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+
+
 def render_html(
     df: Any,
     *,
@@ -668,11 +691,7 @@ def render_html(
         parts.append(f'<h2 id="results">All results ({len(df)} rows)</h2>')
         parts.append(_results_table(data))
 
-    parts.append('<h2 id="provenance">Provenance</h2>')
-    if prov:
-        parts.append(_kv_table(prov))
-    else:
-        parts.append('<p class="note">No provenance recorded.</p>')
+    parts.extend(provenance_html(prov))
     if measures:
         parts.append("<h3>Measures and conventions</h3>")
         parts.append(_measures_table(df, measures))
@@ -692,14 +711,4 @@ def render_html(
         '<a href="results.csv">results.csv</a> (tidy table) and '
         '<a href="results.json">results.json</a> (table, metadata and spectra).</footer>'
     )
-    body = "\n".join(p for p in parts if p)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta name="generator" content="nncompare {_e(__version__)}">\n'
-        '<link rel="icon" href="data:,">\n'
-        f"<title>{_e(title)}</title>\n"
-        f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
-    )
+    return page_html(title, "\n".join(p for p in parts if p))
