@@ -249,3 +249,56 @@ def data_args(f: Callable[..., Any]) -> Callable[..., Any]:
         return f(data=data, **kwargs)
 
     return data_options(command)
+
+
+def label_array(
+    path: str,
+    key: str | None,
+    x_key: str | None,
+    *,
+    option: str,
+    inputs_name: str,
+    kind: str,
+    missing_y: str | None,
+) -> tuple[str, Any] | None:
+    """``(key, array)`` of the labels in the ``.npz`` ``path`` (``--labels KEY``, else
+    ``y``), read without unpickling; the caller checks the array's shape and dtype.
+
+    With no ``KEY`` and no usable ``y``: None when ``missing_y`` is None, else a
+    :class:`click.BadParameter` with ``missing_y`` (``{name}`` the file name, ``{keys}``
+    its arrays). ``option`` names the file (``--data``), ``inputs_name`` the inputs' array
+    in the error for a clash (``the inputs``, ``--x-key``), ``kind`` the expected array
+    (``a numeric array``) in the error for an object array.
+    """
+    import numpy as np
+
+    name = Path(path).name
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.files)
+        if key is None:
+            if "y" not in keys or x_key == "y":
+                if missing_y is None:
+                    return None
+                raise click.BadParameter(
+                    missing_y.format(name=name, keys=", ".join(keys)), param_hint="--labels"
+                )
+            key = "y"
+        elif key not in keys:
+            raise click.BadParameter(
+                f"{option} {name} has no array {key!r}; it holds {', '.join(keys)}",
+                param_hint="--labels",
+            )
+        inputs_key = x_key if x_key is not None else ("x" if "x" in keys else None)
+        if key == inputs_key:
+            raise click.BadParameter(
+                f"--labels and {inputs_name} both name {key!r}; the labels must be another array",
+                param_hint="--labels",
+            )
+        try:
+            return key, archive[key]
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"the labels {key!r} in {name} cannot be read without unpickling "
+                f"({' '.join(str(exc).split())}); store them as {kind}",
+                param_hint="--labels",
+            ) from exc

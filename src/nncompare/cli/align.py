@@ -24,6 +24,7 @@ from nncompare.cli._common import (
     check_layers_exist,
     check_models_run,
     data_args,
+    label_array,
     output_options,
     print_outputs,
 )
@@ -71,35 +72,18 @@ def read_labels(path: str, key: str | None, x_key: str | None, n: int) -> Any:
             "store inputs and labels together with numpy.savez(path, x=..., y=...)",
             param_hint="--labels",
         )
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.files)
-        if key is None:
-            if "y" not in keys or x_key == "y":
-                raise click.BadParameter(
-                    f"--data {name} has no array 'y'; name the labels with --labels KEY (it "
-                    f"holds {', '.join(keys)})",
-                    param_hint="--labels",
-                )
-            key = "y"
-        elif key not in keys:
-            raise click.BadParameter(
-                f"--data {name} has no array {key!r}; it holds {', '.join(keys)}",
-                param_hint="--labels",
-            )
-        inputs_key = x_key if x_key is not None else ("x" if "x" in keys else None)
-        if key == inputs_key:
-            raise click.BadParameter(
-                f"--labels and the inputs both name {key!r}; the labels must be another array",
-                param_hint="--labels",
-            )
-        try:
-            y = archive[key]
-        except ValueError as exc:
-            raise click.BadParameter(
-                f"the labels {key!r} in {name} cannot be read without unpickling "
-                f"({' '.join(str(exc).split())}); store them as a numeric array",
-                param_hint="--labels",
-            ) from exc
+    found = label_array(
+        path,
+        key,
+        x_key,
+        option="--data",
+        inputs_name="the inputs",
+        kind="a numeric array",
+        missing_y="--data {name} has no array 'y'; name the labels with --labels KEY (it "
+        "holds {keys})",
+    )
+    assert found is not None  # with missing_y, no labels raise instead
+    key, y = found
     if y.ndim not in (1, 2) or len(y) != n:
         raise click.BadParameter(
             f"expected one label per input of --data {name}, shape ({n},) (or ({n}, T) "

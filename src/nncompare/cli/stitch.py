@@ -23,6 +23,7 @@ from nncompare.cli._common import (
     DataArgs,
     check_models_run,
     data_args,
+    label_array,
     library_notes,
     output_options,
     print_outputs,
@@ -182,31 +183,18 @@ def _load_labels(path: str, key: str | None, x_key: str | None, n: int, option: 
                 param_hint="--labels",
             )
         return None
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.files)
-        if key is None:
-            key = "y" if "y" in keys and x_key != "y" else None
-            if key is None:
-                return None
-        elif key not in keys:
-            raise click.BadParameter(
-                f"{option} {name} has no array {key!r}; it holds {', '.join(keys)}",
-                param_hint="--labels",
-            )
-        inputs_key = x_key if x_key is not None else ("x" if "x" in keys else None)
-        if key == inputs_key:
-            raise click.BadParameter(
-                f"--labels and --x-key both name {key!r}; the labels must be another array",
-                param_hint="--labels",
-            )
-        try:
-            y = archive[key]
-        except ValueError as exc:
-            raise click.BadParameter(
-                f"the labels {key!r} in {name} cannot be read without unpickling "
-                f"({' '.join(str(exc).split())}); store them as an integer array",
-                param_hint="--labels",
-            ) from exc
+    found = label_array(
+        path,
+        key,
+        x_key,
+        option=option,
+        inputs_name="--x-key",
+        kind="an integer array",
+        missing_y=None,
+    )
+    if found is None:
+        return None
+    key, y = found
     if y.ndim != 1 or len(y) != n:
         raise click.BadParameter(
             f"expected one class label per input of {option} {name}, shape ({n},); "
