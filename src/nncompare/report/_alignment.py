@@ -118,28 +118,21 @@ def alignment_figures(obj: Any) -> dict[str, Any]:
 
 
 def _table(summary: Any) -> str:
-    from nncompare.report._html import _e, _fmt_num
+    from nncompare.report._html import _e
+    from nncompare.report._sections import name_cell, results_table
 
-    cols = [(c, h) for c, h in _TABLE if c in summary.columns]
-    head = "".join(
-        f"<th>{_e(h)}</th>" if c in ("representation", "layer") else f'<th class="num">{_e(h)}</th>'
-        for c, h in cols
-    )
-    lines = []
-    for rec in summary.to_dict(orient="records"):
-        cells = []
-        for c, _ in cols:
-            v = rec.get(c)
-            if c == "layer":
-                cells.append(f'<td class="name"><code>{_e(v)}</code></td>')
-            elif c == "representation":
-                cells.append(f"<td>{_e('—' if v == 'input' else v)}</td>")
-            else:
-                cells.append(f'<td class="num">{_fmt_num(v)}</td>')
-        lines.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        f'<div class="table-wrap"><table class="results"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(lines)}</tbody></table></div>"
+    def cell(c: str, v: Any) -> str | None:
+        if c == "layer":
+            return name_cell(v)
+        if c == "representation":
+            return f"<td>{_e('—' if v == 'input' else v)}</td>"
+        return None
+
+    return results_table(
+        [(c, h) for c, h in _TABLE if c in summary.columns],
+        summary.to_dict(orient="records"),
+        text=("representation", "layer"),
+        cell=cell,
     )
 
 

@@ -8,21 +8,28 @@ figure files, the provenance block, the note on figures that could not be drawn,
 scaffold (:func:`nncompare.report._html.page_html`) and the atomic writes.
 
 :func:`read_results_doc` is the one reader of a lens's ``results.json`` that checks its
-``format`` tag.
+``format`` tag; :func:`results_table` the one builder of a lens's results table.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nncompare._io import atomic_write
 
-__all__ = ["Section", "read_results_doc", "write_section_report"]
+__all__ = [
+    "Section",
+    "name_cell",
+    "read_results_doc",
+    "render_section",
+    "results_table",
+    "write_section_report",
+]
 
 
 @dataclass(frozen=True)
@@ -163,3 +170,50 @@ def read_results_doc(
             "with nncompare.report.load_results."
         )
     return doc
+
+
+def results_table(
+    columns: Sequence[tuple[str, str]],
+    records: Iterable[Mapping[str, Any]],
+    *,
+    text: Collection[str],
+    cell: Callable[[str, Any], str | None],
+) -> str:
+    """A lens's results table: one row per record, numbers right-aligned.
+
+    Parameters
+    ----------
+    columns : sequence of (key, heading)
+        The columns shown, in order.
+    records : iterable of mapping
+        The rows (a missing key reads as None).
+    text : collection of str
+        The columns whose heading is left-aligned (text, not numbers).
+    cell : callable
+        ``cell(key, value)`` returns a column's ``<td>`` HTML, or None for the default
+        (a right-aligned formatted number).
+    """
+    from nncompare.report._html import _e, _fmt_num
+
+    head = "".join(
+        f"<th>{_e(h)}</th>" if c in text else f'<th class="num">{_e(h)}</th>' for c, h in columns
+    )
+    lines = []
+    for rec in records:
+        cells = []
+        for c, _ in columns:
+            v = rec.get(c)
+            html = cell(c, v)
+            cells.append(html if html is not None else f'<td class="num">{_fmt_num(v)}</td>')
+        lines.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f'<div class="table-wrap"><table class="results"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(lines)}</tbody></table></div>"
+    )
+
+
+def name_cell(v: Any) -> str:
+    """A table cell holding a layer name (monospace)."""
+    from nncompare.report._html import _e
+
+    return f'<td class="name"><code>{_e(v)}</code></td>'

@@ -476,32 +476,23 @@ def stitching_figures(obj: Any) -> dict[str, Any]:
 
 
 def _table(frame: Any) -> str:
-    from nncompare.report._html import _e, _fmt_num
+    from nncompare.report._html import _e
+    from nncompare.report._sections import name_cell, results_table
 
-    cols = [(c, h) for c, h in _TABLE_COLUMNS if c in frame.columns]
-    head = "".join(
-        f'<th class="num">{_e(h)}</th>'
-        if c not in ("layer_a", "layer_b", "method", "note", "skipped")
-        else f"<th>{_e(h)}</th>"
-        for c, h in cols
-    )
-    lines = []
-    for rec in frame.to_dict(orient="records"):
-        cells = []
-        for c, _ in cols:
-            v = rec.get(c)
-            if c in ("layer_a", "layer_b"):
-                cells.append(f'<td class="name"><code>{_e(v)}</code></td>')
-            elif c == "method":
-                cells.append(f"<td>{_e(_label(str(v)))}</td>")
-            elif c in ("note", "skipped"):
-                cells.append(f'<td class="err">{"" if _is_missing(v) else _e(v)}</td>')
-            else:
-                cells.append(f'<td class="num">{_fmt_num(v)}</td>')
-        lines.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        f'<div class="table-wrap"><table class="results"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(lines)}</tbody></table></div>"
+    def cell(c: str, v: Any) -> str | None:
+        if c in ("layer_a", "layer_b"):
+            return name_cell(v)
+        if c == "method":
+            return f"<td>{_e(_label(str(v)))}</td>"
+        if c in ("note", "skipped"):
+            return f'<td class="err">{"" if _is_missing(v) else _e(v)}</td>'
+        return None
+
+    return results_table(
+        [(c, h) for c, h in _TABLE_COLUMNS if c in frame.columns],
+        frame.to_dict(orient="records"),
+        text=("layer_a", "layer_b", "method", "note", "skipped"),
+        cell=cell,
     )
 
 

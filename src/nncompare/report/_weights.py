@@ -181,29 +181,21 @@ def weights_figures(obj: Any) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...]) -> str:
-    from nncompare.report._html import _e, _fmt_num
+    from nncompare.report._html import _e
+    from nncompare.report._sections import name_cell, results_table
 
-    present = [(c, h) for c, h in columns if any(c in r for r in rows)]
-    text_cols = ("layer", "note")
-    head = "".join(
-        f"<th>{_e(h)}</th>" if c in text_cols else f'<th class="num">{_e(h)}</th>'
-        for c, h in present
-    )
-    lines = []
-    for rec in rows:
-        cells = []
-        for c, _ in present:
-            v = rec.get(c)
-            if c == "layer":
-                cells.append(f'<td class="name"><code>{_e(v)}</code></td>')
-            elif c == "note":
-                cells.append(f'<td class="err">{_e(v) if v else ""}</td>')
-            else:
-                cells.append(f'<td class="num">{_fmt_num(v)}</td>')
-        lines.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        f'<div class="table-wrap"><table class="results"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(lines)}</tbody></table></div>"
+    def cell(c: str, v: Any) -> str | None:
+        if c == "layer":
+            return name_cell(v)
+        if c == "note":
+            return f'<td class="err">{_e(v) if v else ""}</td>'
+        return None
+
+    return results_table(
+        [(c, h) for c, h in columns if any(c in r for r in rows)],
+        rows,
+        text=("layer", "note"),
+        cell=cell,
     )
 
 
