@@ -74,9 +74,12 @@ def output_options(
     title_help: str = "Report title.",
     formats_help: str = _FORMATS_HELP,
     safety: bool = True,
+    pickle_help: str | None = PICKLE_HELP,
+    trust_help: str | None = TRUST_HELP,
 ) -> Decorator:
     """``--title``, ``--formats``, ``--out`` (defaulting to ``default_out``; none when it is
-    None) and, with ``safety``, :func:`safety_options`."""
+    None) and, with ``safety``, :func:`safety_options` (with ``pickle_help`` and
+    ``trust_help``)."""
     options: list[Decorator] = [
         click.option("--title", default=None, help=title_help),
         click.option("--formats", default=None, metavar="png,pdf,svg", help=formats_help),
@@ -92,7 +95,7 @@ def output_options(
             )
         )
     if safety:
-        options.append(safety_options())
+        options.append(safety_options(pickle_help=pickle_help, trust_help=trust_help))
     return _stack(options)
 
 

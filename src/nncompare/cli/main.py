@@ -13,7 +13,15 @@ from typing import Any
 import click
 
 from nncompare._version import __version__
-from nncompare.cli._common import DataArgs, check_layers_exist, check_models_run, data_args
+from nncompare.cli._common import (
+    DataArgs,
+    check_layers_exist,
+    check_models_run,
+    data_args,
+    output_options,
+    print_outputs,
+    safety_options,
+)
 from nncompare.cli._errors import DEBUG_KEY, NncompareGroup
 from nncompare.cli._options import (
     DEFAULT_MEASURES,
@@ -68,9 +76,7 @@ def demo(out_dir: str, epochs: int, seeds: str) -> None:
     if len(s) != 2:
         raise click.BadParameter(f"expected two seeds like '0,1'; got {seeds!r}")
     result = run_demo(out_dir, seeds=s, epochs=epochs, log=click.echo)
-    rep = result.report
-    click.echo(f"report:  {Path(rep.html).resolve()}")
-    click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
+    print_outputs(result.report, figures=False)
     click.echo(f"done in {result.seconds['total']:.1f} s")
 
 
@@ -127,6 +133,7 @@ _PICKLE_HELP = (
     "Python objects), TorchScript archives, .pt2 archives with pickled parts. "
     "Only for files you trust."
 )
+_safety = safety_options(pickle_help=_PICKLE_HELP, trust_help=_TRUST_HELP)
 
 
 def _expected_text(kind: str, ndim: int, size: int) -> str:
@@ -215,8 +222,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 @click.option(
     "--input-shape", default=None, help="Sample input shape to show output shapes, e.g. 1,3,32,32."
 )
-@click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
-@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
+@_safety
 def layers(
     model: str,
     weights: str | None,
@@ -288,23 +294,14 @@ def _echo_lines(lines: list[str]) -> None:
     default=None,
     help="Label of MODEL_B in the report (default: the --weights-b file stem, else MODEL_B).",
 )
-@click.option("--title", default=None, help="Report title (default: 'NAME_A vs NAME_B').")
-@click.option(
-    "--formats",
-    default=None,
-    metavar="png,pdf,svg",
-    help="Also write every figure as a file in OUT/figures/ in these formats (PDF and SVG "
-    "are vector graphics).",
+@output_options(
+    "nncompare-report",
+    title_help="Report title (default: 'NAME_A vs NAME_B').",
+    formats_help="Also write every figure as a file in OUT/figures/ in these formats (PDF and "
+    "SVG are vector graphics).",
+    pickle_help=_PICKLE_HELP,
+    trust_help=_TRUST_HELP,
 )
-@click.option(
-    "--out",
-    "out_dir",
-    default="nncompare-report",
-    show_default=True,
-    type=click.Path(file_okay=False),
-)
-@click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
-@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
 @click.option("--progress/--no-progress", default=True)
 @click.option(
     "--resume",
@@ -394,12 +391,7 @@ def compare(
     if title is not None:
         result.title = title
     rep = write_report(result, out_dir, title=title, formats=figure_formats)
-    click.echo(f"report:  {Path(rep.html).resolve()}")
-    click.echo(f"results: {Path(rep.csv).resolve()}, {Path(rep.json).resolve()}")
-    for fmt, paths in (getattr(rep, "figures", None) or {}).items():
-        if paths:
-            where = Path(paths[0]).resolve().parent
-            click.echo(f"figures: {len(paths)} {fmt.upper()} files in {where}")
+    print_outputs(rep, resolve_figures=True)
 
 
 @cli.command(epilog=_MODEL_HELP)
@@ -436,8 +428,7 @@ def compare(
     is_flag=True,
     help="Replace an existing activation cache at --out (nothing else is ever replaced).",
 )
-@click.option("--allow-pickle", is_flag=True, help=_PICKLE_HELP)
-@click.option("--trust-module", "trust_modules", multiple=True, metavar="NAME", help=_TRUST_HELP)
+@_safety
 @click.option("--progress/--no-progress", default=True)
 def extract(
     model: str,
