@@ -305,3 +305,23 @@ def label_array(
                 f"({' '.join(str(exc).split())}); store them as {kind}",
                 param_hint="--labels",
             ) from exc
+
+
+def split_names(
+    text: str | None,
+    option: str = "--layers",
+    *,
+    what: str = "layer names or patterns",
+    example: str = "relu1,layer*",
+) -> list[str] | None:
+    """The comma-separated names of ``option`` (None when not given); an empty name is a
+    one-line :class:`click.BadParameter` naming ``what`` was expected, e.g. ``example``."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise click.BadParameter(
+            f"expected {what} separated by commas, such as {example}; got {text!r} (an empty name)",
+            param_hint=option,
+        )
+    return parts

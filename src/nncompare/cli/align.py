@@ -27,6 +27,7 @@ from nncompare.cli._common import (
     label_array,
     output_options,
     print_outputs,
+    split_names,
 )
 from nncompare.cli._options import parse_formats
 
@@ -140,19 +141,6 @@ def _encode(y: Any, kind: str) -> tuple[Any, str, str]:
     return y.astype(np.float64), "regression", "centred regression targets"
 
 
-def _split(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    if not all(parts):
-        raise click.BadParameter(
-            f"expected layer names or patterns separated by commas, such as relu1,layer*; got "
-            f"{text!r} (an empty name)",
-            param_hint="--layers",
-        )
-    return parts
-
-
 @click.command(epilog=_MODEL_HELP)
 @click.argument("model")
 @data_args
@@ -243,7 +231,7 @@ def align(
     conv = conv.lower()
     figure_formats = parse_formats(formats)
     label = _label(name, "--name") or _short(model, weights)
-    layer_list = _split(layers)
+    layer_list = split_names(layers)
 
     import torch
 

@@ -25,6 +25,7 @@ from nncompare.cli._common import (
     check_models_run,
     data_args,
     output_options,
+    split_names,
 )
 from nncompare.cli._options import parse_formats
 
@@ -42,19 +43,6 @@ MODEL loads exactly as in `nncompare compare` (see its --help):
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
-
-
-def _split(text: str | None, option: str) -> list[str] | None:
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    if not all(parts):
-        raise click.BadParameter(
-            f"expected names separated by commas, such as relu1,layer*; got {text!r} (an "
-            "empty name)",
-            param_hint=option,
-        )
-    return parts
 
 
 def parse_classes(text: str) -> dict[str, int]:
@@ -156,7 +144,7 @@ def _load(
 ) -> tuple[Any, list[str] | None, Any]:
     from nncompare.cli.loading import load_model
 
-    layer_list = _split(layers, "--layers")
+    layer_list = split_names(layers, what="names")
     net = load_model(model, weights=weights, allow_pickle=allow_pickle, trust_modules=trust_modules)
     check_layers_exist(net, layer_list)
     models = [("MODEL", model, net)]

@@ -25,6 +25,7 @@ from nncompare.cli._common import (
     library_notes,
     output_options,
     print_outputs,
+    split_names,
 )
 from nncompare.cli._options import parse_formats
 
@@ -57,15 +58,9 @@ def _check_model(net: Any, label: str) -> None:
 
 
 def _parse_layers(text: str | None, net_a: Any, net_b: Any | None) -> list[str] | None:
-    if text is None:
+    names = split_names(text, what="weight-layer names", example="conv1,conv2")
+    if names is None:
         return None
-    names = [p.strip() for p in text.split(",")]
-    if not all(names):
-        raise click.BadParameter(
-            f"expected weight-layer names separated by commas, such as conv1,conv2; got "
-            f"{text!r} (an empty name)",
-            param_hint="--layers",
-        )
     import difflib
 
     for label, net in (("MODEL_A", net_a), ("MODEL_B", net_b)):
