@@ -26,6 +26,7 @@ __all__ = [
     "check_models_run",
     "data_args",
     "library_notes",
+    "out_option",
     "output_options",
     "print_outputs",
     "read_inputs",
@@ -68,6 +69,19 @@ def safety_options(
     )
 
 
+def out_option(default: str, *, help: str | None = None) -> Decorator:
+    """``--out DIR`` (into ``out_dir``), the folder a command writes, ``default`` unless
+    given."""
+    return click.option(
+        "--out",
+        "out_dir",
+        default=default,
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help=help,
+    )
+
+
 def output_options(
     default_out: str | None,
     *,
@@ -85,15 +99,7 @@ def output_options(
         click.option("--formats", default=None, metavar="png,pdf,svg", help=formats_help),
     ]
     if default_out is not None:
-        options.append(
-            click.option(
-                "--out",
-                "out_dir",
-                default=default_out,
-                show_default=True,
-                type=click.Path(file_okay=False),
-            )
-        )
+        options.append(out_option(default_out))
     if safety:
         options.append(safety_options(pickle_help=pickle_help, trust_help=trust_help))
     return _stack(options)

@@ -24,6 +24,7 @@ from nncompare.cli._common import (
     check_layers_exist,
     check_models_run,
     data_args,
+    out_option,
     output_options,
     split_names,
 )
@@ -197,10 +198,7 @@ def _provenance(extra: dict[str, Any]) -> dict[str, Any]:
     "similarity with itself at the end.",
 )
 @_common
-@click.option(
-    "--out", "out_dir", default="nncompare-dynamics", show_default=True,
-    type=click.Path(file_okay=False),
-)  # fmt: skip
+@out_option("nncompare-dynamics")
 def dynamics(
     model: str,
     checkpoints: tuple[str, ...],
@@ -312,10 +310,7 @@ def dynamics(
     "positions, or one feature per entry.",
 )
 @_common
-@click.option(
-    "--out", "out_dir", default="nncompare-class-sensitivity", show_default=True,
-    type=click.Path(file_okay=False),
-)  # fmt: skip
+@out_option("nncompare-class-sensitivity")
 def class_sensitivity_command(
     model: str,
     classes: str,

@@ -18,6 +18,7 @@ from nncompare.cli._common import (
     check_layers_exist,
     check_models_run,
     data_args,
+    out_option,
     output_options,
     print_outputs,
     safety_options,
@@ -49,14 +50,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--out",
-    "out_dir",
-    default="nncompare-report",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Directory for the report.",
-)
+@out_option("nncompare-report", help="Directory for the report.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 500))
 @click.option("--seeds", default="0,1", show_default=True, help="Seeds of the two networks.")
 def demo(out_dir: str, epochs: int, seeds: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from nncompare.cli._common import DataArgs, check_models_run, data_args, safety_options
+from nncompare.cli._common import DataArgs, check_models_run, data_args, out_option, safety_options
 from nncompare.cli._options import parse_formats
 
 __all__ = ["compare_many_command"]
@@ -192,13 +192,7 @@ def _read_metadata(path: str | None, names: list[str]) -> dict[str, dict[str, An
 @click.option("--title", default=None, help="Report title.")
 @click.option("--formats", default="png", show_default=True, metavar="png,pdf,svg")
 @click.option("--progress/--no-progress", default=False)
-@click.option(
-    "--out",
-    "out_dir",
-    default="nncompare-many",
-    show_default=True,
-    type=click.Path(file_okay=False),
-)
+@out_option("nncompare-many")
 @safety_options(pickle_help="Load files that run code when read (pickles).", trust_help=None)
 def compare_many_command(
     models: tuple[str, ...],

@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from nncompare.cli._common import out_option
+
 __all__ = ["compress", "load_labelled", "train_command"]
 
 _MODEL_HELP = """\b
@@ -118,8 +120,7 @@ def _model_options(f: Any) -> Any:
     help="Freeze Training: 'linear' freezes stage i of L after i/L of the steps.",
 )
 @click.option("--checkpoint-every", default=None, type=click.IntRange(1), help="Epochs.")
-@click.option("--out", "out_dir", default="nncompare-train", show_default=True,
-              type=click.Path(file_okay=False))  # fmt: skip
+@out_option("nncompare-train")
 @_model_options
 def train_command(
     model: str,
@@ -229,8 +230,7 @@ def _fractions(text: str) -> list[float]:
 @click.option("--other-model", default=None, help="Reference network (as MODEL).")
 @click.option("--other-weights", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option("--keep", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True))
-@click.option("--out", "out_dir", default="nncompare-compress", show_default=True,
-              type=click.Path(file_okay=False))  # fmt: skip
+@out_option("nncompare-compress")
 @_model_options
 def compress(
     model: str,
