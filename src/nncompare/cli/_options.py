@@ -89,35 +89,66 @@ def parse_measure_spec(text: str) -> tuple[str, dict[str, Any]]:
         For an empty name, an option without ``=``, a key that is not an identifier, or
         a key given twice.
     """
-    name, sep, rest = text.partition(":")
+    name = text.partition(":")[0]
     name = name.strip().lower()
     if not name:
         raise click.BadParameter(
             f"expected a measure name such as 'cka' or 'svcca:variance=0.95'; got {text!r}",
             param_hint="--measure",
         )
+    options = parse_spec_options(
+        text,
+        option="--measure",
+        example="svcca:variance=0.95",
+        examples="pwcca:convention=google,epsilon=1e-6",
+    )
+    return name, options
+
+
+def parse_spec_options(
+    text: str,
+    *,
+    option: str,
+    example: str,
+    examples: str,
+    check_key: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The ``key=value`` options after the ``:`` of a ``name:key=value,...`` spec of
+    ``option`` (none without a ``:``), values read by :func:`_literal`.
+
+    ``check_key`` may refuse a key (it raises) before the check for a key given twice;
+    ``example`` (one option) and ``examples`` (several) appear in the errors.
+
+    Raises
+    ------
+    click.BadParameter
+        For a ``:`` with nothing after it, an option without ``=``, a key that is not an
+        identifier, or a key given twice.
+    """
+    _, sep, rest = text.partition(":")
     options: dict[str, Any] = {}
     if sep and not rest.strip():
         raise click.BadParameter(
-            f"expected options after ':' in {text!r}, e.g. 'svcca:variance=0.95' (or no ':')",
-            param_hint="--measure",
+            f"expected options after ':' in {text!r}, e.g. '{example}' (or no ':')",
+            param_hint=option,
         )
-    if rest.strip():
-        for item in _split_top_level(rest):
-            key, eq, value = item.partition("=")
-            key = key.strip()
-            if not eq or not key.isidentifier():
-                raise click.BadParameter(
-                    f"expected options as key=value pairs separated by commas, e.g. "
-                    f"'pwcca:convention=google,epsilon=1e-6'; got {item.strip()!r} in {text!r}",
-                    param_hint="--measure",
-                )
-            if key in options:
-                raise click.BadParameter(
-                    f"option {key!r} is given twice in {text!r}", param_hint="--measure"
-                )
-            options[key] = _literal(value.strip())
-    return name, options
+    for item in _split_top_level(rest) if rest.strip() else ():
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise click.BadParameter(
+                f"expected options as key=value pairs separated by commas, e.g. "
+                f"'{examples}'; got {item.strip()!r} in {text!r}",
+                param_hint=option,
+            )
+        if check_key is not None:
+            check_key(key)
+        if key in options:
+            raise click.BadParameter(
+                f"option {key!r} is given twice in {text!r}", param_hint=option
+            )
+        options[key] = _literal(value.strip())
+    return options
 
 
 def _ints(value: Any) -> list[int]:

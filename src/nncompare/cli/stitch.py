@@ -27,8 +27,9 @@ from nncompare.cli._common import (
     library_notes,
     output_options,
     print_outputs,
+    split_names,
 )
-from nncompare.cli._options import _literal, _split_top_level, parse_formats
+from nncompare.cli._options import parse_formats, parse_spec_options
 
 _MODEL_HELP = """\b
 MODEL_A and MODEL_B load exactly as in `nncompare compare` (see its --help):
@@ -87,7 +88,7 @@ def parse_method(text: str) -> MethodSpec:
     """
     import difflib
 
-    name, sep, rest = text.partition(":")
+    name = text.partition(":")[0]
     name = name.strip().lower()
     known = ", ".join(METHOD_OPTIONS)
     if name not in METHOD_OPTIONS:
@@ -99,50 +100,32 @@ def parse_method(text: str) -> MethodSpec:
             "identity: the no-transformation baseline)",
             param_hint="--method",
         )
-    options: dict[str, Any] = {}
-    if sep and not rest.strip():
-        raise click.BadParameter(
-            f"expected options after ':' in {text!r}, e.g. 'rrr:rank=8' (or no ':')",
-            param_hint="--method",
-        )
     accepted = METHOD_OPTIONS[name]
-    if rest.strip():
-        for item in _split_top_level(rest):
-            key, eq, value = item.partition("=")
-            key = key.strip()
-            if not eq or not key.isidentifier():
-                raise click.BadParameter(
-                    f"expected options as key=value pairs separated by commas, e.g. "
-                    f"'task:epochs=5,lr=0.001'; got {item.strip()!r} in {text!r}",
-                    param_hint="--method",
-                )
-            if key not in accepted:
-                close = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.5)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                listed = ", ".join(accepted) if accepted else "none"
-                raise click.BadParameter(
-                    f"method {name} has no option {key!r}: {hint}its options: {listed}",
-                    param_hint="--method",
-                )
-            if key in options:
-                raise click.BadParameter(
-                    f"option {key!r} is given twice in {text!r}", param_hint="--method"
-                )
-            options[key] = _literal(value.strip())
+
+    def check_key(key: str) -> None:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            listed = ", ".join(accepted) if accepted else "none"
+            raise click.BadParameter(
+                f"method {name} has no option {key!r}: {hint}its options: {listed}",
+                param_hint="--method",
+            )
+
+    options = parse_spec_options(
+        text,
+        option="--method",
+        example="rrr:rank=8",
+        examples="task:epochs=5,lr=0.001",
+        check_key=check_key,
+    )
     return MethodSpec(name=name, options=options, text=text.strip())
 
 
 def _split_layers(values: Sequence[str], option: str) -> list[str]:
-    out = []
+    out: list[str] = []
     for value in values:
-        parts = [p.strip() for p in value.split(",")]
-        if not all(parts):
-            raise click.BadParameter(
-                f"expected layer names separated by commas, such as layer1,layer2; got "
-                f"{value!r} (an empty name)",
-                param_hint=option,
-            )
-        out.extend(parts)
+        out.extend(split_names(value, option, what="layer names", example="layer1,layer2") or [])
     return out
 
 
