@@ -439,3 +439,22 @@ def test_demo_report_has_a_weights_section(tmp_path):
     assert result.weights.comparison is not None
     assert list(result.weights.comparison["layer"]) == ["conv1", "conv2", "fc"]
     assert (tmp_path / "demo" / "weights.csv").is_file()
+
+
+def test_weights_summary_reads_the_data_once_per_network():
+    """The frame and the eigenvector panels come from one set of aligned covariances: one
+    forward pass per network over the data (it used to be two)."""
+    from nncompare.weights.experiments import weights_summary
+
+    net, copy = planted_cnn(), planted_cnn()
+    calls = {"a": 0, "b": 0}
+    hooks = [
+        m.register_forward_pre_hook(lambda *_, k=k: calls.__setitem__(k, calls[k] + 1))
+        for k, m in (("a", net), ("b", copy))
+    ]
+    try:
+        weights_summary(net, copy, torch.rand(64, 1, 8, 8), k=8, batch_size=64)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == {"a": 1, "b": 1}

@@ -277,8 +277,6 @@ def compare_weights(
         component (every eigenvalue inside the noise bulk) has NaN in the similarity
         columns, a ``note`` saying why, and raises an ``NNCompareWarning``.
     """
-    import pandas as pd
-
     covs = aligned_covariances(
         model_a,
         model_b,
@@ -291,6 +289,20 @@ def compare_weights(
         max_samples=max_samples,
         device=device,
     )
+    return weights_frame(covs, init_variance=init_variance, n_rotations=n_rotations, seed=seed)
+
+
+def weights_frame(
+    covs: Mapping[str, Any],
+    *,
+    init_variance: float | tuple[float, float] | None = None,
+    n_rotations: int = 8,
+    seed: int = 0,
+) -> Any:
+    """The frame of :func:`compare_weights` from the result of :func:`aligned_covariances`
+    (for callers that need the covariances themselves too, without a second data pass)."""
+    import pandas as pd
+
     rows = []
     for la, c in covs.items():
         ea = np.linalg.eigvalsh(c.shrunk_a).clip(0, None)

@@ -46,6 +46,7 @@ from nncompare.weights._compare import (
     aligned_covariances,
     compare_weights,
     weight_layers,
+    weights_frame,
 )
 from nncompare.weights._similarity import EigenvectorSimilarity, eigenvector_similarity
 from nncompare.weights._spatial import (
@@ -618,18 +619,7 @@ def weights_summary(
         chosen = list(layers) if layers is not None else weight_layers(model_a, model_b)
         align_at = {key: v for key, v in factorized_align_at(model_a).items() if key in chosen}
         options["align_at"] = align_at
-        comparison = compare_weights(
-            model_a,
-            model_b,
-            data,
-            chosen,
-            align_at=align_at or None,
-            n_rotations=n_rotations,
-            seed=seed,
-            max_samples=max_samples,
-            batch_size=batch_size,
-        )
-        comparison.insert(1, "depth", np.arange(1, len(comparison) + 1))
+        # one pass over the data: the covariances serve the frame and the panels
         covs = aligned_covariances(
             model_a,
             model_b,
@@ -639,6 +629,8 @@ def weights_summary(
             max_samples=max_samples,
             batch_size=batch_size,
         )
+        comparison = weights_frame(covs, n_rotations=n_rotations, seed=seed)
+        comparison.insert(1, "depth", np.arange(1, len(comparison) + 1))
         for layer, c in covs.items():
             d = int(c.C_a.shape[0])
             if min(c.c_out_a, c.c_out_b) < 2:
