@@ -211,3 +211,19 @@ def test_pretrained_resnet20_similar_classes_close(shared_dir):
     wide = df.pivot(index="layer", columns="class", values="value")
     np.testing.assert_allclose(wide.loc["linear"], 1.0, atol=1e-8)
     assert (wide["cat"] - wide["dog"]).abs().mean() < (wide["cat"] - wide["frog"]).abs().mean()
+
+
+def test_unknown_layer_is_named_in_the_users_model(setup):
+    """The logits wrapper is an implementation detail: the error names the user's model and
+    layer ('relu9' in SmallCNN), not 'net.relu9' in an internal wrapper."""
+    from nncompare.capture import LayerNotFoundError
+
+    net, x = setup
+    with pytest.raises(
+        LayerNotFoundError, match=r"^No layer named 'relu9' in SmallCNN\. Did you mean"
+    ):
+        class_sensitivity(net, x[:20], [1], layers=["relu9"])
+    with pytest.raises(
+        LayerNotFoundError, match=r"^The pattern 'fc\?\?' matched no layer of SmallCNN"
+    ):
+        class_sensitivity(net, x[:20], [1], layers=["fc??"])

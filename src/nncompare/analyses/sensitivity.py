@@ -195,6 +195,7 @@ def class_sensitivity(
         )
     wrapper = _torch_wrapper(model, cols, logits_layer)
     layer_list = default_layers(model) if layers is None else _as_list(layers)
+    _check_layer_names(model, layer_list)  # named in the user's model, not the wrapper
     picks = [f"{_PICK}.{i}" for i in range(len(cols))]
     sources = {"m": (wrapper, [f"{_NET}.{lay}" for lay in layer_list] + picks)}
 
@@ -251,3 +252,18 @@ def class_sensitivity(
         }
     )
     return df
+
+
+def _check_layer_names(model: Any, layers: Sequence[str]) -> None:
+    """Every name or glob pattern in ``layers`` matches a module of ``model``."""
+    import fnmatch
+
+    from nncompare.capture import LayerNotFoundError
+
+    known = [n for n, _ in model.named_modules() if n]
+    for name in layers:
+        pattern = any(ch in name for ch in "*?[")
+        if not (fnmatch.filter(known, name) if pattern else name in known):
+            raise LayerNotFoundError.for_name(
+                name, known, owner=type(model).__name__, is_pattern=pattern
+            )
