@@ -20,6 +20,7 @@ from nncompare.measures.conv import (
     _scan,
     _Source,
     _units,
+    _Workspace,
     zero_rounding_level,
 )
 from nncompare.stats import _Block, _xp_from_name, _xp_name
@@ -68,15 +69,17 @@ class SpectralMoments:
         self.magnitude: dict[str, float] = {}
         self._floor: dict[str, Array] = {}
         self._xp: Any = None
+        self._workspace: _Workspace | None = None
         # pairs {f, -f} only where -f is itself a kept frequency (no wrap-around at -t/2):
         # valid whatever spatial sizes (>= the grid) later batches bring
         self._plan = _frequency_plan(self.spatial, conjugate=True)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_xp": _xp_name(self._xp)}
+        return {**self.__dict__, "_xp": _xp_name(self._xp), "_workspace": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _xp=_xp_from_name(state.get("_xp")))
+        self.__dict__.setdefault("_workspace", None)
 
     @property
     def names(self) -> list[str]:
@@ -149,7 +152,11 @@ class SpectralMoments:
             u = _units(new_unit[k])
             big = u != 1.0 and int(np.frexp(new_unit[k])[1]) > _PRESCALE_EXP
             sources.append(_Source(arrays[k], u, big))
-        mu, com = _joint_comoments(xp, sources, self._plan, half=True)  # (R, D), (R, D, D)
+        if self._workspace is None:  # scratch reused from batch to batch (not pickled)
+            self._workspace = _Workspace()
+        mu, com = _joint_comoments(  # (R, D), (R, D, D)
+            xp, sources, self._plan, half=True, workspace=self._workspace
+        )
         nb = sizes[names[0]]
         if self.n == 0:
             self._xp, self.n, self.mean, self.comoment = xp, nb, mu, com

@@ -388,6 +388,27 @@ def _slots(plan: _Plan, size: tuple[int, ...], *, half: bool) -> tuple[np.ndarra
 
 
 # ---------------------------------------------------------------------- spectra, moments
+class _Workspace:
+    """Scratch arrays reused from chunk to chunk and from call to call.
+
+    A fresh large array costs a page fault per 4 KiB on its first touch, which at these
+    sizes is a good part of the work; :class:`nncompare.SpectralMoments` keeps one
+    workspace for all its batches. ``get(key, shape)`` returns a C-contiguous float64
+    array of that shape, a view of a buffer reallocated only when it is too small. Keys
+    name the use (and the worker slot), so no two users share a buffer.
+    """
+
+    def __init__(self) -> None:
+        self._flat: dict[Any, np.ndarray] = {}
+
+    def get(self, key: Any, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape, dtype=np.int64))
+        flat = self._flat.get(key)
+        if flat is None or flat.size < size:
+            flat = self._flat[key] = np.empty(size)
+        return flat[:size].reshape(shape)
+
+
 @dataclass
 class _Source:
     """One input's share of a joint per-frequency co-moment computation."""
@@ -428,26 +449,28 @@ def _dft(xp: Any, X: Array, *, half: bool) -> Array:
 
 # bytes of spectra per chunk of samples in the numpy co-moment pass (all inputs together):
 # reused memory, cache resident for the products that follow
-_CHUNK_BYTES = 48 * 2**20
+_CHUNK_BYTES = 128 * 2**20
 
 
 def _joint_comoments(
-    xp: Any, sources: list[_Source], plan: _Plan, *, half: bool
+    xp: Any,
+    sources: list[_Source],
+    plan: _Plan,
+    *,
+    half: bool,
+    workspace: _Workspace | None = None,
 ) -> tuple[Array, Array]:
     """Per-representative means (R, D) and centred co-moments (R, D, D) of the inputs'
     spectra side by side (D = Σ C), in complex128: ``Σ_s (z_s - z̄)ᴴ (z_s - z̄)``.
 
-    numpy: the samples are taken in chunks; each chunk's spectra (scipy.fft, frequency
-    major) are centred on the mean spectrum (the spectrum of the mean image) and, per
-    frequency, viewed as one real (chunk, 2D) matrix (real and imaginary parts
-    interleaved) whose symmetric product (BLAS syrk) is accumulated in place. The memory
-    is O(R·D² + chunk), not O(N·R·D), and no large array is touched twice. Other
-    libraries: one FFT per input and one batched complex matrix product.
+    numpy: the samples are taken in chunks (see :func:`_joint_comoments_numpy`): memory
+    O(R·D² + chunk), not O(N·R·D); ``workspace`` keeps the scratch arrays for later calls.
+    Other libraries: one FFT per input and one batched complex matrix product.
     """
     widths = [int(s.X.shape[-1]) for s in sources]
     starts = np.cumsum([0, *widths])
     if isinstance(sources[0].X, np.ndarray):
-        return _joint_comoments_numpy(sources, plan, half=half, starts=starts)
+        return _joint_comoments_numpy(sources, plan, half=half, starts=starts, workspace=workspace)
     spectra = []
     for s in sources:
         X = s.X * s.units if s.prescale else s.X
@@ -473,57 +496,249 @@ def _joint_comoments(
 
 
 def _joint_comoments_numpy(
-    sources: list[_Source], plan: _Plan, *, half: bool, starts: np.ndarray
+    sources: list[_Source],
+    plan: _Plan,
+    *,
+    half: bool,
+    starts: np.ndarray,
+    workspace: _Workspace | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The numpy route of :func:`_joint_comoments` (chunked, BLAS syrk accumulation).
 
-    One pass over the data: per chunk of samples, one FFT per input straight from the
-    data; per frequency, the chunk's spectra minus a shift μ₀ go into one real
-    (chunk, 2D + 2) buffer (one pass, cache resident) whose symmetric product is
-    accumulated in place. The buffer's last two columns hold (1, 0), so the same product
-    also sums the shifted spectra; the centred co-moments follow as
-    ``Σ (z - μ₀)ᴴ (z - μ₀) - n δᴴ δ`` with δ = mean - μ₀. The shift is the first
-    sample's spectrum: constant coefficients (dead channels, fixed patterns) then give
-    exact zeros, and since the shift is one of the samples, a coefficient's shifted sum of
-    squares is at most n + 1 times its centred one (log2(n + 1) bits lost to the
-    correction, at worst). Where it exceeds 2^_SHIFT_BITS times (many samples and an
-    outlying first one), the pass is repeated with the exact mean spectrum (the spectrum
-    of the mean image) as the shift.
+    One pass over the data: per chunk of samples, the spectra of every input at the
+    representatives (:class:`_GemmSpectra` for small real inputs, else
+    :class:`_FFTSpectra`); per frequency, the chunk's spectra minus a shift μ₀ go into one
+    real (chunk, 2D + 1) buffer (real parts of all inputs, imaginary parts, then a column
+    of ones; one pass, cache resident) whose symmetric product is accumulated in place.
+    The ones column makes the same product also sum the shifted spectra; the centred
+    co-moments follow as ``Σ (z - μ₀)ᴴ (z - μ₀) - n δᴴ δ`` with δ = mean - μ₀. The shift
+    is the first sample's spectrum: constant coefficients (dead channels, fixed patterns)
+    then give exact zeros, and since the shift is one of the samples, a coefficient's
+    shifted sum of squares is at most n + 1 times its centred one (log2(n + 1) bits lost
+    to the correction, at worst). Where it exceeds 2^_SHIFT_BITS times (many samples and
+    an outlying first one), the pass is repeated with the exact mean spectrum (the
+    spectrum of the mean image) as the shift.
     """
     R, D = len(plan.reps), int(starts[-1])
     n = int(sources[0].X.shape[0])
-    inputs = []
+    ws = _Workspace() if workspace is None else workspace
+    inputs: list[_FFTSpectra | _GemmSpectra] = []
     per_sample = 0
-    for s in sources:
+    for k, s in enumerate(sources):
         X = s.X * s.units if s.prescale else s.X
-        size = tuple(int(v) for v in X.shape[1:-1])
-        slots, conj = _slots(plan, size, half=half)
-        inputs.append((X, slots, conj, 1.0 if s.prescale else s.units))
-        per_sample += (
-            int(np.prod(size[:-1], dtype=np.int64))
-            * (size[-1] // 2 + 1 if half else size[-1])
-            * int(X.shape[-1])
-        )
-    chunk = int(max(16, min(n, _CHUNK_BYTES // (16 * max(per_sample, 1)))))
+        u = 1.0 if s.prescale else s.units
+        route = _GemmSpectra if _gemm_suits(X) else _FFTSpectra
+        inputs.append(route(X, plan, u, half=half, ws=ws, key=k))
+        per_sample += inputs[-1].bytes_per_sample
+    # chunks of (nearly) equal size, so that their buffers are reused
+    most = int(max(16, min(n, _CHUNK_BYTES // max(per_sample, 1))))
+    chunk = -(-n // -(-n // most))
     workers = min(_fft_workers(), R)
     with _blas_single_threaded(), _pool(workers) as pool:
-        mean, com, excess = _shifted_pass(
-            inputs, R, D, starts, n, chunk, pool, workers, None, half=half
-        )
+        mean, com, excess = _shifted_pass(inputs, R, D, starts, n, chunk, pool, workers, None, ws)
         if excess:
-            shifts = []
-            for X, _, _, _ in inputs:
-                dt = np.complex128 if X.dtype.kind == "c" else np.float64
-                shifts.append(_dft(np, X.mean(axis=0, dtype=dt)[None], half=half)[:, 0, :])
-            mean, com, _ = _shifted_pass(
-                inputs, R, D, starts, n, chunk, pool, workers, shifts, half=half
-            )
+            shifts = [t.spectrum_of(t.X.mean(axis=0, dtype=t.mean_dtype)) for t in inputs]
+            mean, com, _ = _shifted_pass(inputs, R, D, starts, n, chunk, pool, workers, shifts, ws)
     return mean, com
 
 
 # the first-sample shift is kept while no coefficient's shifted sum of squares exceeds its
 # centred one by more than 2^_SHIFT_BITS (bits of the products lost to the correction)
 _SHIFT_BITS = 10
+
+# the DFT as two small matrix products (_GemmSpectra) costs ~4 (Σ spatial sizes) flops per
+# value against the FFT's ~5 log2(spatial size), but runs at the matrix-product rate, many
+# times the rate pocketfft reaches on short strided transforms: it wins up to here
+_GEMM_MAX_SPATIAL_SUM = 56
+
+
+def _gemm_suits(X: np.ndarray) -> bool:
+    """Whether :class:`_GemmSpectra` handles X: real, one or two spatial axes, small."""
+    small = sum(int(v) for v in X.shape[1:-1]) <= _GEMM_MAX_SPATIAL_SUM
+    return X.dtype.kind in "fiub" and X.ndim in (3, 4) and small
+
+
+class _FFTSpectra:
+    """One input's spectra at the representatives through scipy.fft (any size, complex).
+
+    A chunk's transform is frequency major (S', rows, C), complex128; representative r
+    reads slot ``slots[r]``, conjugated where ``conj[r]``, times ``u``.
+    """
+
+    def __init__(
+        self, X: np.ndarray, plan: _Plan, u: float, *, half: bool, ws: _Workspace, key: Any
+    ) -> None:
+        self.X, self.u, self.half = X, u, half
+        size = tuple(int(v) for v in X.shape[1:-1])
+        self.slots, self.conj = _slots(plan, size, half=half)
+        self.mean_dtype = np.complex128 if X.dtype.kind == "c" else np.float64
+        cols = int(np.prod(size[:-1], dtype=np.int64)) * (size[-1] // 2 + 1 if half else size[-1])
+        self.bytes_per_sample = 16 * cols * int(X.shape[-1])
+
+    def transform(self, rows: slice, pool: Any, workers: int) -> np.ndarray:
+        return _dft(np, self.X[rows], half=self.half)
+
+    def first(self, T: np.ndarray) -> np.ndarray:
+        return T[:, 0, :].copy()
+
+    def spectrum_of(self, image: np.ndarray) -> np.ndarray:
+        return _dft(np, image[None], half=self.half)[:, 0, :]
+
+    def fill(self, T: np.ndarray, mu: np.ndarray, r: int, re: np.ndarray, im: np.ndarray) -> None:
+        z, m = T[self.slots[r]], mu[self.slots[r]]
+        np.subtract(z.real, m.real, out=re)
+        if self.conj[r]:
+            np.subtract(m.imag, z.imag, out=im)
+        else:
+            np.subtract(z.imag, m.imag, out=im)
+        if self.u != 1.0:
+            re *= self.u
+            im *= self.u
+
+    def at_reps(self, mu: np.ndarray) -> np.ndarray:
+        """A shift (S', C) at the representatives (R, C), in the co-moments' units."""
+        m = mu[self.slots] * self.u
+        return np.where(self.conj[:, None], np.conj(m), m)
+
+
+class _GemmSpectra:
+    """One real input's spectra at the representatives as real matrix products.
+
+    The unitary DFT is separable. Over the last spatial axis (W) a real (2 Kw, W) matrix
+    of cosines and negated sines gives the real and imaginary parts at the Kw frequencies
+    the representatives use; over the first axis (H, 2-D inputs) a real (2 Kh, 2 H)
+    matrix acts on those parts ([[cos, sin], [-sin, cos]] blocks: the complex product
+    written in reals). Only the frequencies used are formed, at any input size (so
+    cropping is built in). Each block of samples is transposed to (W, H, samples, C)
+    (channel rows stay contiguous), after which each step is one large matrix product:
+    W by (H · samples · C), then per W frequency (2 Kh, 2 H) by (2 H, samples · C). The
+    chunk's transform is frequency major, (Kw, 2, Kh, rows, C) float64, so a
+    representative's real and imaginary parts are contiguous (rows, C) blocks. Identical
+    images give identical spectra (the same products, column by column): exact zeros
+    after the shift. ``u`` is folded into the first matrix (a power of two: exact).
+    """
+
+    # samples per block of the transposition and the first product (scratch memory)
+    BLOCK = 64
+
+    def __init__(
+        self, X: np.ndarray, plan: _Plan, u: float, *, half: bool, ws: _Workspace, key: Any
+    ) -> None:
+        self.X, self.mean_dtype = X, np.float64
+        size = tuple(int(v) for v in X.shape[1:-1])
+        self.size, self.c = size, int(X.shape[-1])
+        reps = plan.reps
+        fw = np.unique(reps[:, -1])
+        self.iw = np.searchsorted(fw, reps[:, -1])
+        self.kw = len(fw)
+        cw, sw = _trig(fw, size[-1])
+        self.MW = np.stack([cw * u, -sw * u], axis=1).reshape(2 * self.kw, size[-1])
+        if len(size) == 1:
+            self.ih, self.kh, self.MH = np.zeros(len(reps), dtype=np.int64), 1, None
+        else:
+            fh = np.unique(reps[:, 0])
+            self.ih, self.kh = np.searchsorted(fh, reps[:, 0]), len(fh)
+            ch, sh = _trig(fh, size[0])
+            self.MH = np.block([[ch, sh], [-sh, ch]])  # rows (re/im, kh), columns (re/im, h)
+        self.ws, self.key = ws, key
+        self.bytes_per_sample = 16 * self.kw * self.kh * self.c
+
+    def _shape(self, m: int) -> tuple[int, ...]:
+        return (self.kw, 2, self.kh, m, self.c)
+
+    def _scratch(self, b: int, slot: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Worker ``slot``'s transposition and first-product buffers for b samples."""
+        spatial = self.size[::-1]
+        Xt = self.ws.get(("Xt", slot), (*spatial, b, self.c))
+        rest = int(Xt.size) // spatial[0]
+        A = None if self.MH is None else self.ws.get(("A", slot), (2 * self.kw, rest))
+        return Xt, A
+
+    def _into(self, X: np.ndarray, out: np.ndarray, m0: int, slot: Any = None) -> None:
+        """The spectra of the samples X (a block) into out[..., m0 : m0 + len(X), :]."""
+        b, c = int(X.shape[0]), self.c
+        m = int(out.shape[3])
+        Xt, A = self._scratch(b, slot)
+        np.copyto(Xt, _to_spatial_major(X))  # one pass, channel rows stay contiguous
+        cols = Xt.reshape(Xt.shape[0], -1)  # (W, ([H,] b, C))
+        if A is None:  # 1-D: out (Kw, 2, 1, m, C), rows (kw, re/im)
+            np.matmul(self.MW, cols, out=_block_cols(out.reshape(2 * self.kw, m, c), m0, b))
+            return
+        h = self.size[0]
+        np.matmul(self.MW, cols, out=A)  # ((kw, re/im), (h, b, C))
+        A3 = A.reshape(self.kw, 2 * h, b * c)
+        for k in range(self.kw):
+            dst = _block_cols(out[k].reshape(2 * self.kh, m, c), m0, b)
+            np.matmul(self.MH, A3[k], out=dst)
+
+    def transform(self, rows: slice, pool: Any, workers: int) -> np.ndarray:
+        X = self.X[rows]
+        m = int(X.shape[0])
+        out = self.ws.get(("spectra", self.key), self._shape(m))
+        errors = np.geterr()
+        blocks = [slice(s, min(s + self.BLOCK, m)) for s in range(0, m, self.BLOCK)]
+
+        def part(slot: int) -> None:  # worker slot takes every workers-th block
+            with np.errstate(**errors):
+                for sl in blocks[slot::workers]:
+                    self._into(X[sl], out, sl.start, slot)
+
+        list(pool.map(part, range(min(workers, len(blocks)))))
+        return out
+
+    def first(self, T: np.ndarray) -> np.ndarray:
+        return T[:, :, :, 0].copy()  # (Kw, 2, Kh, C)
+
+    def spectrum_of(self, image: np.ndarray) -> np.ndarray:
+        out = np.empty(self._shape(1))
+        self._into(image[None], out, 0, "single")
+        return out[:, :, :, 0]
+
+    def fill(self, T: np.ndarray, mu: np.ndarray, r: int, re: np.ndarray, im: np.ndarray) -> None:
+        i, j = self.iw[r], self.ih[r]
+        np.subtract(T[i, 0, j], mu[i, 0, j], out=re)
+        np.subtract(T[i, 1, j], mu[i, 1, j], out=im)
+
+    def at_reps(self, mu: np.ndarray) -> np.ndarray:
+        return mu[self.iw, 0, self.ih] + 1j * mu[self.iw, 1, self.ih]  # (R, C)
+
+
+def _to_spatial_major(X: np.ndarray) -> np.ndarray:
+    """(b, [H,] W, C) viewed as ([W, H,] b, C): spatial axes first, last one leading."""
+    nsp = X.ndim - 2
+    return X.transpose(*range(nsp, 0, -1), 0, nsp + 1)
+
+
+def _block_cols(a: np.ndarray, m0: int, b: int) -> np.ndarray:
+    """Columns (samples m0 .. m0 + b, all channels) of a (rows, m, C) array as a 2-D
+    (rows, b · C) view (an ``out=`` target)."""
+    return _rows_view(a[:, m0 : m0 + b], 1)
+
+
+def _rows_view(a: np.ndarray, first: int) -> np.ndarray:
+    """``a`` as a 2-D matrix of its first ``first`` axes by the rest, without a copy (an
+    ``out=`` target): the trailing axes must be contiguous, the leading ones merge."""
+    expect = a.itemsize
+    for size, stride in zip(reversed(a.shape[first:]), reversed(a.strides[first:]), strict=True):
+        if size > 1 and stride != expect:
+            raise AssertionError("the trailing axes must be contiguous")
+        expect *= size
+    for i in range(first - 1):
+        if a.shape[i + 1] > 1 and a.strides[i] != a.strides[i + 1] * a.shape[i + 1]:
+            raise AssertionError("the leading axes must merge")
+    rows = int(np.prod(a.shape[:first], dtype=np.int64))
+    inner = int(np.prod(a.shape[first:], dtype=np.int64))
+    return np.lib.stride_tricks.as_strided(
+        a, shape=(rows, inner), strides=(a.strides[first - 1], a.itemsize)
+    )
+
+
+def _trig(freqs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of 2π f x / size over x < size, (len(freqs), size), divided by
+    sqrt(size) (the unitary DFT's factor); the phase is reduced modulo size exactly."""
+    phase = np.mod(np.outer(freqs, np.arange(size)), size) * (2.0 * np.pi / size)
+    scale = 1.0 / np.sqrt(size)
+    return np.cos(phase) * scale, np.sin(phase) * scale
 
 
 def _pool(workers: int) -> Any:
@@ -544,7 +759,7 @@ class _InlinePool:
 
 
 def _shifted_pass(
-    inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+    inputs: list[_FFTSpectra | _GemmSpectra],
     R: int,
     D: int,
     starts: np.ndarray,
@@ -553,66 +768,65 @@ def _shifted_pass(
     pool: Any,
     workers: int,
     shifts: list[np.ndarray] | None,
-    *,
-    half: bool,
+    ws: _Workspace,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """One pass of :func:`_joint_comoments_numpy` with the given shifts (S', C) per input
-    (None: the first sample's spectra). Returns the means, the centred co-moments and
-    whether the shift lost more than _SHIFT_BITS bits on some coefficient."""
-    from scipy.linalg import get_blas_funcs
-
-    # lower triangles of the real (2D + 2, 2D + 2) products, accumulated in place (syrk
-    # on the transposed view: a C-ordered block is a Fortran one's transpose)
-    E = 2 * D + 2
-    acc = np.zeros((R, E, E))
-    syrk = get_blas_funcs("syrk", (acc,))
+    """One pass of :func:`_joint_comoments_numpy` with the given shifts per input (None:
+    the first sample's spectra). Returns the means, the centred co-moments and whether the
+    shift lost more than _SHIFT_BITS bits on some coefficient."""
+    # the real (2D + 1, 2D + 1) products, accumulated per representative: numpy's matmul
+    # runs BLAS syrk for buf.T @ buf and, unlike scipy's BLAS wrappers, releases the GIL,
+    # so the workers' products overlap; later chunks go through a scratch block added on
+    E = 2 * D + 1
+    acc = ws.get("acc", (R, E, E))  # every block is written whole by the first chunk
     groups = [range(i, R, workers) for i in range(workers)]
-    bufs = [np.empty((chunk, E)) for _ in range(workers)]
+    bufs = [ws.get(("buf", i), (chunk, E)) for i in range(workers)]
+    scratch = [ws.get(("sum", i), (E, E)) for i in range(workers)]
     for b in bufs:
-        b[:, -2], b[:, -1] = 1.0, 0.0
+        b[:, -1] = 1.0
     errors = np.geterr()  # the caller's floating-point error handling, for the workers
     mus = shifts
 
-    def accumulate(reps: range, spectra: list[np.ndarray], rows: int) -> None:
+    def accumulate(reps: range, spectra: list[np.ndarray], rows: int, first: bool) -> None:
         buf = bufs[reps.start][:rows]
-        cbuf = buf.view(np.complex128)
         with np.errstate(**errors):
             for r in reps:
-                for k, (_, slots, conj, u) in enumerate(inputs):
-                    part = cbuf[:, starts[k] : starts[k + 1]]
-                    np.subtract(spectra[k][slots[r]], mus[k][slots[r]], out=part)
-                    if conj[r]:
-                        np.conjugate(part, out=part)
-                    if u != 1.0:
-                        part *= u
-                syrk(1.0, buf.T, beta=1.0, c=acc[r].T, trans=0, lower=0, overwrite_c=1)
+                for k, t in enumerate(inputs):
+                    a, b = starts[k], starts[k + 1]
+                    t.fill(spectra[k], mus[k], r, buf[:, a:b], buf[:, D + a : D + b])
+                if first:
+                    np.matmul(buf.T, buf, out=acc[r])
+                else:
+                    tmp = scratch[reps.start]
+                    np.matmul(buf.T, buf, out=tmp)
+                    acc[r] += tmp
 
     for s0 in range(0, n, chunk):
         rows = min(chunk, n - s0)
-        spectra = [_dft(np, X[s0 : s0 + rows], half=half) for X, *_ in inputs]
+        with np.errstate(**errors):
+            spectra = [t.transform(slice(s0, s0 + rows), pool, workers) for t in inputs]
         if mus is None:
-            mus = [F[:, 0, :].copy() for F in spectra]
-        list(pool.map(functools.partial(accumulate, spectra=spectra, rows=rows), groups))
+            mus = [t.first(T) for t, T in zip(inputs, spectra, strict=True)]
+        step = functools.partial(accumulate, spectra=spectra, rows=rows, first=s0 == 0)
+        list(pool.map(step, groups))
+        del spectra
     # the shifts at the representatives, in the co-moments' units and orientation
     mu0 = np.empty((R, D), dtype=np.complex128)
-    for k, (_, slots, conj, u) in enumerate(inputs):
-        m = mus[k][slots] * u
-        mu0[:, starts[k] : starts[k + 1]] = np.where(conj[:, None], np.conj(m), m)
+    for k, t in enumerate(inputs):
+        mu0[:, starts[k] : starts[k + 1]] = t.at_reps(mus[k])
     sums = np.empty((R, D), dtype=np.complex128)
-    sums.real = acc[:, 2 * D, 0 : 2 * D : 2]
-    sums.imag = acc[:, 2 * D, 1 : 2 * D : 2]
+    sums.real = acc[:, 2 * D, :D]
+    sums.imag = acc[:, 2 * D, D : 2 * D]
     delta = sums / n
     com = np.empty((R, D, D), dtype=np.complex128)
-    bounds = np.linspace(0, R, workers + 1).astype(int)
-    slices = [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+    slices = _block_slices(R, workers)
 
     def assemble(sl: slice) -> bool:
         with np.errstate(**errors):
             c = com[sl]
             a = acc[sl, : 2 * D, : 2 * D]
             sq = np.diagonal(a, axis1=1, axis2=2)
-            shifted = sq[:, 0::2] + sq[:, 1::2]
-            _hermitian_from_real_lower(a, out=c, minus=(float(n), delta[sl]))
+            shifted = sq[:, :D] + sq[:, D:]
+            _hermitian_from_real(a, out=c, minus=(float(n), delta[sl]))
             idx = np.arange(D)
             centred = c.real[:, idx, idx]
             with np.errstate(invalid="ignore"):
@@ -623,14 +837,15 @@ def _shifted_pass(
     return mu0 + delta, com, excess and shifts is None
 
 
-def _hermitian_from_real_lower(
+def _hermitian_from_real(
     acc: np.ndarray,
     *,
     out: np.ndarray | None = None,
     minus: tuple[float, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Complex Hermitian (R, D, D) blocks from the lower triangles of real (R, 2D, 2D)
-    products of interleaved (re, im) columns: Re = Σ ar br + ai bi, Im = Σ ar bi - ai br.
+    """Complex Hermitian (R, D, D) blocks from the real symmetric (R, 2D, 2D) products of
+    the columns [real parts | imaginary parts]: with Z = A + iB, ZᴴZ = (AᵀA + BᵀB) +
+    i (AᵀB - BᵀA), and BᵀA is the lower-left block.
 
     ``minus=(w, δ)`` (δ of shape (R, D)) subtracts w δ_rᴴ δ_r from block r on the way
     (the shift correction of :func:`_shifted_pass`), while the block is in cache.
@@ -639,14 +854,9 @@ def _hermitian_from_real_lower(
     com = np.empty((acc.shape[0], D, D), dtype=np.complex128) if out is None else out
     idx = np.arange(D)
     for r, (a, c) in enumerate(zip(acc, com, strict=True)):  # block by block, in cache
-        # on and below the diagonal the entries read the lower triangle (2a >= 2b, 2a + 1 > 2b)
-        np.add(a[0::2, 0::2], a[1::2, 1::2], out=c.real)
-        np.subtract(a[0::2, 1::2], a[1::2, 0::2], out=c.imag)
-        c.imag[idx, idx] = 0.0
-        # above the diagonal both formulas read zeros (syrk fills the lower triangle only),
-        # so adding the conjugate transpose fills the upper triangle and doubles the diagonal
-        c += np.conj(c.T)
-        c[idx, idx] *= 0.5
+        np.add(a[:D, :D], a[D:, D:], out=c.real)
+        ba = a[D:, :D]
+        np.subtract(ba.T, ba, out=c.imag)
         if minus is not None:
             d = minus[1][r]
             c -= (minus[0] * np.conj(d))[:, None] * d[None, :]
@@ -975,14 +1185,16 @@ def dft_cca(
     Conjugate frequencies (f and -f) carry identical coefficients for real inputs; both are
     counted, as in the flattened representation, and each pair is computed once.
 
-    Cost: one real FFT of each input (the half plane; scipy.fft for numpy), then per
-    kept frequency pair one symmetric product of the centred spectra (the joint real
+    Cost: the spectra of each input at the frequencies needed (for real inputs one of
+    each conjugate pair ±f): for numpy inputs with H + W ≤ 56 as two real matrix products
+    (the separable DFT, see :class:`_GemmSpectra`), else one FFT (scipy.fft); then per
+    kept frequency one symmetric product of the centred spectra (the joint real
     (N, 2(C1 + C2)) matrix of real and imaginary parts, BLAS syrk), then batched
     decompositions: Cholesky whitening where the block is well conditioned (certified,
     see :func:`_whiten_blocks`), an eigen-decomposition with the rank cut-off elsewhere,
     and singular values only. numpy inputs are taken in chunks of samples (memory
     O(R·(C1 + C2)² + chunk), not the spectra of all samples) in one pass over the data
-    (see :func:`_joint_comoments_numpy`), the frequencies' products and decompositions are
+    (see :func:`_joint_comoments_numpy`); the transforms, products and decompositions are
     split over as many threads as ``OMP_NUM_THREADS`` (else the usable CPUs) allows, and
     BLAS is held to one thread meanwhile (through threadpoolctl when installed: a
     multi-threaded BLAS loses on these mid-sized products, badly on a shared machine).
