@@ -36,6 +36,7 @@ from nncompare._array import (
     namespace,
     to_numpy,
 )
+from nncompare._threads import row_slices, thread_map, worker_count
 from nncompare._validation import check_finite, check_option, constant_mask, dtype_eps
 
 __all__ = ["JointMoments", "Moments"]
@@ -248,9 +249,6 @@ class JointMoments:
         nb = int(first.shape[0])
         if nb == 0:
             return self
-        if not validated:
-            for k, a in arrays.items():
-                check_finite(a, name=f"batch {k!r}")
         xp = namespace(*arrays.values())
         if self._xp is not None and xp is not self._xp:
             raise TypeError(
@@ -258,7 +256,10 @@ class JointMoments:
                 f"{self._xp.__name__} arrays but got {xp.__name__}."
             )
         dt = product_dtype(xp, arrays.values(), self.precision)
-        batch = _batch_stats(xp, [arrays[k] for k in names], dt, ref=self._ref)
+        # non-finite values show in the first pass's extremes (NaN propagates through min
+        # and max): the arrays are checked (and the offender named) only then
+        check = None if validated else [f"batch {k!r}" for k in names]
+        batch = _batch_stats(xp, [arrays[k] for k in names], dt, ref=self._ref, check=check)
         batch.product_precision = "float64" if dt == xp.float64 else "float32"
         if not self.blocks:
             self._init_layout(arrays)
@@ -863,13 +864,16 @@ _HALVE_AT = 2.0**1021
 def _first_pass(xp: Any, arrays: Sequence[Array]) -> tuple[Any, Any, Any, list[Array]]:
     """Per-feature extremes and dtype epsilon (host float64) and float64 means (in xp)."""
     los, his, epss, means = [], [], [], []
-    for a in arrays:
+    # numpy float arrays: their one-read extremes and sums, in worker threads
+    fast = [isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.shape[0] > 0 for a in arrays]
+    done = iter(thread_map(_extremes_and_sums, [a for a, f in zip(arrays, fast, strict=True) if f]))
+    for a, is_fast in zip(arrays, fast, strict=True):
         d = int(a.shape[1])
         data = a.detach() if is_torch(a) else a
         if is_torch(data) and data.dtype == _torch().bool:
             data = data.to(_torch().uint8)
-        if isinstance(data, np.ndarray) and data.dtype.kind == "f" and data.shape[0] > 0:
-            lo, hi, total = _extremes_and_sums(data)
+        if is_fast:
+            lo, hi, total = next(done)
             lo, hi = lo.astype(np.float64), hi.astype(np.float64)
             with np.errstate(over="ignore", invalid="ignore"):
                 mu = total / data.shape[0]
@@ -941,6 +945,7 @@ def batch_stats(
     *,
     ref: np.ndarray | None = None,
     row_norms: list[Any] | None = None,
+    check: Sequence[str] | None = None,
 ) -> _BatchStats:
     """Statistics of the column-concatenated batch, computed without over- or underflow.
 
@@ -951,10 +956,15 @@ def batch_stats(
 
     With ``row_norms`` (an empty list), the squared norms of every centred row of every array,
     in units of that array's largest feature scale, are appended to it (one (n,) vector per
-    array).
+    array). With ``check`` (one name per array), non-finite values raise the
+    :func:`~nncompare._validation.check_finite` error naming the array; they are detected
+    from the first pass's extremes, not by a pass of their own.
     """
     nb = int(arrays[0].shape[0])
     lo, hi, eps, means = _first_pass(xp, arrays)
+    if check is not None and not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        for a, name in zip(arrays, check, strict=True):
+            check_finite(a, name=name)
     mu = np.concatenate([to_numpy(m) for m in means])
     scale, inv, halve = _feature_scales(lo, hi, mu)
     dims = [int(a.shape[1]) for a in arrays]
@@ -1354,10 +1364,21 @@ def _zcom_numpy_f32(
     for s0 in range(0, nb, rows):
         s1 = min(nb, s0 + rows)
         Z = buf[: s1 - s0]
-        for idx, a in enumerate(arrays):
+
+        def centre(rs: slice, s0: int = s0, Z: np.ndarray = Z) -> None:
+            for idx, a in enumerate(arrays):
+                o0, o1 = int(offs[idx]), int(offs[idx + 1])
+                np.subtract(
+                    a[s0 + rs.start : s0 + rs.stop],
+                    means32[idx],
+                    out=Z[rs, o0:o1],
+                    dtype=np.float32,
+                )
+
+        thread_map(centre, row_slices(s1 - s0, worker_count()))
+        for idx in range(len(arrays)):
             o0, o1 = int(offs[idx]), int(offs[idx + 1])
             zs = Z[:, o0:o1]
-            np.subtract(a[s0:s1], means32[idx], out=zs, dtype=np.float32)
             if row_norms is not None:
                 # |z - c|² = |z|² - 2 z·c + |c|², in units of the array's largest scale g
                 ci = cs[idx]
@@ -1366,35 +1387,66 @@ def _zcom_numpy_f32(
                 sq += float(ci @ ci)
                 sq *= 1.0 / (gs[idx] * gs[idx])
                 row_norms[base + idx][s0:s1] = sq
-        p = Z.T @ Z
+        p = _upper_gram(Z)
         if s1 == nb and com is None:  # one block: cast, correct and rescale in one go
-            return _finish_f32_product(p, nb, c, inv)
+            return _finish_f32_product(p, nb, c, inv, upper=True)
         if com is None:
             com = p.astype(np.float64)
         else:
             com += p
-    return _finish_f32_product(com, nb, c, inv)
+    return _finish_f32_product(com, nb, c, inv, upper=True)
 
 
-def _finish_f32_product(p: np.ndarray, nb: int, c: np.ndarray, inv: np.ndarray) -> np.ndarray:
-    """(p - nb c cᵀ) · inv invᵀ in float64, by blocks of rows that stay in cache.
+def _upper_gram(Z: np.ndarray) -> np.ndarray:
+    """The upper triangle of Zᵀ Z (C order; the strict lower triangle is not referenced)
+    by BLAS syrk, without filling in the lower one (numpy's ``Z.T @ Z`` mirrors it with a
+    strided copy: a large share of the time at a few thousand features)."""
+    from scipy.linalg import blas
+
+    fn = blas.ssyrk if Z.dtype == np.float32 else blas.dsyrk
+    # Z.T is Z's Fortran-ordered view: C = Z.T Z in Fortran order, lower triangle filled,
+    # whose C-ordered transpose is the upper triangle
+    return fn(1.0, Z.T, trans=0, lower=1).T
+
+
+def _finish_f32_product(
+    p: np.ndarray, nb: int, c: np.ndarray, inv: np.ndarray, *, upper: bool = False
+) -> np.ndarray:
+    """(p - nb c cᵀ) · inv invᵀ in float64, tile by tile (tiles stay in cache; split over
+    worker threads).
 
     ``p`` (float32 or float64) is the product of the data centred on the float32-rounded
     means, ``c`` the residual means (see :func:`_zcom_numpy_f32`); the inverse scales are
-    powers of two (or 0), so the rescaling is exact.
+    powers of two (or 0), so the rescaling is exact. ``upper``: only p's upper triangle is
+    referenced, and each tile above the diagonal is mirrored below it as it is finished.
     """
     D = int(p.shape[0])
     out = p if p.dtype == np.float64 else np.empty((D, D))
     u = (nb * c) * inv  # nb c_i inv_i
     v = c * inv
-    step = max(1, (1 << 17) // max(D, 1))
-    for r0 in range(0, D, step):
-        r1 = min(D, r0 + step)
-        blk = out[r0:r1]
-        np.multiply(p[r0:r1], inv[r0:r1, None], out=blk)
-        blk *= inv[None, :]
-        blk -= u[r0:r1, None] * v[None, :]
+    T = _FINISH_TILE
+    tiles = [(i, j) for i in range(0, D, T) for j in range(i if upper else 0, D, T)]
+
+    def finish(part: list[tuple[int, int]]) -> None:
+        for i, j in part:
+            i1, j1 = min(D, i + T), min(D, j + T)
+            src = p[i:i1, j:j1]
+            if upper and i == j:  # the diagonal tile: its upper triangle, mirrored
+                src = np.triu(src) + np.triu(src, 1).T
+            blk = out[i:i1, j:j1]
+            np.multiply(src, inv[i:i1, None], out=blk)
+            blk *= inv[None, j:j1]
+            blk -= u[i:i1, None] * v[None, j:j1]
+            if upper and j > i:
+                out[j:j1, i:i1] = blk.T
+
+    workers = worker_count()
+    thread_map(finish, [tiles[k::workers] for k in range(workers)], workers)
     return out
+
+
+#: edge of the square tiles :func:`_finish_f32_product` works on (float64: 512 KiB)
+_FINISH_TILE = 256
 
 
 def _zcom_generic(

@@ -35,6 +35,7 @@ import numpy as np
 
 from nncompare._array import Array, as_array, device_of, harmonize, namespace, to_numpy
 from nncompare._layout import resolve_layout, to_channels_last_if
+from nncompare._threads import blas_single_threaded, worker_count
 from nncompare._validation import check_finite, check_option
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
@@ -257,33 +258,9 @@ def _scan(xp: Any, X: Array, name: str) -> tuple[float, float, Array]:
     return g, _units(g), _noise_floor(xp, X, g)
 
 
-def _fft_workers() -> int:
-    """Threads for scipy.fft: as many as BLAS is told to use, else the usable CPUs."""
-    import os
-
-    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        val = os.environ.get(key, "")
-        if val.isdigit() and int(val) > 0:
-            return int(val)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _blas_single_threaded() -> Any:
-    """Context limiting BLAS to one thread (threadpoolctl, when installed).
-
-    The per-frequency products and decompositions are many mid-sized BLAS calls; a
-    multi-threaded BLAS synchronises its threads on every call, which costs more than it
-    saves at these sizes and collapses (10× slower, measured) when other processes share
-    the cores. Parallelism comes from worker threads over the frequencies instead.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+# threads for scipy.fft and the per-frequency work; BLAS held to one thread meanwhile
+_fft_workers = worker_count
+_blas_single_threaded = blas_single_threaded
 
 
 # ---------------------------------------------------------------------- frequency plan

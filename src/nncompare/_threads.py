@@ -1,0 +1,75 @@
+"""Worker threads for numpy kernels that release the GIL.
+
+numpy's element-wise loops, reductions, matrix products and linear algebra release the
+GIL, so a few Python threads run them in parallel on one machine's cores with no copies.
+The number of workers follows the thread count BLAS is told to use (``OMP_NUM_THREADS``
+and friends), else the usable CPUs; work is split so that every part is computed the
+same way whatever the count (the results do not depend on it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = ["blas_single_threaded", "row_slices", "thread_map", "worker_count"]
+
+T = TypeVar("T")
+
+
+def worker_count() -> int:
+    """Threads to use: as many as BLAS is told to use, else the usable CPUs."""
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        val = os.environ.get(key, "")
+        if val.isdigit() and int(val) > 0:
+            return int(val)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def blas_single_threaded() -> Any:
+    """Context limiting BLAS to one thread (threadpoolctl, when installed).
+
+    Many mid-sized BLAS calls from worker threads: a multi-threaded BLAS synchronises its
+    threads on every call, which costs more than it saves at these sizes and collapses
+    (10× slower, measured) when other processes share the cores.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def thread_map(fn: Callable[[Any], T], items: Iterable[Any], workers: int | None = None) -> list[T]:
+    """``[fn(item) for item in items]`` on up to ``workers`` threads (default
+    :func:`worker_count`), under the caller's floating-point error handling (numpy's
+    ``errstate`` does not reach other threads). One worker, or one item: inline."""
+    items = list(items)
+    workers = worker_count() if workers is None else workers
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    errors = np.geterr()
+
+    def run(item: Any) -> T:
+        with np.errstate(**errors):
+            return fn(item)
+
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(run, items))
+
+
+def row_slices(n: int, parts: int) -> list[slice]:
+    """``parts`` contiguous slices covering range(n) (fewer when n is smaller)."""
+    bounds = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
