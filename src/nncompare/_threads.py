@@ -72,4 +72,3 @@ def row_slices(n: int, parts: int) -> list[slice]:
     """``parts`` contiguous slices covering range(n) (fewer when n is smaller)."""
     bounds = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
-
