@@ -135,9 +135,13 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
             sm.update({"x": X[s : s + batch], "y": Y[s : s + batch]})
         return dft_cca_from_comoments(*sm.pair("x", "y"), sm.n, target=(H, W))
 
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
     fns = {
         "nc.cca(conv='dft')": lambda: nc.cca(X, Y, conv="dft"),
         "nc.svcca(conv='dft', variance=0.99)": lambda: nc.svcca(X, Y, conv="dft", variance=0.99),
+        "nc.cca(conv='dft'), float32 input (float32 products)": lambda: nc.cca(
+            X32, Y32, conv="dft"
+        ),
         f"SpectralMoments, batches of {batch}, + dft_cca_from_comoments": streamed,
         "google/svcca fourier_ccas loop (re-timed)": lambda: prototypes.google_fourier_ccas_loop(
             X, Y

@@ -107,7 +107,8 @@ PREVIOUS = {
 @pytest.mark.parametrize("name", sorted(PREVIOUS))
 def test_values_equal_the_previous_implementation(name):
     X, Y, kw = cases()[name]
-    r = (nc.svcca if kw else nc.cca)(X, Y, conv="dft", **kw)
+    # the previous implementation formed float64 products for every input: the exact path
+    r = (nc.svcca if kw else nc.cca)(X, Y, conv="dft", precision="float64", **kw)
     value, rho2, n_coef, kx, ky = PREVIOUS[name]
     # the data with offsets 1e4 lose ~eps · 1e4 in either implementation's FFT
     tol = 1e-10 if name != "offsets" else 1e-9
@@ -443,3 +444,69 @@ def test_real_resnet_activations_against_the_oracle(shared_dir):
     for u, v in itertools.product(range(8), repeat=2):
         want = complex_cca(F[:, u, v], G[:, u, v])
         np.testing.assert_allclose(r.rho_per_frequency[u, v], want, atol=1e-9)
+
+
+def test_float32_products_agree_with_the_float64_path():
+    """float32 inputs: spectra and per-chunk products in float32 (precision="auto"), sums
+    and decompositions in float64; the exact path stays one keyword away."""
+    X, Y, _ = cases()["float32"]
+    fast = nc.cca(X, Y, conv="dft")
+    exact = nc.cca(X, Y, conv="dft", precision="float64")
+    assert "float32" in fast.conventions["transform"]
+    assert exact.conventions["transform"].endswith("(complex128)")
+    assert float(fast) == pytest.approx(float(exact), abs=1e-6)
+    np.testing.assert_allclose(fast.rho_per_frequency, exact.rho_per_frequency, atol=1e-5)
+    assert fast.n_coefficients == exact.n_coefficients
+    sv = nc.svcca(X, Y, conv="dft", variance=0.9)
+    sv64 = nc.svcca(X, Y, conv="dft", variance=0.9, precision="float64")
+    assert float(sv) == pytest.approx(float(sv64), abs=1e-6)
+
+
+def test_float32_products_keep_constant_channels_out():
+    """A constant channel and a channel that is a fixed spatial pattern carry no variance
+    at any frequency: with float32 products too they are zeroed, not whitened noise."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(200, 8, 8, 4)).astype(np.float32)
+    X[..., 1] = 3.0
+    X[..., 2] = rng.normal(size=(8, 8)).astype(np.float32)
+    Y = (rng.normal(size=(200, 8, 8, 3)) + X[..., [0, 3, 3]]).astype(np.float32)
+    fast = nc.cca(X, Y, conv="dft")
+    exact = nc.cca(X, Y, conv="dft", precision="float64")
+    assert "float32" in fast.conventions["transform"]
+    np.testing.assert_array_equal(fast.k_per_frequency, exact.k_per_frequency)
+    assert float(fast) == pytest.approx(float(exact), abs=1e-6)
+
+
+def test_float32_products_fall_back_to_float64_outside_their_range():
+    """Channels of magnitude beyond 2^40 would overflow float32 products: the pair takes
+    the float64 path (the conventions say so) and its value."""
+    X, Y, _ = cases()["float32"]
+    exact = float(nc.cca(X, Y, conv="dft", precision="float64"))
+    for factor in (2.0**60, 2.0**-60):  # over- and underflow of the squares
+        r = nc.cca(X * np.float32(factor), Y, conv="dft")
+        assert r.conventions["transform"].endswith("(complex128)")
+        assert float(r) == pytest.approx(exact, abs=1e-12)
+
+
+def test_float32_products_with_an_outlying_first_image(monkeypatch):
+    """The first image is the shift; float32 products spare fewer bits, so a first image
+    6 σ out (shifted / centred sums of squares ~37 > 2^4, below float64's 2^10) sends the
+    pass to the mean image's spectrum, and the value agrees with the float64 path."""
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(400, 6, 6, 3)).astype(np.float32)
+    Y = (rng.normal(size=(400, 6, 6, 2)) + X[..., :2]).astype(np.float32)
+    X[0] += np.float32(6.0)
+    shifts = []
+    real = conv._shifted_pass
+
+    def spy(*args, **kwargs):
+        shifts.append(args[8] is None)  # None: the first image's spectrum
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(conv, "_shifted_pass", spy)
+    fast = nc.cca(X, Y, conv="dft")
+    assert shifts == [True, False]
+    assert "float32" in fast.conventions["transform"]
+    exact = nc.cca(X, Y, conv="dft", precision="float64")
+    assert shifts == [True, False, True]  # float64: one pass, the first image kept
+    assert float(fast) == pytest.approx(float(exact), abs=1e-6)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nncompare._array import Array, conj_t, device_of, is_torch, real
+from nncompare._threads import blas_single_threaded, thread_map, worker_count
 from nncompare.errors import NNCompareError
 
 if TYPE_CHECKING:
@@ -272,6 +273,22 @@ def check_products(
         "(nc.Moments(precision='float64'), nc.JointMoments(precision='float64')), or pass the "
         "arrays themselves (the measure then recomputes in float64)."
     )
+
+
+def both_sides(m: Moments, compute_x: Any, compute_y: Any) -> tuple[Any, Any]:
+    """``(compute_x(), compute_y())``: the two sides' decompositions, which are independent.
+
+    For numpy moments on a machine with several cores they run concurrently, each with
+    single-threaded BLAS (numpy's LAPACK calls release the GIL): a d × d eigen-
+    decomposition barely speeds up with a second BLAS thread (its reduction to tridiagonal
+    form is memory bound), two of them side by side nearly halve the time. Each result is
+    the same as computed alone. Elsewhere (torch, other libraries) one after the other.
+    """
+    if isinstance(m.zxx, np.ndarray) and worker_count() > 1:
+        with blas_single_threaded():
+            sx, sy = thread_map(lambda f: f(), [compute_x, compute_y], 2)
+        return sx, sy
+    return compute_x(), compute_y()
 
 
 def whitening_side(m: Moments, which: str, rtol: float, measure: str = "cca") -> Side:

@@ -58,6 +58,7 @@ from nncompare.measures._linalg import (
     DEFAULT_RTOL,
     CCACore,
     Side,
+    both_sides,
     cca_core,
     check_not_trivial,
     check_products,
@@ -127,6 +128,12 @@ def _core(
     want_vectors: bool = True,
     decompose: bool = True,
 ) -> CCACore:
+    if sx is None and sy is None:
+        sx, sy = both_sides(
+            m,
+            lambda: whitening_side(m, "x", rtol, measure),
+            lambda: whitening_side(m, "y", rtol, measure),
+        )
     sx = sx if sx is not None else whitening_side(m, "x", rtol, measure)
     sy = sy if sy is not None else whitening_side(m, "y", rtol, measure)
     _all_constant(m, sx, sy, measure)
@@ -500,8 +507,11 @@ def _svcca(
         side.unscale = xp.full(C.shape[-1], 1.0 / g, dtype=C.dtype, device=device_of(C))
         return side, explained
 
-    sx, ex = m.cached("x", ("pca", variance, dx, rtol), lambda: pca("x", txx, dx))
-    sy, ey = m.cached("y", ("pca", variance, dy, rtol), lambda: pca("y", tyy, dy))
+    (sx, ex), (sy, ey) = both_sides(
+        m,
+        lambda: m.cached("x", ("pca", variance, dx, rtol), lambda: pca("x", txx, dx)),
+        lambda: m.cached("y", ("pca", variance, dy, rtol), lambda: pca("y", tyy, dy)),
+    )
     check_products(m.product_precision, sx.amplification, measure="svcca", label="X")
     check_products(m.product_precision, sy.amplification, measure="svcca", label="Y")
     check_not_trivial(m.n, sx.rank, sy.rank, what="svcca")
@@ -625,7 +635,11 @@ def _pwcca(
 ) -> PWCCAResult:
     xp = m.xp
     if convention == "google":
-        sx, sy = whitening_side(m, "x", rtol, "pwcca"), whitening_side(m, "y", rtol, "pwcca")
+        sx, sy = both_sides(
+            m,
+            lambda: whitening_side(m, "x", rtol, "pwcca"),
+            lambda: whitening_side(m, "y", rtol, "pwcca"),
+        )
         _all_constant(m, sx, sy, "pwcca")
         check_not_trivial(m.n, sx.rank, sy.rank, what="pwcca")
         return _pwcca_google(m, epsilon=epsilon)
