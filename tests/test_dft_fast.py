@@ -510,3 +510,23 @@ def test_float32_products_with_an_outlying_first_image(monkeypatch):
     exact = nc.cca(X, Y, conv="dft", precision="float64")
     assert shifts == [True, False, True]  # float64: one pass, the first image kept
     assert float(fast) == pytest.approx(float(exact), abs=1e-6)
+
+
+def test_streamed_float32_batches_use_float32_products():
+    """SpectralMoments: float32 batches are transformed and multiplied in float32 (each
+    batch's products summed and merged in float64); precision="float64" is the exact
+    path, equal to the one-shot float64 computation."""
+    A, B, _ = _stream_data()
+    A32, B32 = A.astype(np.float32), B.astype(np.float32)
+    values = {}
+    for precision in ("auto", "float64"):
+        sm = SpectralMoments((4, 4), precision=precision)
+        for s in range(0, 150, 40):
+            sm.update({"a": A32[s : s + 40], "b": B32[s : s + 40]})
+        values[precision] = float(dft_cca_from_comoments(*sm.pair("a", "b"), sm.n, target=(4, 4)))
+    exact = float(nc.cca(A32, B32, conv="dft", precision="float64"))
+    assert values["float64"] == pytest.approx(exact, abs=1e-12)
+    assert values["auto"] == pytest.approx(exact, abs=1e-6)
+    assert values["auto"] != values["float64"]  # the float32 products were used
+    with pytest.raises(ValueError, match="precision"):
+        SpectralMoments((4, 4), precision="half")

@@ -16,14 +16,17 @@ from nncompare._array import Array, as_array, device_of, harmonize, namespace
 from nncompare.measures.conv import (
     _PRESCALE_EXP,
     _frequency_plan,
+    _gemm_suits,
     _joint_comoments,
+    _OutOfSingleRange,
     _scan,
+    _single_safe,
     _Source,
     _units,
     _Workspace,
     zero_rounding_level,
 )
-from nncompare.stats import _Block, _xp_from_name, _xp_name
+from nncompare.stats import _Block, _xp_from_name, _xp_name, check_precision, product_dtype
 
 __all__ = ["SpectralMoments"]
 
@@ -58,10 +61,15 @@ class SpectralMoments:
     ----------
     spatial : tuple of int
         The common frequency grid; every layer must be at least this large on each axis.
+    precision : {"auto", "float32", "float64"}
+        Precision of each batch's spectra and products (numpy batches): "auto" takes
+        float32 for float32 batches (see :func:`nncompare.measures.conv.dft_cca`); the
+        sums over batches, the merges and everything after are float64 either way.
     """
 
-    def __init__(self, spatial: tuple[int, ...]) -> None:
+    def __init__(self, spatial: tuple[int, ...], *, precision: str = "auto") -> None:
         self.spatial = tuple(int(s) for s in spatial)
+        self.precision = check_precision(precision)
         self.n = 0
         self.blocks: dict[str, _Block] = {}
         self.mean: Array | None = None
@@ -80,6 +88,7 @@ class SpectralMoments:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _xp=_xp_from_name(state.get("_xp")))
         self.__dict__.setdefault("_workspace", None)
+        self.__dict__.setdefault("precision", "float64")  # what earlier versions formed
 
     @property
     def names(self) -> list[str]:
@@ -154,9 +163,20 @@ class SpectralMoments:
             sources.append(_Source(arrays[k], u, big))
         if self._workspace is None:  # scratch reused from batch to batch (not pickled)
             self._workspace = _Workspace()
-        mu, com = _joint_comoments(  # (R, D), (R, D, D)
-            xp, sources, self._plan, half=True, workspace=self._workspace
+        single = (
+            all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays.values())
+            and product_dtype(np, arrays.values(), self.precision) == np.float32
+            and all(s.units == 1.0 for s in sources)
+            and all(_gemm_suits(a) or _single_safe(a) for a in arrays.values())
         )
+        try:
+            mu, com = _joint_comoments(  # (R, D), (R, D, D)
+                xp, sources, self._plan, half=True, workspace=self._workspace, single=single
+            )
+        except _OutOfSingleRange:  # a channel beyond float32's safe range: float64
+            mu, com = _joint_comoments(
+                xp, sources, self._plan, half=True, workspace=self._workspace
+            )
         nb = sizes[names[0]]
         if self.n == 0:
             self._xp, self.n, self.mean, self.comoment = xp, nb, mu, com
