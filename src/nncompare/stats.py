@@ -1282,14 +1282,18 @@ def _zcom_numpy(
     base = len(row_norms) if row_norms is not None else 0
     if row_norms is not None:
         row_norms.extend(np.empty(nb) for _ in arrays)
-    for s0 in range(0, nb, rows):
-        s1 = min(nb, s0 + rows)
-        Z = buf[: s1 - s0]
+    halved = [bool(np.any(halve[int(offs[i]) : int(offs[i + 1])])) for i in range(len(arrays))]
+
+    def centre(part: tuple[int, int, int]) -> np.ndarray:
+        """Rows [r0, r1) of the chunk starting at s0, centred and rescaled into the buffer
+        (with their squared norms); returns their column sums."""
+        s0, r0, r1 = part
+        Z = buf[r0:r1]
         for idx, (a, mu) in enumerate(zip(arrays, means, strict=True)):
             o0, o1 = int(offs[idx]), int(offs[idx + 1])
-            block = a[s0:s1]
+            block = a[s0 + r0 : s0 + r1]
             zs = Z[:, o0:o1]
-            if bool(np.any(halve[o0:o1])):  # the range nearly overflows: centre halved values
+            if halved[idx]:  # the range nearly overflows: centre halved values
                 np.multiply(block, 0.5, out=zs, dtype=np.float64)
                 zs -= 0.5 * mu
                 zs *= 2.0 * inv[o0:o1]
@@ -1298,17 +1302,49 @@ def _zcom_numpy(
                 zs *= inv[o0:o1]
             if row_norms is not None:
                 t = zs * rel[idx]
-                np.einsum("ij,ij->i", t, t, out=row_norms[base + idx][s0:s1])
-        colsum += Z.sum(axis=0)
+                np.einsum("ij,ij->i", t, t, out=row_norms[base + idx][s0 + r0 : s0 + r1])
+        return Z.sum(axis=0)
+
+    workers = worker_count()
+    for s0 in range(0, nb, rows):
+        s1 = min(nb, s0 + rows)
+        # fixed blocks of rows (their column sums added in order: the same bits whatever
+        # the number of workers), spread over the workers
+        parts = [
+            (s0, r0, min(s1 - s0, r0 + _CENTRE_ROWS)) for r0 in range(0, s1 - s0, _CENTRE_ROWS)
+        ]
+        for part_sum in thread_map(centre, parts, workers):
+            colsum += part_sum
+        Z = buf[: s1 - s0]
         if buf32 is not None:
             Z32 = buf32[: s1 - s0]
             Z32[...] = Z
-            com += Z32.T @ Z32
+            com += _upper_gram(Z32)
         elif s0 == 0 and s1 == nb:
-            com = Z.T @ Z
+            com = _upper_gram(Z)
         else:
-            com += Z.T @ Z
-    return com, colsum
+            com += _upper_gram(Z)
+    return _mirror_upper(com), colsum
+
+
+#: rows per block of the float64 centring pass (a block's column sums are one partial sum)
+_CENTRE_ROWS = 512
+
+
+def _mirror_upper(a: np.ndarray) -> np.ndarray:
+    """A square matrix of which only the upper triangle is meaningful, made symmetric in
+    place, tile by tile (transposed tiles stay in cache)."""
+    D = int(a.shape[0])
+    T = _FINISH_TILE
+    for i in range(0, D, T):
+        i1 = min(D, i + T)
+        blk = a[i:i1, i:i1]
+        low = np.tril_indices(i1 - i, -1)
+        blk[low] = blk.T[low]
+        for j in range(i1, D, T):
+            j1 = min(D, j + T)
+            a[j:j1, i:i1] = a[i:i1, j:j1].T
+    return a
 
 
 def _f32_direct(arrays: Sequence[Any], stats: _BatchStats) -> bool:
