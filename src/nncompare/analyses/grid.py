@@ -24,6 +24,7 @@ import numpy as np
 
 from nncompare._array import as_array, device_of, is_torch, to_numpy, to_scalar_float
 from nncompare._layout import resolve_layout, to_channels_last_if
+from nncompare._threads import thread_map, worker_count
 from nncompare._validation import check_option, dtype_eps
 from nncompare.analyses.engine import (
     SPECTRUM_MEASURES,
@@ -360,14 +361,19 @@ def cka_grid(
     rel2 = relx * relx
     relc2 = rel2[col_sel] if contiguous else xp.take(rel2, col_sel)
     H = np.zeros((len(rows), len(cols)))
-    for i, r in enumerate(rows):
-        s = slices[r]
+
+    def row_layer(i: int) -> None:
+        s = slices[rows[i]]
         first = i if upper else 0  # upper: only the column layers from this one on
         c0 = int(offs[first])
         block = Z[s, col_sel] if contiguous else xp.take(Z[s, :], col_sel, axis=1)
         block = block[:, c0:]
         colsum = (rel2[s] @ (block * block)) * relc2[c0:]
         H[i, first:] = to_numpy(P[first:, c0:] @ colsum)
+
+    # numpy: the row layers in worker threads (each writes its own row of H)
+    workers = worker_count() if isinstance(Z, np.ndarray) else 1
+    thread_map(row_layer, range(len(rows)), workers)
     if upper:
         H = np.triu(H) + np.triu(H, 1).T
     hr = np.array([self_h[r] for r in rows])

@@ -582,8 +582,9 @@ def _gemm_suits(X: np.ndarray) -> bool:
 class _FFTSpectra:
     """One input's spectra at the representatives through scipy.fft (any size, complex).
 
-    A chunk's transform is frequency major (S', rows, C), complex128; representative r
-    reads slot ``slots[r]``, conjugated where ``conj[r]``, times ``u``.
+    A chunk's transform is frequency major (S', rows, C), complex128 (complex64 with
+    float32 products); representative r reads slot ``slots[r]``, conjugated where
+    ``conj[r]``, times ``u``.
     """
 
     def __init__(
@@ -643,7 +644,7 @@ class _GemmSpectra:
     cropping is built in). Each block of samples is transposed to (W, H, samples, C)
     (channel rows stay contiguous), after which each step is one large matrix product:
     W by (H · samples · C), then per W frequency (2 Kh, 2 H) by (2 H, samples · C). The
-    chunk's transform is frequency major, (Kw, 2, Kh, rows, C) float64, so a
+    chunk's transform is frequency major, (Kw, 2, Kh, rows, C) in the products' precision, so a
     representative's real and imaginary parts are contiguous (rows, C) blocks. Identical
     images give identical spectra (the same products, column by column): exact zeros
     after the shift. ``u`` is folded into the first matrix (a power of two: exact).
