@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["blas_single_threaded", "row_slices", "thread_map", "worker_count"]
+__all__ = ["blas_single_threaded", "row_slices", "thread_map", "worker_count", "worker_pool"]
 
 T = TypeVar("T")
 
@@ -48,6 +48,25 @@ def blas_single_threaded() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def worker_pool(workers: int) -> Any:
+    """A context giving an executor with ``map``: a pool of ``workers`` threads kept for
+    several rounds of work, or an inline stand-in for one worker (no thread hand-off).
+    Its tasks run under numpy's default error handling; see :func:`thread_map`."""
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(workers)
+    return contextlib.nullcontext(_InlinePool())
+
+
+class _InlinePool:
+    """``map`` in the calling thread."""
+
+    @staticmethod
+    def map(fn: Callable[[Any], T], items: Iterable[Any]) -> Iterator[T]:
+        return map(fn, items)
+
+
 def thread_map(fn: Callable[[Any], T], items: Iterable[Any], workers: int | None = None) -> list[T]:
     """``[fn(item) for item in items]`` on up to ``workers`` threads (default
     :func:`worker_count`), under the caller's floating-point error handling (numpy's
@@ -56,19 +75,18 @@ def thread_map(fn: Callable[[Any], T], items: Iterable[Any], workers: int | None
     workers = worker_count() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
-    from concurrent.futures import ThreadPoolExecutor
-
     errors = np.geterr()
 
     def run(item: Any) -> T:
         with np.errstate(**errors):
             return fn(item)
 
-    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+    with worker_pool(min(workers, len(items))) as pool:
         return list(pool.map(run, items))
 
 
 def row_slices(n: int, parts: int) -> list[slice]:
-    """``parts`` contiguous slices covering range(n) (fewer when n is smaller)."""
+    """``parts`` contiguous slices covering range(n) (fewer when n is smaller; one empty
+    slice when n is 0)."""
     bounds = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)
-    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a] or [slice(0, n)]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 
 from nncompare._array import Array, as_array, device_of, harmonize, namespace, to_numpy
 from nncompare._layout import resolve_layout, to_channels_last_if
-from nncompare._threads import blas_single_threaded, worker_count
+from nncompare._threads import blas_single_threaded, row_slices, worker_count, worker_pool
 from nncompare._validation import check_finite, check_option
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
@@ -527,7 +526,7 @@ def _joint_comoments_numpy(
     chunk = -(-n // -(-n // most))
     workers = min(_fft_workers(), R)
     bits = _SHIFT_BITS_SINGLE if single else _SHIFT_BITS
-    with _blas_single_threaded(), _pool(workers) as pool:
+    with _blas_single_threaded(), worker_pool(workers) as pool:
         mean, com, excess = _shifted_pass(
             inputs, R, D, starts, n, chunk, pool, workers, None, ws, bits
         )
@@ -792,23 +791,6 @@ def _trig(freqs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     phase = np.mod(np.outer(freqs, np.arange(size)), size) * (2.0 * np.pi / size)
     scale = 1.0 / np.sqrt(size)
     return np.cos(phase) * scale, np.sin(phase) * scale
-
-
-def _pool(workers: int) -> Any:
-    """A thread pool of ``workers`` threads, or an inline stand-in for one worker."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if workers > 1:
-        return ThreadPoolExecutor(workers)
-    return contextlib.nullcontext(_InlinePool())
-
-
-class _InlinePool:
-    """``map`` in the calling thread (no thread hand-off for one worker)."""
-
-    @staticmethod
-    def map(fn: Any, items: Any) -> Any:
-        return map(fn, items)
 
 
 def _shifted_pass(
@@ -1086,10 +1068,7 @@ def _pca_blocks(
     return side, int((keep.sum(axis=-1) * multiplicity).sum())
 
 
-def _block_slices(m: int, parts: int) -> list[slice]:
-    """``parts`` contiguous slices covering range(m) (fewer when m is smaller)."""
-    bounds = np.linspace(0, m, max(1, min(parts, m)) + 1).astype(int)
-    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a] or [slice(0, m)]
+_block_slices = row_slices  # contiguous slices of the frequency blocks
 
 
 def _side_rows(side: Side, sl: slice) -> Side:
@@ -1123,7 +1102,7 @@ def _evaluate(
     # algebra releases the GIL; BLAS is held to one thread by the callers); every block is
     # decomposed on its own, so the split does not change any result
     workers = min(_fft_workers(), len(Cxx)) if isinstance(Cxx, np.ndarray) else 1
-    with _pool(workers) as pool:
+    with worker_pool(workers) as pool:
         slices = _block_slices(len(Cxx), workers)
         if svd_mode:
             dx, dy = dims if dims is not None else (None, None)
