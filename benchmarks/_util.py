@@ -102,13 +102,28 @@ def time_call(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return t1 - t0, c1 - c0, out
 
 
+#: pause before each timed call (seconds). OpenBLAS's worker threads keep spinning on the
+#: cores for about 0.1 s after a call returns; numpy and scipy each ship their own OpenBLAS,
+#: so a call made while the other library's threads still spin runs at up to half speed
+#: with two cores, and the spinning is charged to its CPU time. Each timed call starts on
+#: idle cores instead.
+SETTLE_S = 0.2
+
+
+def settle() -> None:
+    """Let the BLAS worker threads of the previous call go idle."""
+    time.sleep(SETTLE_S)
+
+
 def bench(fn: Callable[[], Any], *, repeats: int, warmup: int = 1) -> Timing:
-    """Median-able timings of ``fn`` after ``warmup`` untimed calls."""
+    """Median-able timings of ``fn`` after ``warmup`` untimed calls, each timed call after
+    :func:`settle`."""
     gc.collect()
     for _ in range(warmup):
         fn()
     t = Timing()
     for _ in range(repeats):
+        settle()
         dt, dc, t.last = time_call(fn)
         t.times.append(dt)
         t.cpu.append(dc)
@@ -122,6 +137,8 @@ def bench_interleaved(
 
     The machine these benchmarks run on may be shared; interleaving the reference
     products with the measure they bound keeps their ratio meaningful under load drift.
+    Each timed call starts after :func:`settle`, so that no call pays for the spinning
+    BLAS threads of the one before it.
     """
     gc.collect()
     for _ in range(warmup):
@@ -130,6 +147,7 @@ def bench_interleaved(
     out = {k: Timing() for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            settle()
             dt, dc, out[k].last = time_call(fn)
             out[k].times.append(dt)
             out[k].cpu.append(dc)

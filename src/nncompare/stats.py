@@ -1240,6 +1240,27 @@ def _raw_product_moments(
     return com
 
 
+def _centred_row_norms(a: np.ndarray, mu: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σⱼ ((a_ij - mu_j) w_j)² for every row i: centred exactly, in cache-sized row blocks
+    spread over the workers (no centred copy of the array is kept)."""
+    n = int(a.shape[0])
+    out = np.empty(n)
+    rows = _CENTRE_ROWS
+
+    def norms(rs: slice) -> None:
+        for r0 in range(rs.start, rs.stop, rows):
+            r1 = min(rs.stop, r0 + rows)
+            t = a[r0:r1] - mu
+            t *= w
+            np.einsum("ij,ij->i", t, t, out=out[r0:r1])
+
+    # whole blocks per worker, so every row is computed the same way whatever the count
+    blocks = -(-n // rows)
+    spans = row_slices(blocks, worker_count())
+    thread_map(norms, [slice(b.start * rows, min(n, b.stop * rows)) for b in spans])
+    return out
+
+
 def _zcom_numpy(
     arrays: Sequence[np.ndarray],
     means: Sequence[np.ndarray],
@@ -1259,7 +1280,7 @@ def _zcom_numpy(
     two-pass formula of Chan, Golub & LeVeque 1983), or None.
     """
     exact_const = stats.lo == stats.hi
-    if row_norms is None and dt == np.float64 and len(arrays) <= 3:
+    if dt == np.float64 and len(arrays) <= 3:
         amax = np.maximum(np.abs(stats.lo), np.abs(stats.hi))
         safe = (amax <= _RAW_MAX) & (exact_const | (amax >= _RAW_MIN))  # huge constants overflow
         if all(a.dtype == np.float64 for a in arrays) and bool(np.all(safe)):
@@ -1267,6 +1288,12 @@ def _zcom_numpy(
             if com is not None:
                 com *= inv[:, None]
                 com *= inv[None, :]
+                if row_norms is not None:
+                    assert rel is not None
+                    row_norms.extend(
+                        _centred_row_norms(a, mu, inv[int(offs[i]) : int(offs[i + 1])] * rel[i])
+                        for i, (a, mu) in enumerate(zip(arrays, means, strict=True))
+                    )
                 return com, None
     if dt == np.float32:
         fast = _zcom_numpy_f32(arrays, means, inv, offs, row_norms, stats)
@@ -1433,10 +1460,22 @@ def _zcom_numpy_f32(
     return _finish_f32_product(com, nb, c, inv, upper=True)
 
 
+#: rows per feature from which the Gram uses numpy's product rather than scipy's syrk
+_NUMPY_GRAM_ROWS = 4
+
+
 def _upper_gram(Z: np.ndarray) -> np.ndarray:
-    """The upper triangle of Zᵀ Z (C order; the strict lower triangle is not referenced)
-    by BLAS syrk, without filling in the lower one (numpy's ``Z.T @ Z`` mirrors it with a
-    strided copy: a large share of the time at a few thousand features)."""
+    """Zᵀ Z, of which callers read only the upper triangle (C order).
+
+    With many rows per feature: numpy's product (BLAS syrk, then a mirror copy that is
+    small next to it). That is numpy's own BLAS, the one every other product and
+    decomposition here runs on; scipy ships a second OpenBLAS, whose threads keep spinning
+    on the cores for about 0.1 s after each call and so halve the speed of whatever numpy
+    runs next with two threads (measured: benchmarks/README.md). With few rows per feature
+    the mirror copy would be a large share of the time: scipy's syrk fills one triangle.
+    """
+    if Z.shape[0] >= _NUMPY_GRAM_ROWS * Z.shape[1]:
+        return Z.T @ Z
     from scipy.linalg import blas
 
     fn = blas.ssyrk if Z.dtype == np.float32 else blas.dsyrk

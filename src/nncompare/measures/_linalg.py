@@ -117,10 +117,10 @@ def _tri_inv(xp: Any, L: Array) -> Array:
 
 def _cholesky(xp: Any, R: Array) -> Array:
     """Lower Cholesky factor; raises when R is not (numerically) positive definite."""
-    if isinstance(R, np.ndarray) and R.dtype == np.float64:
-        from scipy.linalg import cholesky
-
-        return cholesky(R, lower=True, check_finite=False)
+    if isinstance(R, np.ndarray):
+        # numpy's LAPACK: it releases the GIL (the two sides factor concurrently) and shares
+        # one BLAS with the products (see stats._upper_gram)
+        return np.linalg.cholesky(R)
     return xp.linalg.cholesky(R)
 
 
@@ -384,25 +384,8 @@ def svdvals_via_gram(xp: Any, M: Array) -> Array:
 
 
 def whitened_cross(xp: Any, side_x: Side, side_y: Side, Cxy: Array) -> Array:
-    """Wₓᴴ Cxy W_y; for two Cholesky whitenings of numpy arrays L⁻¹ₓ Rxy L⁻ᵀ_y by triangular
-    products (half the flops of general ones)."""
-    if (
-        side_x.tri is not None
-        and side_y.tri is not None
-        and isinstance(Cxy, np.ndarray)
-        and Cxy.dtype == np.float64
-        and Cxy.ndim == 2
-    ):
-        from scipy.linalg import blas
-
-        # Fortran-ordered operands (transposed views of C-ordered ones) go to BLAS uncopied
-        R = (side_y.scale[:, None] * xp.matrix_transpose(Cxy) * side_x.scale[None, :]).T
-        Lx, Ly = side_x.tri, side_y.tri
-        if Lx.flags.c_contiguous and Ly.flags.c_contiguous:
-            T = blas.dtrmm(1.0, Lx.T, R, lower=0, trans_a=1, overwrite_b=1)  # L⁻¹ₓ R
-            return blas.dtrmm(1.0, Ly.T, T, side=1, lower=0, overwrite_b=1)  # · L⁻ᵀ_y
-        T = blas.dtrmm(1.0, Lx, R, lower=1, overwrite_b=1)
-        return blas.dtrmm(1.0, Ly, T, side=1, lower=1, trans_a=1, overwrite_b=1)
+    """Wₓᴴ Cxy W_y (two general products: numpy's BLAS, shared with every other product;
+    triangular products would need scipy's second BLAS, see stats._upper_gram)."""
     return conj_t(xp, side_x.W) @ Cxy @ side_y.W
 
 

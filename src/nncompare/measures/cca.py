@@ -712,9 +712,7 @@ def _side_weights(xp: Any, side: Side, U: Array, C: Array, col_scale: Array) -> 
     """
     L = side.chol
     if L is not None and isinstance(U, np.ndarray) and U.dtype == np.float64:
-        from scipy.linalg import blas
-
-        LU = blas.dtrmm(1.0, L, U, lower=1) if L.flags.f_contiguous else L @ U
+        LU = L @ U
         P = xp.matrix_transpose(LU) * (col_scale / side.scale)[None, :]
         w = xp.sum(xp.abs(P), axis=1)
         return w / xp.sum(w)
