@@ -669,17 +669,26 @@ class _GemmSpectra:
         self.magnitudes: list[np.ndarray] | None = [] if self.dtype == np.float32 else None
         size = tuple(int(v) for v in X.shape[1:-1])
         self.size, self.c = size, int(X.shape[-1])
-        reps = plan.reps
-        fw = np.unique(reps[:, -1])
-        self.iw = np.searchsorted(fw, reps[:, -1])
+        # each representative's spectrum, or (outside the half plane of the last axis, as
+        # an rfft keeps it) the conjugate of its partner's: at most size/2 + 1 frequencies
+        # on the last axis. Without this, representatives such as (-t/2, w < 0), which a
+        # grid without wrap-around keeps, would need every W frequency (nearly twice the
+        # work; SpectralMoments)
+        sz = np.asarray(size, dtype=np.int64)
+        wrapped = np.mod(plan.reps, sz)
+        direct = wrapped[:, -1] <= sz[-1] // 2
+        freqs = np.where(direct[:, None], wrapped, np.mod(-plan.reps, sz))
+        self.conj = ~direct
+        fw = np.unique(freqs[:, -1])
+        self.iw = np.searchsorted(fw, freqs[:, -1])
         self.kw = len(fw)
         cw, sw = _trig(fw, size[-1])
         self.MW = np.stack([cw * u, -sw * u], axis=1).reshape(2 * self.kw, size[-1])
         if len(size) == 1:
-            self.ih, self.kh, self.MH = np.zeros(len(reps), dtype=np.int64), 1, None
+            self.ih, self.kh, self.MH = np.zeros(len(freqs), dtype=np.int64), 1, None
         else:
-            fh = np.unique(reps[:, 0])
-            self.ih, self.kh = np.searchsorted(fh, reps[:, 0]), len(fh)
+            fh = np.unique(freqs[:, 0])
+            self.ih, self.kh = np.searchsorted(fh, freqs[:, 0]), len(fh)
             ch, sh = _trig(fh, size[0])
             self.MH = np.block([[ch, sh], [-sh, ch]])  # rows (re/im, kh), columns (re/im, h)
             self.MH = self.MH.astype(self.dtype)
@@ -749,10 +758,14 @@ class _GemmSpectra:
     def fill(self, T: np.ndarray, mu: np.ndarray, r: int, re: np.ndarray, im: np.ndarray) -> None:
         i, j = self.iw[r], self.ih[r]
         np.subtract(T[i, 0, j], mu[i, 0, j], out=re)
-        np.subtract(T[i, 1, j], mu[i, 1, j], out=im)
+        if self.conj[r]:
+            np.subtract(mu[i, 1, j], T[i, 1, j], out=im)
+        else:
+            np.subtract(T[i, 1, j], mu[i, 1, j], out=im)
 
     def at_reps(self, mu: np.ndarray) -> np.ndarray:
-        return mu[self.iw, 0, self.ih] + 1j * mu[self.iw, 1, self.ih]  # (R, C)
+        m = mu[self.iw, 0, self.ih] + 1j * mu[self.iw, 1, self.ih]  # (R, C)
+        return np.where(self.conj[:, None], np.conj(m), m)
 
 
 def _to_spatial_major(X: np.ndarray) -> np.ndarray:
