@@ -530,3 +530,28 @@ def test_streamed_float32_batches_use_float32_products():
     assert values["auto"] != values["float64"]  # the float32 products were used
     with pytest.raises(ValueError, match="precision"):
         SpectralMoments((4, 4), precision="half")
+
+
+@pytest.mark.parametrize("size", [(4, 4), (8, 8), (6, 5)])
+def test_matrix_product_spectra_use_the_half_plane_of_the_last_axis(size):
+    """A grid without wrap-around (SpectralMoments) keeps representatives such as
+    (-t/2, w < 0); their spectra are the conjugates of the partners' in the half plane an
+    rfft keeps, so at most W/2 + 1 last-axis frequencies are formed, and each
+    representative's spectrum still equals numpy's FFT there."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3, *size, 2))
+    plan = conv._frequency_plan((4, 4), conjugate=True)
+    t = conv._GemmSpectra(X, plan, 1.0, half=True, ws=conv._Workspace(), key=0)
+    assert t.kw <= size[-1] // 2 + 1
+    want = np.fft.fft2(X, axes=(1, 2), norm="ortho")
+    idx = np.mod(plan.reps, np.asarray(size))
+    want = want[:, idx[:, 0], idx[:, 1], :]  # (3, R, C)
+    with conv.worker_pool(1) as pool:
+        T = t.transform(slice(0, 3), pool, 1)
+    zero = np.zeros_like(T[:, :, :, 0])
+    got = np.empty_like(want)
+    re, im = np.empty((3, 2)), np.empty((3, 2))
+    for r in range(len(plan.reps)):
+        t.fill(T, zero, r, re, im)
+        got[:, r, :] = re + 1j * im
+    np.testing.assert_allclose(got, want, atol=1e-12)
