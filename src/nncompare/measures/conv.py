@@ -34,7 +34,13 @@ import numpy as np
 
 from nncompare._array import Array, as_array, device_of, harmonize, namespace, to_numpy
 from nncompare._layout import resolve_layout, to_channels_last_if
-from nncompare._threads import blas_single_threaded, row_slices, worker_count, worker_pool
+from nncompare._threads import (
+    blas_single_threaded,
+    row_slices,
+    thread_map,
+    worker_count,
+    worker_pool,
+)
 from nncompare._validation import check_finite, check_option
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
@@ -243,8 +249,7 @@ def _scan(xp: Any, X: Array, name: str) -> tuple[float, float, Array]:
     extreme magnitudes) the exact checks run: :func:`check_finite`, :func:`_magnitude`.
     """
     if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.size:
-        ax = "abcdefgh"[: X.ndim]
-        energy = np.einsum(f"{ax},{ax}->{ax[-1]}", X, X, dtype=np.float64)
+        energy = _channel_energies(X)
         top = float(energy.max())
         if np.isfinite(top) and top > 0.0:
             hi = np.sqrt(top)
@@ -255,6 +260,34 @@ def _scan(xp: Any, X: Array, name: str) -> tuple[float, float, Array]:
     check_finite(X, name=name)
     g = _magnitude(xp, X)
     return g, _units(g), _noise_floor(xp, X, g)
+
+
+#: samples per block of the per-channel energies (fixed: the sum's order, hence its bits,
+#: does not depend on the number of workers)
+_SCAN_SAMPLES = 64
+
+
+def _channel_energies(X: np.ndarray) -> np.ndarray:
+    """Σ x² per channel (last axis) in float64: blocks of samples spread over the workers,
+    the blocks' sums added in order."""
+    ax = "abcdefgh"[: X.ndim]
+    spec = f"{ax},{ax}->{ax[-1]}"
+    n = int(X.shape[0])
+    starts = range(0, n, _SCAN_SAMPLES)
+
+    def part(span: slice) -> list[np.ndarray]:
+        out = []
+        for b in starts[span]:
+            blk = X[b : b + _SCAN_SAMPLES]
+            out.append(np.einsum(spec, blk, blk, dtype=np.float64))
+        return out
+
+    parts = thread_map(part, row_slices(len(starts), worker_count()))
+    energy = np.zeros(int(X.shape[-1]))
+    for group in parts:
+        for e in group:
+            energy += e
+    return energy
 
 
 # threads for scipy.fft and the per-frequency work; BLAS held to one thread meanwhile
