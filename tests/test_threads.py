@@ -44,3 +44,17 @@ def test_row_slices_cover_the_rows_once():
         sl = _threads.row_slices(n, parts)
         assert [i for s in sl for i in range(s.start, s.stop)] == list(range(n))
         assert len(sl) == min(n, parts)
+
+
+def test_the_kept_library_view_is_rebuilt_after_an_import(monkeypatch):
+    import sys
+    import types
+
+    first = _threads._controller()
+    assert _threads._controller() is first  # nothing imported in between: kept
+    monkeypatch.setitem(sys.modules, "nncompare_test_fake_module", types.ModuleType("fake"))
+    rebuilt = _threads._controller()
+    assert rebuilt is not first
+    # and the limit through it reaches every BLAS library loaded now
+    with _threads.blas_single_threaded():
+        assert all(n == 1 for _, n in blas_threads()), blas_threads()
