@@ -4,9 +4,12 @@ For each nncompare measure we report the median time and its ratio to the *matmu
 the flops of the products every linear measure needs (Xᵀ X, Yᵀ Y, Xᵀ Y, counted as GEMMs:
 2·n·(d1² + d2² + d1·d2)) divided by the numpy GEMM rate at the workload shape in the
 input's dtype (Xᵀ Y in float64 for float64 inputs, in float32 for float32 inputs: "its
-bound"), measured round-robin with the measure so that load drift hits both alike. For
-float32 inputs the value of the default ``precision="auto"`` (float32 products) is compared
-with ``precision="float64"`` (the exact path).
+bound"), measured round-robin with the measure so that load drift hits both alike (each
+timed call after a settling pause, see ``_util.settle``). Beside it: the measure computed
+from its finished ``Moments`` (a fresh copy per call: the decompositions alone), so that
+``(time - from Moments) / bound`` is the share of the products and the passes over the
+data. For float32 inputs the value of the default ``precision="auto"`` (float32 products)
+is compared with ``precision="float64"`` (the exact path).
 
 Anchors (installed from the package registry, called as documented in
 /work/shared/reference/README.md):
@@ -218,7 +221,8 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
         "shape": {"n": n, "d1": d1, "d2": d2},
         "bound_flops": flops,
         "bound_definition": "2·n·(d1²+d2²+d1·d2) / (numpy GEMM rate of Xᵀ Y at this shape "
-        "in the input's dtype, timed round-robin with the measure)",
+        "in the input's dtype, timed round-robin with the measure, each call after a "
+        "settling pause)",
         "ours": {},
         "anchors": {},
     }
