@@ -58,3 +58,11 @@ def test_the_kept_library_view_is_rebuilt_after_an_import(monkeypatch):
     # and the limit through it reaches every BLAS library loaded now
     with _threads.blas_single_threaded():
         assert all(n == 1 for _, n in blas_threads()), blas_threads()
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("n", [0, 1, 5, 64, 130])
+def test_block_map_visits_fixed_blocks_in_order(n, workers):
+    got = _threads.block_map(lambda a, b: (a, b), n, 16, workers)
+    want = [(a, min(n, a + 16)) for a in range(0, n, 16)]
+    assert got == want

@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["blas_single_threaded", "row_slices", "thread_map", "worker_count", "worker_pool"]
+__all__ = [
+    "blas_single_threaded",
+    "block_map",
+    "row_slices",
+    "thread_map",
+    "worker_count",
+    "worker_pool",
+]
 
 T = TypeVar("T")
 
@@ -114,3 +121,21 @@ def row_slices(n: int, parts: int) -> list[slice]:
     slice when n is 0)."""
     bounds = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a] or [slice(0, n)]
+
+
+def block_map(
+    fn: Callable[[int, int], T], n: int, block: int, workers: int | None = None
+) -> list[T]:
+    """``[fn(r0, r1) for each block [r0, r1) of range(n)]``, blocks of fixed size ``block``
+    (the last one shorter), each worker taking a contiguous run of them.
+
+    The blocks do not depend on the number of workers, so a result assembled from the
+    returned list in order (a sum, say) has the same bits whatever the count.
+    """
+    starts = range(0, n, block)
+    workers = worker_count() if workers is None else workers
+
+    def run(span: slice) -> list[T]:
+        return [fn(r0, min(n, r0 + block)) for r0 in starts[span]]
+
+    return [r for part in thread_map(run, row_slices(len(starts), workers), workers) for r in part]

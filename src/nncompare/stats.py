@@ -21,6 +21,7 @@ algorithm for computing sample variances. Stanford CS report STAN-CS-79-773.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,7 +37,7 @@ from nncompare._array import (
     namespace,
     to_numpy,
 )
-from nncompare._threads import row_slices, thread_map, worker_count
+from nncompare._threads import block_map, row_slices, thread_map, worker_count
 from nncompare._validation import check_finite, check_option, constant_mask, dtype_eps
 
 __all__ = ["JointMoments", "Moments"]
@@ -1243,21 +1244,14 @@ def _raw_product_moments(
 def _centred_row_norms(a: np.ndarray, mu: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Σⱼ ((a_ij - mu_j) w_j)² for every row i: centred exactly, in cache-sized row blocks
     spread over the workers (no centred copy of the array is kept)."""
-    n = int(a.shape[0])
-    out = np.empty(n)
-    rows = _CENTRE_ROWS
+    out = np.empty(int(a.shape[0]))
 
-    def norms(rs: slice) -> None:
-        for r0 in range(rs.start, rs.stop, rows):
-            r1 = min(rs.stop, r0 + rows)
-            t = a[r0:r1] - mu
-            t *= w
-            np.einsum("ij,ij->i", t, t, out=out[r0:r1])
+    def norms(r0: int, r1: int) -> None:
+        t = a[r0:r1] - mu
+        t *= w
+        np.einsum("ij,ij->i", t, t, out=out[r0:r1])
 
-    # whole blocks per worker, so every row is computed the same way whatever the count
-    blocks = -(-n // rows)
-    spans = row_slices(blocks, worker_count())
-    thread_map(norms, [slice(b.start * rows, min(n, b.stop * rows)) for b in spans])
+    block_map(norms, int(a.shape[0]), _CENTRE_ROWS)
     return out
 
 
@@ -1311,10 +1305,9 @@ def _zcom_numpy(
         row_norms.extend(np.empty(nb) for _ in arrays)
     halved = [bool(np.any(halve[int(offs[i]) : int(offs[i + 1])])) for i in range(len(arrays))]
 
-    def centre(part: tuple[int, int, int]) -> np.ndarray:
+    def centre(s0: int, r0: int, r1: int) -> np.ndarray:
         """Rows [r0, r1) of the chunk starting at s0, centred and rescaled into the buffer
         (with their squared norms); returns their column sums."""
-        s0, r0, r1 = part
         Z = buf[r0:r1]
         for idx, (a, mu) in enumerate(zip(arrays, means, strict=True)):
             o0, o1 = int(offs[idx]), int(offs[idx + 1])
@@ -1332,15 +1325,12 @@ def _zcom_numpy(
                 np.einsum("ij,ij->i", t, t, out=row_norms[base + idx][s0 + r0 : s0 + r1])
         return Z.sum(axis=0)
 
-    workers = worker_count()
     for s0 in range(0, nb, rows):
         s1 = min(nb, s0 + rows)
         # fixed blocks of rows (their column sums added in order: the same bits whatever
         # the number of workers), spread over the workers
-        parts = [
-            (s0, r0, min(s1 - s0, r0 + _CENTRE_ROWS)) for r0 in range(0, s1 - s0, _CENTRE_ROWS)
-        ]
-        for part_sum in thread_map(centre, parts, workers):
+        block = functools.partial(centre, s0)
+        for part_sum in block_map(block, s1 - s0, _CENTRE_ROWS):
             colsum += part_sum
         Z = buf[: s1 - s0]
         if buf32 is not None:

@@ -36,8 +36,8 @@ from nncompare._array import Array, as_array, device_of, harmonize, namespace, t
 from nncompare._layout import resolve_layout, to_channels_last_if
 from nncompare._threads import (
     blas_single_threaded,
+    block_map,
     row_slices,
-    thread_map,
     worker_count,
     worker_pool,
 )
@@ -272,21 +272,14 @@ def _channel_energies(X: np.ndarray) -> np.ndarray:
     the blocks' sums added in order."""
     ax = "abcdefgh"[: X.ndim]
     spec = f"{ax},{ax}->{ax[-1]}"
-    n = int(X.shape[0])
-    starts = range(0, n, _SCAN_SAMPLES)
 
-    def part(span: slice) -> list[np.ndarray]:
-        out = []
-        for b in starts[span]:
-            blk = X[b : b + _SCAN_SAMPLES]
-            out.append(np.einsum(spec, blk, blk, dtype=np.float64))
-        return out
+    def part(r0: int, r1: int) -> np.ndarray:
+        blk = X[r0:r1]
+        return np.einsum(spec, blk, blk, dtype=np.float64)
 
-    parts = thread_map(part, row_slices(len(starts), worker_count()))
     energy = np.zeros(int(X.shape[-1]))
-    for group in parts:
-        for e in group:
-            energy += e
+    for e in block_map(part, int(X.shape[0]), _SCAN_SAMPLES):
+        energy += e
     return energy
 
 
@@ -386,14 +379,23 @@ def _slots(plan: _Plan, size: tuple[int, ...], *, half: bool) -> tuple[np.ndarra
     the conjugate: a real input's rfft keeps last coordinates 0..s/2 only, and the
     spectrum at f outside that half is the conjugate of the one at -f.
     """
+    if not half:
+        idx = np.mod(plan.reps, np.asarray(size, dtype=np.int64))
+        return np.ravel_multi_index(tuple(idx.T), size), np.zeros(len(idx), dtype=bool)
+    idx, conj = _half_plane(plan, size)
+    rshape = (*size[:-1], size[-1] // 2 + 1)
+    return np.ravel_multi_index(tuple(idx.T), rshape), conj
+
+
+def _half_plane(plan: _Plan, size: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The DFT index (R, nsp), within an input of spatial ``size``, of each
+    representative's spectrum, or of its partner's where the representative lies outside
+    the half plane of the last axis an rfft keeps (last index 0 .. s/2), with the flag
+    that its conjugate is taken there."""
     s = np.asarray(size, dtype=np.int64)
     idx = np.mod(plan.reps, s)
-    if not half:
-        return np.ravel_multi_index(tuple(idx.T), size), np.zeros(len(idx), dtype=bool)
     direct = idx[:, -1] <= s[-1] // 2
-    idx = np.where(direct[:, None], idx, np.mod(-plan.reps, s))
-    rshape = (*size[:-1], size[-1] // 2 + 1)
-    return np.ravel_multi_index(tuple(idx.T), rshape), ~direct
+    return np.where(direct[:, None], idx, np.mod(-plan.reps, s)), ~direct
 
 
 # ---------------------------------------------------------------------- spectra, moments
@@ -707,11 +709,7 @@ class _GemmSpectra:
         # on the last axis. Without this, representatives such as (-t/2, w < 0), which a
         # grid without wrap-around keeps, would need every W frequency (nearly twice the
         # work; SpectralMoments)
-        sz = np.asarray(size, dtype=np.int64)
-        wrapped = np.mod(plan.reps, sz)
-        direct = wrapped[:, -1] <= sz[-1] // 2
-        freqs = np.where(direct[:, None], wrapped, np.mod(-plan.reps, sz))
-        self.conj = ~direct
+        freqs, self.conj = _half_plane(plan, size)
         fw = np.unique(freqs[:, -1])
         self.iw = np.searchsorted(fw, freqs[:, -1])
         self.kw = len(fw)
