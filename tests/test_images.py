@@ -39,6 +39,14 @@ def test_nhwc_uint8_matches_the_resnet_preprocessing():
     assert any("divided by 255" in n for n in p.notes)
 
 
+@pytest.mark.parametrize("layout", ["auto", "NHWC", "NCHW"])
+def test_a_channel_count_no_layout_gives_is_refused_whatever_the_layout(layout):
+    """(N, 5, 5, 2) for a 3-channel model: neither reading fits, so no layout flag helps."""
+    x = np.zeros((4, 5, 5, 2), np.float32)
+    with pytest.raises(ValueError, match=r"have 2 channels read as \(N, H, W, C\) and 5 read as"):
+        prepare_images(x, channels=3, layout=layout)
+
+
 def test_nchw_float_input_is_left_channels_first():
     x = np.random.default_rng(1).random((4, 3, 16, 16)).astype(np.float32)
     p = prepare_images(x)

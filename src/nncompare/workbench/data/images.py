@@ -174,6 +174,12 @@ def prepare_images(
     used_layout, detected = "none", False
     if t.ndim == 4:
         shape = tuple(int(s) for s in t.shape)
+        if channels is not None and channels not in (shape[1], shape[3]):
+            raise ValueError(
+                f"images of shape {shape} have {shape[3]} channels read as (N, H, W, C) and "
+                f"{shape[1]} read as (N, C, H, W), but the model expects {channels} in either "
+                "layout. Check that the file holds the images this model takes."
+            )
         if layout == "auto":
             found = _detect(shape, channels)
             if found is None:
