@@ -351,7 +351,8 @@ def test_cli_weights_of_one_model_needs_no_data(runner, cli_files):
         (["--data", "{d}/x.npz", "--layers", "conv1,,fc", "--out", "{d}/e3"],
          r"--layers: expected weight-layer names separated by commas"),
         (["--data", "{d}/wide.npz", "--out", "{d}/e4"], r"cannot use the inputs in --data "
-         r"wide.npz: .*\(the model expects 1 channels\)"),
+         r"wide.npz: images of shape \(40, 3, 8, 8\) have 8 channels read as \(N, H, W, C\) "
+         r"and 3 read as \(N, C, H, W\), but the model expects 1 in either layout"),
         (["--data", "{d}/x.npz", "--top", "0", "--out", "{d}/e5"],
          r"Invalid value for '--top': 0 is not in the range x>=1"),
     ],
