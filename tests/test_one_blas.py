@@ -9,7 +9,7 @@ from tests import oracles
 
 import nncompare as nc
 from nncompare import stats
-from nncompare.stats import _centred_row_norms, _upper_gram
+from nncompare.stats import JointMoments, _centred_row_norms, _upper_gram
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -72,3 +72,19 @@ def test_cka_debiased_float64_matches_song_et_al_eq5(offset, monkeypatch):
     assert taken == [offset == 0.0]
     want = oracles.cka_debiased(X - X.mean(0), Y - Y.mean(0))
     assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("rows_per_feature", [2, 6])  # scipy's one triangle; numpy's whole
+def test_centred_float64_comoment_is_whole_and_symmetric_either_way(rows_per_feature):
+    """The float64 centring path (a mean of 1e6 against unit spread sends data there)
+    mirrors the Gram only where the product filled one triangle; either way the joint
+    co-moment is the centred product written out, exactly symmetric."""
+    rng = np.random.default_rng(4)
+    d = 12
+    X = rng.standard_normal((rows_per_feature * 2 * d, d)) + 1e6
+    Y = X[:, :5] @ rng.standard_normal((5, d)) + rng.standard_normal((len(X), d)) - 3e6
+    jm = JointMoments().update({"a": X, "b": Y})
+    C = jm.comoment
+    Z = np.concatenate([X - X.mean(axis=0), Y - Y.mean(axis=0)], axis=1)
+    np.testing.assert_allclose(C, Z.T @ Z, rtol=1e-9, atol=1e-9 * np.abs(Z.T @ Z).max())
+    np.testing.assert_array_equal(C, C.T)

@@ -1325,8 +1325,10 @@ def _zcom_numpy(
                 np.einsum("ij,ij->i", t, t, out=row_norms[base + idx][s0 + r0 : s0 + r1])
         return Z.sum(axis=0)
 
+    full = True  # every chunk's Gram came back whole (then so does their sum)
     for s0 in range(0, nb, rows):
         s1 = min(nb, s0 + rows)
+        full &= _gram_is_full(s1 - s0, D)
         # fixed blocks of rows (their column sums added in order: the same bits whatever
         # the number of workers), spread over the workers
         block = functools.partial(centre, s0)
@@ -1341,7 +1343,7 @@ def _zcom_numpy(
             com = _upper_gram(Z)
         else:
             com += _upper_gram(Z)
-    return _mirror_upper(com), colsum
+    return (com if full else _mirror_upper(com)), colsum
 
 
 #: rows per block of the float64 centring pass (a block's column sums are one partial sum)
@@ -1454,8 +1456,14 @@ def _zcom_numpy_f32(
 _NUMPY_GRAM_ROWS = 4
 
 
+def _gram_is_full(rows: int, features: int) -> bool:
+    """Whether :func:`_upper_gram` of a (rows, features) block fills both triangles."""
+    return rows >= _NUMPY_GRAM_ROWS * features
+
+
 def _upper_gram(Z: np.ndarray) -> np.ndarray:
-    """Zᵀ Z, of which callers read only the upper triangle (C order).
+    """Zᵀ Z, of which callers read only the upper triangle (C order); both triangles are
+    filled where :func:`_gram_is_full`.
 
     With many rows per feature: numpy's product (BLAS syrk, then a mirror copy that is
     small next to it). That is numpy's own BLAS, the one every other product and
@@ -1464,7 +1472,7 @@ def _upper_gram(Z: np.ndarray) -> np.ndarray:
     runs next with two threads (measured: benchmarks/README.md). With few rows per feature
     the mirror copy would be a large share of the time: scipy's syrk fills one triangle.
     """
-    if Z.shape[0] >= _NUMPY_GRAM_ROWS * Z.shape[1]:
+    if _gram_is_full(int(Z.shape[0]), int(Z.shape[1])):
         return Z.T @ Z
     from scipy.linalg import blas
 
