@@ -445,3 +445,31 @@ def test_huge_exactly_constant_features_take_no_raw_product_path(name, value):
         X = np.hstack([np.full((40, 1), value), rng.normal(size=(40, 2))])
         opts = {"dims": 2} if name == "svcca" else {}
         assert float(fn(X, Y, **opts)) == pytest.approx(float(fn(X[:, 1:], Y, **opts)), rel=1e-9)
+
+
+def test_nan_among_large_values_is_named_without_a_stray_warning():
+    """A NaN makes the column sums non-finite just as an overflow would; the rescaling
+    meant for overflow must not run on it (it warned 'overflow encountered in multiply'
+    before the one-line error)."""
+    X = np.random.default_rng(0).standard_normal((100, 5)) + 1e6
+    X[1, 2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"batch 'a' contains non-finite values .* \(1, 2\)"):
+            nc.JointMoments().update({"a": X})
+        with pytest.raises(ValueError, match=r"X contains non-finite values .* \(1, 2\)"):
+            nc.cca(X, X + 1.0)
+
+
+@pytest.mark.parametrize("scale", [1e307, 1e-300])
+def test_extreme_finite_scales_give_the_value_without_a_warning(scale):
+    """Sums that overflow (1e307) are only a signal to rescale; numpy's overflow warning
+    from the finiteness check or the first pass must not reach the user."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((100, 5))
+    Y = X @ rng.standard_normal((5, 4)) + rng.standard_normal((100, 4))
+    want = {m: float(getattr(nc, m)(X, Y)) for m in ("cka", "cca", "cka_debiased")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for m, v in want.items():
+            assert float(getattr(nc, m)(X * scale, Y * scale)) == pytest.approx(v, rel=1e-12)

@@ -885,7 +885,9 @@ def _first_pass(xp: Any, arrays: Sequence[Array]) -> tuple[Any, Any, Any, list[A
         los.append(lo)
         his.append(hi)
         epss.append(np.full(d, dtype_eps(a.dtype)))
-        if not bool(np.all(np.isfinite(to_numpy(mu)))):  # the sum overflowed: rescale first
+        finite_range = bool(np.isfinite(lo).all() and np.isfinite(hi).all())
+        # the sum overflowed: rescale first (non-finite entries are the caller's to report)
+        if finite_range and not bool(np.all(np.isfinite(to_numpy(mu)))):
             g = _pow2_ceil(np.maximum(np.abs(lo), np.abs(hi)))
             mu = _mean64(xp, a, inv=g**-1.0) * xp.asarray(g, device=device_of(a))
         means.append(mu)
@@ -901,9 +903,10 @@ def _extremes_and_sums(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     read of it: cache-sized row blocks, each reduced three times while it is in cache."""
     n, d = a.shape
     rows = int(max(16, _FIRST_PASS_BYTES // (a.itemsize * max(1, d))))
-    b = a[:rows]
-    lo, hi, total = b.min(axis=0), b.max(axis=0), b.sum(axis=0, dtype=np.float64)
+    # a sum that overflows is rescaled by the caller (_first_pass), NaN reported there
     with np.errstate(over="ignore", invalid="ignore"):
+        b = a[:rows]
+        lo, hi, total = b.min(axis=0), b.max(axis=0), b.sum(axis=0, dtype=np.float64)
         for s0 in range(rows, n, rows):
             b = a[s0 : s0 + rows]
             np.minimum(lo, b.min(axis=0), out=lo)
