@@ -134,7 +134,8 @@ if __name__ == "__main__":
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--blas-threads", type=int, default=None, help="applied before numpy loads")
     args = p.parse_args()
-    shape = tuple(int(v) for v in args.shape.split(","))
-    if len(shape) != 4:
-        p.error(f"--shape takes N,H,W,C (four integers); got {args.shape!r}")
+    parts = args.shape.split(",")
+    if len(parts) != 4 or not all(v.strip().isdigit() and int(v) > 0 for v in parts):
+        p.error(f"--shape takes N,H,W,C (four positive integers); got {args.shape!r}")
+    shape = tuple(int(v) for v in parts)
     print(run(shape, args.repeats))  # type: ignore[arg-type]
