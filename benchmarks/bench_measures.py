@@ -8,11 +8,14 @@ bound"), measured round-robin with the measure so that load drift hits both alik
 timed call after a settling pause, see ``_util.settle``). "best / best bound" divides the
 fastest repeat of the measure by the fastest repeat of the bound's product (``timeit``'s
 estimator: on a shared VM it is less moved by other tenants than the medians, which stay
-the headline). Beside it: the measure computed
-from its finished ``Moments`` (a fresh copy per call: the decompositions alone), so that
-``(time - from Moments) / bound`` is the share of the products and the passes over the
-data. For float32 inputs the value of the default ``precision="auto"`` (float32 products)
-is compared with ``precision="float64"`` (the exact path).
+the headline). "time / pooled bound" divides the median by one bound per dtype: the
+median over every repeat of the bound's product in all that dtype's rows (each row's own
+bound moves with the machine's state while that row runs; the pooled one is the same
+denominator for every row). Beside it: the measure computed from its finished ``Moments``
+(a fresh copy per call: the decompositions alone), so that ``(time - from Moments) /
+bound`` is the share of the products and the passes over the data. For float32 inputs
+the value of the default ``precision="auto"`` (float32 products) is compared with
+``precision="float64"`` (the exact path).
 
 Anchors (installed from the package registry, called as documented in
 /work/shared/reference/README.md):
@@ -35,6 +38,7 @@ import cProfile
 import io
 import pickle
 import pstats
+import statistics
 from typing import Any
 
 import numpy as np
@@ -95,6 +99,7 @@ _HEADER = [
     "matmul bound",
     "time / bound",
     "best / best bound",
+    "time / pooled bound",
     "CPU time / CPU bound",
     "time / joint syrk",
     "from Moments",
@@ -239,6 +244,10 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
     accuracy_rows = []
     out["accuracy"] = {}
     for dname, (X, Y) in (("float64", (X64, Y64)), ("float32", (X32, Y32))):
+        # every repeat of the bound's product in this dtype, over all rows: the pooled bound
+        bound_times: list[float] = []
+        dtype_rows: list[tuple[int, str, float]] = []
+
         # "its bound": the products in the input's own precision, at that precision's rate
         def gemm_ref(X: np.ndarray = X, Y: np.ndarray = Y) -> Any:
             return X.T @ Y
@@ -264,6 +273,7 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
                 fns["moments"] = lambda f=f, copies=copies: f(copies.pop())
             res = bench_interleaved(fns, repeats=r)
             t, tg, ts, tm = res["measure"], res["gemm"], res["syrk"], res.get("moments")
+            bound_times.extend(tg.times)
             rate = 2.0 * n * d1 * d2 / tg.median
             bound = flops / rate
             val = _value(res["measure"].last)
@@ -308,6 +318,7 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
                     fmt_s(bound),
                     fmt_x(entry["ratio_to_bound"]),
                     fmt_x(entry["ratio_to_bound_min"]),
+                    "",  # time / pooled bound: filled in once every row of this dtype ran
                     fmt_x(entry["ratio_to_bound_cpu"]),
                     fmt_x(entry["ratio_to_joint_syrk"]),
                     fmt_s(tm.median) if tm is not None else "-",
@@ -315,6 +326,7 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
                     f"≤ {goal}×" if goal else "-",
                 ]
             )
+            dtype_rows.append((len(rows) - 1, f"{m}/{dname}", t.median))
             print(
                 f"  nc.{m:13s} {dname}: {fmt_s(t.median):>9s}  bound {fmt_s(bound)}  "
                 f"ratio {fmt_x(entry['ratio_to_bound'])} "
@@ -322,6 +334,15 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
                 f"  load {loadavg()}",
                 flush=True,
             )
+        # the per-row bound scatters with the machine's state while each row runs (one run
+        # saw 131-175 ms for the same product); the median over all rows' repeats is a
+        # steadier denominator for comparing the rows of one dtype with each other
+        pooled = flops / (2.0 * n * d1 * d2 / statistics.median(bound_times))
+        out[f"pooled_bound_{dname}_s"] = pooled
+        for i, key, med in dtype_rows:
+            out["ours"][key]["pooled_bound_s"] = pooled
+            out["ours"][key]["ratio_to_pooled_bound"] = med / pooled
+            rows[i][6] = fmt_x(med / pooled)
     if not cfg.get("anchors", True):
         print()
         print(table(rows, _HEADER))
@@ -354,14 +375,15 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
     rate = 2.0 * n * d1 * d2 / res["gemm"].median
     for k in ("prototype_cka", "prototype_cca"):
         t = res[k]
-        ref = values["cka/float64"] if k == "prototype_cka" else values["cca/float64"]
+        # the nncompare value it should agree with, where that measure was run
+        ref = values.get("cka/float64" if k == "prototype_cka" else "cca/float64")
         v = float(t.last)
         tg = res["gemm"]
         cpu_bound = tg.cpu_median * flops / (2.0 * n * d1 * d2)
         out["ours"][f"{k}/float64"] = {
             **t.as_dict(),
             "value": v,
-            "abs_diff_to_nc": abs(v - ref),
+            "abs_diff_to_nc": None if ref is None else abs(v - ref),
             "bound_s": flops / rate,
             "ratio_to_bound": t.median / (flops / rate),
             "ratio_to_bound_cpu": t.cpu_median / cpu_bound,
@@ -376,8 +398,12 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
                 fmt_s(t.median),
                 fmt_s(flops / rate),
                 fmt_x(t.median / (flops / rate)),
+                fmt_x(t.min / (flops / (2.0 * n * d1 * d2 / tg.min))),
+                fmt_x(t.median / out["pooled_bound_float64_s"]),
                 fmt_x(t.cpu_median / cpu_bound),
                 fmt_x(t.median / res["syrk"].median),
+                "-",
+                "-",
                 "-",
             ]
         )

@@ -67,12 +67,16 @@ def _summary(res: dict[str, Any]) -> list[list[str]]:
             for m in ("cka", "cka_debiased", "cca", "svcca", "pwcca", "procrustes")
         )
         fastest_anchor = meas["fastest_full_n_anchor_s"]
+        if meas.get("anchors_missing"):
+            verdict = "not measured (anchors not installed)"
+        else:
+            verdict = "met" if slowest < fastest_anchor else "MISSED"
         rows.append(
             [
                 "slowest nc measure vs fastest full-n anchor",
                 "ahead",
                 f"{_util.fmt_s(slowest)} vs {_util.fmt_s(fastest_anchor)}",
-                "met" if slowest < fastest_anchor else "MISSED",
+                verdict,
             ]
         )
     conv = res.get("conv")

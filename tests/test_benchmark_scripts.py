@@ -1,0 +1,61 @@
+"""The benchmark scripts run to the end at their smallest sizes (no timing is asserted).
+
+The numbers in benchmarks/README.md come from these scripts; a table whose rows and header
+disagree, or a section that needs an optional anchor, used to surface only in a full run
+(``bench_measures.py`` without ``--measures-only`` crashed on its prototype rows). Each
+script runs in its own process, as a user runs it, and must exit 0 with its tables printed
+(``_util.table`` refuses a row whose length differs from the header's).
+Speed is measured by the scripts themselves, never here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not BENCH.is_dir(), reason="benchmarks/ is not in this checkout"),
+]
+
+# (arguments, text every run prints)
+RUNS = [
+    # the whole script (anchors skipped where not installed): prototype rows in its table
+    (["bench_measures.py", "--quick", "--measures", "cka,cca"], "time / pooled bound"),
+    (["bench_pairwise.py", "--quick"], "per-pair loop"),
+    (["bench_conv.py", "--quick"], "google/svcca fourier_ccas loop"),
+    (["bench_streaming.py", "--quick"], "peak"),
+    (["bench_dft_stages.py", "--shape", "60,8,8,8", "--repeats", "1"], "GEMM"),
+    (["report.py", "results/full.json"], "10000 × 512, ours vs the matmul bound"),
+]
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("args", "expected"), RUNS, ids=[r[0][0] for r in RUNS])
+def test_benchmark_script_runs_to_the_end(args: list[str], expected: str) -> None:
+    proc = _run(args)
+    assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    assert expected in proc.stdout
+
+
+def test_a_malformed_shape_is_one_usage_line() -> None:
+    proc = _run(["bench_dft_stages.py", "--shape", "60,8,x,8"])
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--shape" in proc.stderr
