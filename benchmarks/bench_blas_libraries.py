@@ -9,6 +9,13 @@ cores the first is slower until the numpy threads have gone idle. nncompare ther
 runs its products and decompositions on numpy's BLAS (``stats._upper_gram``), and every
 timed call in these benchmarks starts after a pause (``_util.settle``).
 
+The second table is the same effect within numpy's own library: two 512 × 512 ``eigh``
+side by side on nncompare's two worker threads, each with single-threaded BLAS (as
+``measures._linalg.both_sides`` runs a measure's two decompositions), right after a
+two-thread numpy GEMM or after a pause. OpenBLAS reads how long its workers spin from
+``OPENBLAS_THREAD_TIMEOUT`` (cycles = 2^value, 4 to 30, default 28) when it loads; run the
+script with it set to compare.
+
 Run alone: ``python benchmarks/bench_blas_libraries.py``.
 """
 
@@ -51,7 +58,48 @@ def run(repeats: int = 7) -> list[list[str]]:
     return rows
 
 
+def run_worker_threads(repeats: int = 7) -> list[list[str]]:
+    """Two concurrent single-threaded eigh after a two-thread numpy GEMM, by pause."""
+    from nncompare._threads import blas_single_threaded, thread_map
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((2000, 2000))
+    C = np.cov(rng.standard_normal((2000, 512)).T)
+    Cs = [C, C.copy()]
+
+    def pair() -> None:
+        with blas_single_threaded():
+            thread_map(np.linalg.eigh, Cs, 2)
+
+    pair()
+    A @ A
+    rows = []
+    quiet = []
+    for _ in range(repeats):
+        time.sleep(0.6)
+        t0 = time.perf_counter()
+        pair()
+        quiet.append(time.perf_counter() - t0)
+    q = float(np.median(quiet))
+    rows.append(["no GEMM before", fmt_s(q), "1.00×"])
+    for pause in (0.0, 0.02, 0.05, 0.1, 0.2):
+        after = []
+        for _ in range(repeats):
+            time.sleep(0.6)
+            A @ A
+            time.sleep(pause)
+            t0 = time.perf_counter()
+            pair()
+            after.append(time.perf_counter() - t0)
+        a = float(np.median(after))
+        rows.append([f"{pause * 1e3:.0f} ms after a GEMM", fmt_s(a), f"{a / q:.2f}×"])
+    return rows
+
+
 if __name__ == "__main__":
+    import os
+
+    print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}")
     rows = run()
     print(
         table(
@@ -62,5 +110,12 @@ if __name__ == "__main__":
                 "after a scipy ssyrk",
                 "ratio",
             ],
+        )
+    )
+    print()
+    print(
+        table(
+            run_worker_threads(),
+            ["two single-threaded eigh (512²) on two threads", "median", "× quiet"],
         )
     )
