@@ -97,7 +97,10 @@ def run_worker_threads(repeats: int = 7) -> list[list[str]]:
 
 
 if __name__ == "__main__":
+    import argparse
     import os
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
 
     print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}")
     rows = run()

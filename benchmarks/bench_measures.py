@@ -546,7 +546,13 @@ if __name__ == "__main__":
     if a.measures_only:
         cfg["anchors"] = False
     if a.measures:
-        cfg["measures"] = tuple(a.measures.split(","))
+        chosen = tuple(m.strip() for m in a.measures.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in OURS]
+        if unknown or not chosen:
+            p.error(
+                f"--measures takes a comma-separated subset of {','.join(OURS)}; got {a.measures!r}"
+            )
+        cfg["measures"] = chosen
     if a.n:
         cfg["n"] = a.n
     if a.d:

@@ -258,7 +258,13 @@ def streaming_table(r: dict[str, Any]) -> str:
 
 def main() -> None:
     files = sys.argv[1:] or ["results/full.json"]
-    runs = [_load(f) for f in files]
+    if any(f in ("-h", "--help") for f in files):
+        print(__doc__)
+        return
+    try:
+        runs = [_load(f) for f in files]
+    except (OSError, ValueError) as exc:  # a missing or malformed results file: one line
+        raise SystemExit(f"report.py: cannot read a results file: {exc}") from None
     out = [
         "### Environment",
         env_table(runs),

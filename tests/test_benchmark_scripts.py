@@ -59,3 +59,18 @@ def test_a_malformed_shape_is_one_usage_line() -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "--shape" in proc.stderr
+
+
+def test_an_unknown_measure_is_one_usage_line_naming_the_choices() -> None:
+    proc = _run(["bench_measures.py", "--quick", "--measures-only", "--measures", "cka,foo"])
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--measures takes a comma-separated subset of cka,cka_debiased" in proc.stderr
+
+
+def test_report_of_a_missing_results_file_is_one_line() -> None:
+    proc = _run(["report.py", "results/no-such-run.json"])
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("report.py: cannot read a results file:")
+    assert "no-such-run.json" in proc.stderr
