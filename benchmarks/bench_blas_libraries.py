@@ -22,9 +22,26 @@ Run alone: ``python benchmarks/bench_blas_libraries.py``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from _util import fmt_s, table
+
+#: seconds before each trial, so that every OpenBLAS worker has gone to sleep
+_IDLE = 0.6
+
+
+def _after(first: Callable[[], Any] | None, pause: float, fn: Callable[[], Any]) -> float:
+    """Seconds of ``fn()`` started ``pause`` s after ``first()`` returned (None: no first
+    call), on a machine left idle beforehand."""
+    time.sleep(_IDLE)
+    if first is not None:
+        first()
+        time.sleep(pause)
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def run(repeats: int = 7) -> list[list[str]]:
@@ -47,12 +64,7 @@ def run(repeats: int = 7) -> list[list[str]]:
         after = {"numpy": [], "scipy": []}
         for _ in range(repeats):
             for first, fn in (("numpy", numpy_gemm), ("scipy", scipy_syrk)):
-                time.sleep(0.6)  # both libraries idle
-                fn()
-                time.sleep(pause)
-                t0 = time.perf_counter()
-                scipy_syrk()
-                after[first].append(time.perf_counter() - t0)
+                after[first].append(_after(fn, pause, scipy_syrk))
         a, b = np.median(after["numpy"]), np.median(after["scipy"])
         rows.append([f"{pause * 1e3:.0f} ms", fmt_s(a), fmt_s(b), f"{a / b:.2f}×"])
     return rows
@@ -71,27 +83,16 @@ def run_worker_threads(repeats: int = 7) -> list[list[str]]:
         with blas_single_threaded():
             thread_map(np.linalg.eigh, Cs, 2)
 
+    def gemm() -> None:
+        A @ A
+
     pair()
-    A @ A
-    rows = []
-    quiet = []
-    for _ in range(repeats):
-        time.sleep(0.6)
-        t0 = time.perf_counter()
-        pair()
-        quiet.append(time.perf_counter() - t0)
-    q = float(np.median(quiet))
-    rows.append(["no GEMM before", fmt_s(q), "1.00×"])
+    gemm()
+
+    q = float(np.median([_after(None, 0.0, pair) for _ in range(repeats)]))
+    rows = [["no GEMM before", fmt_s(q), "1.00×"]]
     for pause in (0.0, 0.02, 0.05, 0.1, 0.2):
-        after = []
-        for _ in range(repeats):
-            time.sleep(0.6)
-            A @ A
-            time.sleep(pause)
-            t0 = time.perf_counter()
-            pair()
-            after.append(time.perf_counter() - t0)
-        a = float(np.median(after))
+        a = float(np.median([_after(gemm, pause, pair) for _ in range(repeats)]))
         rows.append([f"{pause * 1e3:.0f} ms after a GEMM", fmt_s(a), f"{a / q:.2f}×"])
     return rows
 

@@ -226,6 +226,11 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
     X64, Y64 = make_pair(n, d1, d2)
     X32, Y32 = X64.astype(np.float32), Y64.astype(np.float32)
     flops = bound_flops(n, d1, d2)
+
+    def bound_of(gemm_s: float) -> float:
+        """The bound's seconds, given one time of the Xᵀ Y product that sets its rate."""
+        return flops * gemm_s / (2.0 * n * d1 * d2)
+
     out: dict[str, Any] = {
         "shape": {"n": n, "d1": d1, "d2": d2},
         "bound_flops": flops,
@@ -286,7 +291,7 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
                 "gemm_rate_gflops": rate / 1e9,
                 "bound_s": bound,
                 "ratio_to_bound": t.median / bound,
-                "ratio_to_bound_min": t.min / (flops / (2.0 * n * d1 * d2 / tg.min)),
+                "ratio_to_bound_min": t.min / bound_of(tg.min),
                 # process CPU time: immune to waiting for a core on a shared machine; with
                 # one BLAS thread it is the uncontended wall time
                 "ratio_to_bound_cpu": t.cpu_median / (tg.cpu_median * flops / (2.0 * n * d1 * d2)),
@@ -337,12 +342,12 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
         # the per-row bound scatters with the machine's state while each row runs (one run
         # saw 131-175 ms for the same product); the median over all rows' repeats is a
         # steadier denominator for comparing the rows of one dtype with each other
-        pooled = flops / (2.0 * n * d1 * d2 / statistics.median(bound_times))
+        pooled = bound_of(statistics.median(bound_times))
         out[f"pooled_bound_{dname}_s"] = pooled
         for i, key, med in dtype_rows:
             out["ours"][key]["pooled_bound_s"] = pooled
             out["ours"][key]["ratio_to_pooled_bound"] = med / pooled
-            rows[i][6] = fmt_x(med / pooled)
+            rows[i][_HEADER.index("time / pooled bound")] = fmt_x(med / pooled)
     if not cfg.get("anchors", True):
         print()
         print(table(rows, _HEADER))
@@ -398,7 +403,7 @@ def run(cfg: dict[str, Any], gemm: dict[str, Any] | None = None) -> dict[str, An
                 fmt_s(t.median),
                 fmt_s(flops / rate),
                 fmt_x(t.median / (flops / rate)),
-                fmt_x(t.min / (flops / (2.0 * n * d1 * d2 / tg.min))),
+                fmt_x(t.min / bound_of(tg.min)),
                 fmt_x(t.median / out["pooled_bound_float64_s"]),
                 fmt_x(t.cpu_median / cpu_bound),
                 fmt_x(t.median / res["syrk"].median),
