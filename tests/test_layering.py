@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "_layout": 0,
     "_version": 0,
     "_threads": 0,
+    "_scratch": 0,
     "_names": 0,  # the table of public names (the front door and the registry read it)
     "errors": 0,
     "results": 0,

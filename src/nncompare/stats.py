@@ -22,6 +22,7 @@ algorithm for computing sample variances. Stanford CS report STAN-CS-79-773.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,7 +38,14 @@ from nncompare._array import (
     namespace,
     to_numpy,
 )
-from nncompare._threads import block_map, row_slices, thread_map, worker_count
+from nncompare._scratch import scratch
+from nncompare._threads import (
+    blas_single_threaded,
+    block_map,
+    row_slices,
+    thread_map,
+    worker_count,
+)
 from nncompare._validation import check_finite, check_option, constant_mask, dtype_eps
 
 __all__ = ["JointMoments", "Moments"]
@@ -1401,9 +1409,11 @@ def _zcom_numpy_f32(
     rounding, as when centring in float64 and casting). The residual c = mean - fl32(mean)
     (at most half an ulp of the mean; float32 data that vary at all vary by more than that)
     is removed exactly afterwards in float64: Σ (z - c)(z - c)ᵀ = Zᵀ Z - n c cᵀ, since
-    Σ z = n c. Row blocks of ``_CHUNK_BYTES`` are multiplied in float32 and summed in
-    float64; the per-feature powers of two are applied to the (D, D) result. Returns None
-    when the magnitudes need per-element rescaling (the float64 centring path then runs).
+    Σ z = n c. Chunks of ``_CHUNK_BYTES_F32`` are split into :func:`_gram_blocks` row
+    blocks, each multiplied in float32 (:func:`_block_grams`); the blocks' products are summed
+    in float64 and the per-feature powers of two are applied to the (D, D) result. Returns
+    None when the magnitudes need per-element rescaling (the float64 centring path then
+    runs).
     """
     if not _f32_direct(arrays, stats):
         return None
@@ -1411,48 +1421,99 @@ def _zcom_numpy_f32(
     D = int(offs[-1])
     means32 = [np.asarray(m, dtype=np.float32) for m in means]
     rows = int(max(64, min(nb, _CHUNK_BYTES_F32 // (4 * D))))
-    buf = np.empty((min(rows, nb), D), dtype=np.float32)
+    buf = scratch((min(rows, nb), D), np.float32)
     com = None
     c = _residual_means(means, means32)
+    spans = [(int(offs[i]), int(offs[i + 1])) for i in range(len(arrays))]
+    norms: list[np.ndarray] = []
     if row_norms is not None:
-        base = len(row_norms)
-        row_norms.extend(np.empty(nb) for _ in arrays)
-        gs = [stats.relative(int(offs[i]), int(offs[i + 1]))[1] for i in range(len(arrays))]
-        cs = [c[int(offs[i]) : int(offs[i + 1])] for i in range(len(arrays))]
+        norms = [np.empty(nb) for _ in arrays]
+        row_norms.extend(norms)
+        gs = [stats.relative(o0, o1)[1] for o0, o1 in spans]
+        cs = [c[o0:o1].astype(np.float32) for o0, o1 in spans]
+        ccs = [float(c[o0:o1] @ c[o0:o1]) for o0, o1 in spans]
+
     for s0 in range(0, nb, rows):
         s1 = min(nb, s0 + rows)
         Z = buf[: s1 - s0]
 
         def centre(rs: slice, s0: int = s0, Z: np.ndarray = Z) -> None:
-            for idx, a in enumerate(arrays):
-                o0, o1 = int(offs[idx]), int(offs[idx + 1])
+            """Rows ``rs`` of the chunk centred into the buffer (and their squared norms)."""
+            for idx, (o0, o1) in enumerate(spans):
+                zs = Z[rs, o0:o1]
                 np.subtract(
-                    a[s0 + rs.start : s0 + rs.stop],
+                    arrays[idx][s0 + rs.start : s0 + rs.stop],
                     means32[idx],
-                    out=Z[rs, o0:o1],
+                    out=zs,
                     dtype=np.float32,
                 )
+                if row_norms is not None:
+                    # |z - c|² = |z|² - 2 z·c + |c|², in units of the array's largest scale g
+                    sq = np.einsum("ij,ij->i", zs, zs).astype(np.float64)
+                    sq -= 2.0 * (zs @ cs[idx]).astype(np.float64)
+                    sq += ccs[idx]
+                    sq *= 1.0 / (gs[idx] * gs[idx])
+                    norms[idx][s0 + rs.start : s0 + rs.stop] = sq
 
-        thread_map(centre, row_slices(s1 - s0, worker_count()))
-        for idx in range(len(arrays)):
-            o0, o1 = int(offs[idx]), int(offs[idx + 1])
-            zs = Z[:, o0:o1]
-            if row_norms is not None:
-                # |z - c|² = |z|² - 2 z·c + |c|², in units of the array's largest scale g
-                ci = cs[idx]
-                sq = np.einsum("ij,ij->i", zs, zs).astype(np.float64)
-                sq -= 2.0 * (zs @ ci.astype(np.float32)).astype(np.float64)
-                sq += float(ci @ ci)
-                sq *= 1.0 / (gs[idx] * gs[idx])
-                row_norms[base + idx][s0:s1] = sq
-        p = _upper_gram(Z)
-        if s1 == nb and com is None:  # one block: cast, correct and rescale in one go
-            return _finish_f32_product(p, nb, c, inv, upper=True)
-        if com is None:
-            com = p.astype(np.float64)
-        else:
-            com += p
+        parts = _block_grams(Z, centre)
+        if s1 == nb and com is None:  # one chunk: sum, correct and rescale in one go
+            return _finish_f32_product(parts, nb, c, inv, upper=True)
+        for q in parts:
+            if com is None:
+                com = q.astype(np.float64)
+            else:
+                com += q
     return _finish_f32_product(com, nb, c, inv, upper=True)
+
+
+#: a row block of a float32 Gram (:func:`_gram_blocks`) has at least this many rows per feature
+_GRAM_BLOCK_ROWS = 4
+#: the most row blocks one chunk's float32 Gram is split into
+_GRAM_MAX_BLOCKS = 16
+
+
+def _gram_blocks(rows: int, features: int) -> int:
+    """Into how many equal row blocks the float32 Gram of a (rows, features) chunk is split:
+    the largest power of two, at most ``_GRAM_MAX_BLOCKS``, whose blocks keep at least
+    ``_GRAM_BLOCK_ROWS`` rows per feature (a product of fewer rows runs well below the
+    machine's matmul rate). It depends on the shape alone, so the blocks' partial products,
+    and their sum, have the same bits whatever the number of workers."""
+    blocks = 1
+    while blocks < _GRAM_MAX_BLOCKS and rows >= 2 * blocks * _GRAM_BLOCK_ROWS * features:
+        blocks *= 2
+    return blocks
+
+
+def _block_grams(Z: np.ndarray, fill: Callable[[slice], None]) -> list[np.ndarray]:
+    """The Grams of the :func:`_gram_blocks` row blocks of ``Z`` (float32, in row order;
+    only their upper triangles are meant to be read), after ``fill(rows)`` has written
+    each block's rows.
+
+    With at least as many blocks as workers, each worker fills its blocks and multiplies
+    them with single-threaded BLAS, so no BLAS thread is left spinning on a core
+    afterwards: OpenBLAS's idle workers spin for about 0.1 s after each multi-threaded
+    call, and the decompositions that follow run on this package's own threads, whose speed
+    a spinning BLAS worker halved (measured: benchmarks/README.md). With more workers than
+    blocks, the rows are filled by all workers and each block is one multi-threaded product
+    (OpenBLAS splits a product's output, not its sums: the same bits either way).
+    """
+    rows, D = int(Z.shape[0]), int(Z.shape[1])
+    edges = np.linspace(0, rows, _gram_blocks(rows, D) + 1).astype(int)
+    blocks = [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+    workers = worker_count()
+    if workers > len(blocks):
+        with blas_single_threaded():  # fill's own small products (row norms)
+            thread_map(fill, row_slices(rows, workers), workers)
+        return [_upper_gram(Z[b]) for b in blocks]
+
+    def block(b: slice) -> np.ndarray:
+        fill(b)
+        # numpy's product (syrk and a mirror copy), which releases the GIL; scipy's syrk
+        # would fill one triangle only, but holds the GIL, so the blocks would not overlap
+        return Z[b].T @ Z[b]
+
+    with blas_single_threaded():
+        return thread_map(block, blocks, workers)
 
 
 #: rows per feature from which the Gram uses numpy's product rather than scipy's syrk
@@ -1486,18 +1547,25 @@ def _upper_gram(Z: np.ndarray) -> np.ndarray:
 
 
 def _finish_f32_product(
-    p: np.ndarray, nb: int, c: np.ndarray, inv: np.ndarray, *, upper: bool = False
+    p: np.ndarray | Sequence[np.ndarray],
+    nb: int,
+    c: np.ndarray,
+    inv: np.ndarray,
+    *,
+    upper: bool = False,
 ) -> np.ndarray:
     """(p - nb c cᵀ) · inv invᵀ in float64, tile by tile (tiles stay in cache; split over
     worker threads).
 
     ``p`` (float32 or float64) is the product of the data centred on the float32-rounded
-    means, ``c`` the residual means (see :func:`_zcom_numpy_f32`); the inverse scales are
-    powers of two (or 0), so the rescaling is exact. ``upper``: only p's upper triangle is
+    means, or a sequence of partial products (row blocks) summed here in float64, in order;
+    ``c`` the residual means (see :func:`_zcom_numpy_f32`); the inverse scales are powers
+    of two (or 0), so the rescaling is exact. ``upper``: only the upper triangle of p is
     referenced, and each tile above the diagonal is mirrored below it as it is finished.
     """
-    D = int(p.shape[0])
-    out = p if p.dtype == np.float64 else np.empty((D, D))
+    parts = [p] if isinstance(p, np.ndarray) else list(p)
+    D = int(parts[0].shape[0])
+    out = parts[0] if len(parts) == 1 and parts[0].dtype == np.float64 else np.empty((D, D))
     u = (nb * c) * inv  # nb c_i inv_i
     v = c * inv
     T = _FINISH_TILE
@@ -1506,7 +1574,11 @@ def _finish_f32_product(
     def finish(part: list[tuple[int, int]]) -> None:
         for i, j in part:
             i1, j1 = min(D, i + T), min(D, j + T)
-            src = p[i:i1, j:j1]
+            src = parts[0][i:i1, j:j1]
+            if len(parts) > 1:
+                src = src.astype(np.float64)
+                for q in parts[1:]:
+                    src += q[i:i1, j:j1]
             if upper and i == j:  # the diagonal tile: its upper triangle, mirrored
                 src = np.triu(src) + np.triu(src, 1).T
             blk = out[i:i1, j:j1]
