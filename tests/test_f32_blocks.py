@@ -20,13 +20,21 @@ from nncompare.stats import Moments, _finish_f32_product, _gram_blocks
         (799, 100, 1),  # 2 blocks would have fewer than 4 rows per feature
         (800, 100, 2),
         (10_000, 1024, 2),  # the benchmark's joint 10000 × (512 + 512)
+        (5000, 2560, 2),  # the 10 × 10 grid of 5000 × 256: 2500 rows per block are enough
+        (4095, 2560, 1),  # fewer than 2048 rows per block
+        (20_000, 2560, 2),  # 4 blocks would have fewer than 4 rows per feature
         (1600, 100, 4),
         (10**7, 10, 16),  # never more than _GRAM_MAX_BLOCKS
     ],
 )
 def test_gram_blocks_is_a_power_of_two_of_long_enough_blocks(rows, features, blocks):
     assert _gram_blocks(rows, features) == blocks
-    assert rows // blocks >= min(rows, stats._GRAM_BLOCK_ROWS * features)
+    if blocks > 1:
+        assert rows // blocks >= min(
+            stats._GRAM_BLOCK_ROWS * features, stats._GRAM_FIRST_SPLIT_ROWS
+        )
+    if blocks > 2:
+        assert rows // blocks >= stats._GRAM_BLOCK_ROWS * features
 
 
 def _pair(n=3000, d=40, seed=0):
