@@ -39,11 +39,27 @@ import io
 import pickle
 import pstats
 import statistics
+import sys
 from typing import Any
+
+if __name__ == "__main__":
+    import _util
+
+    # --blas-threads through the environment before numpy loads: it then also sets
+    # nncompare's own worker count (which follows OMP_NUM_THREADS), not only BLAS's
+    _util.early_thread_limit(sys.argv[1:])
 
 import numpy as np
 import prototypes
-from _util import bench, bench_interleaved, fmt_s, fmt_x, loadavg, quiet_third_party, table
+from _util import (
+    bench,
+    bench_interleaved,
+    fmt_s,
+    fmt_x,
+    loadavg,
+    quiet_third_party,
+    table,
+)
 
 import nncompare as nc
 
@@ -543,8 +559,9 @@ if __name__ == "__main__":
         "--blas-threads",
         type=int,
         default=None,
-        help="limit BLAS/OpenMP threads (threadpoolctl); 1 gives ratios robust to a shared "
-        "machine's load",
+        help="limit BLAS/OpenMP threads and nncompare's worker threads (set in the "
+        "environment before numpy loads, then threadpoolctl); 1 gives ratios robust to a "
+        "shared machine's load",
     )
     a = p.parse_args()
     cfg = quick_cfg(a.quick)
@@ -565,6 +582,9 @@ if __name__ == "__main__":
     if a.repeats:
         cfg["repeats"] = a.repeats
     print(f"load average at start: {loadavg()}")
+    from nncompare._threads import worker_count
+
+    print(f"nncompare worker threads: {worker_count()}")
     if a.blas_threads:
         # load every BLAS first (scipy's is a separate OpenBLAS, loaded lazily otherwise):
         # threadpoolctl limits only the libraries already loaded

@@ -74,3 +74,21 @@ def test_report_of_a_missing_results_file_is_one_line() -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("report.py: cannot read a results file:")
     assert "no-such-run.json" in proc.stderr
+
+
+def test_blas_threads_one_also_gives_nncompare_one_worker() -> None:
+    # --blas-threads used to limit BLAS only (threadpoolctl), while nncompare's own worker
+    # threads still ran on every core: a "one thread" table that was not
+    proc = _run(
+        [
+            "bench_measures.py",
+            "--quick",
+            "--measures-only",
+            "--measures",
+            "cka",
+            "--blas-threads",
+            "1",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nncompare worker threads: 1\n" in proc.stdout
