@@ -1439,27 +1439,21 @@ def _zcom_numpy_f32(
 
         def centre(rs: slice, s0: int = s0, Z: np.ndarray = Z) -> None:
             """Rows ``rs`` of the chunk centred into the buffer (and their squared norms)."""
-            if row_norms is None:
-                pieces = [rs]
-            else:  # pieces small enough that the norms read what the centring left in cache
-                step = max(16, _NORM_PIECE_BYTES // (4 * D))
-                pieces = [slice(a, min(rs.stop, a + step)) for a in range(rs.start, rs.stop, step)]
-            for ps in pieces:
-                for idx, (o0, o1) in enumerate(spans):
-                    zs = Z[ps, o0:o1]
-                    np.subtract(
-                        arrays[idx][s0 + ps.start : s0 + ps.stop],
-                        means32[idx],
-                        out=zs,
-                        dtype=np.float32,
-                    )
-                    if row_norms is not None:
-                        # |z - c|² = |z|² - 2 z·c + |c|², in units of the array's largest scale g
-                        sq = np.einsum("ij,ij->i", zs, zs).astype(np.float64)
-                        sq -= 2.0 * (zs @ cs[idx]).astype(np.float64)
-                        sq += ccs[idx]
-                        sq *= 1.0 / (gs[idx] * gs[idx])
-                        norms[idx][s0 + ps.start : s0 + ps.stop] = sq
+            for idx, (o0, o1) in enumerate(spans):
+                zs = Z[rs, o0:o1]
+                np.subtract(
+                    arrays[idx][s0 + rs.start : s0 + rs.stop],
+                    means32[idx],
+                    out=zs,
+                    dtype=np.float32,
+                )
+                if row_norms is not None:
+                    # |z - c|² = |z|² - 2 z·c + |c|², in units of the array's largest scale g
+                    sq = np.einsum("ij,ij->i", zs, zs).astype(np.float64)
+                    sq -= 2.0 * (zs @ cs[idx]).astype(np.float64)
+                    sq += ccs[idx]
+                    sq *= 1.0 / (gs[idx] * gs[idx])
+                    norms[idx][s0 + rs.start : s0 + rs.stop] = sq
 
         parts = _block_grams(Z, centre)
         if s1 == nb and com is None:  # one chunk: sum, correct and rescale in one go
@@ -1472,9 +1466,6 @@ def _zcom_numpy_f32(
     return _finish_f32_product(com, nb, c, inv, upper=True)
 
 
-#: rows centred at a time where their squared norms are needed too (cka_debiased): about
-#: this many bytes of float32, so the norms read them from cache, not from memory
-_NORM_PIECE_BYTES = 512 * 2**10
 #: a row block of a float32 Gram (:func:`_gram_blocks`) has at least this many rows per feature
 _GRAM_BLOCK_ROWS = 4
 #: ... except for the first split in two, which needs only this many rows per block
@@ -1488,9 +1479,10 @@ def _gram_blocks(rows: int, features: int) -> int:
 
     A power of two, at most ``_GRAM_MAX_BLOCKS``. Two blocks where each keeps at least
     ``min(_GRAM_BLOCK_ROWS * features, _GRAM_FIRST_SPLIT_ROWS)`` rows: two blocks let two
-    workers multiply with single-threaded BLAS, which pays even for wide chunks (the
-    10 × 10 layer grid of 5000 × 256: 2 blocks of 2500 × 2560 took 254 ms against 353 ms
-    for one threaded product). Beyond two, blocks are halved again only while each keeps at
+    workers multiply with single-threaded BLAS, which pays even for wide chunks (the whole
+    ``nc.pairwise`` CKA grid of 10 layers of 5000 × 256 float32, two blocks of
+    2500 × 2560: 281–284 ms against 289–322 ms for one threaded product, at two threads;
+    benchmarks/README.md). Beyond two, blocks are halved again only while each keeps at
     least ``_GRAM_BLOCK_ROWS`` rows per feature: a product of fewer rows runs well below the
     machine's matmul rate, and every further block adds a (features, features) partial to
     mirror and to sum. The count depends on the shape alone, so the blocks' partial
