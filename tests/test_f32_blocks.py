@@ -35,6 +35,11 @@ def test_gram_blocks_is_a_power_of_two_of_long_enough_blocks(rows, features, blo
         )
     if blocks > 2:
         assert rows // blocks >= stats._GRAM_BLOCK_ROWS * features
+    # and the largest such count: one more halving would break the rule
+    if blocks == 1:
+        assert rows < 2 * min(stats._GRAM_BLOCK_ROWS * features, stats._GRAM_FIRST_SPLIT_ROWS)
+    elif blocks < stats._GRAM_MAX_BLOCKS:
+        assert rows < 2 * blocks * stats._GRAM_BLOCK_ROWS * features
 
 
 def _pair(n=3000, d=40, seed=0):
@@ -46,10 +51,19 @@ def _pair(n=3000, d=40, seed=0):
     return X, Y
 
 
+@pytest.mark.parametrize(
+    ("n", "d", "blocks"),
+    [
+        (3000, 40, 8),  # long blocks
+        (4200, 550, 2),  # two blocks of fewer than 4 rows per feature (a wide layer grid)
+    ],
+)
 @pytest.mark.parametrize("workers", ["2", "3", "8", "12"])  # fewer, as many, more than blocks
-def test_float32_products_have_the_same_bits_whatever_the_worker_count(workers, monkeypatch):
-    X, Y = _pair()
-    assert _gram_blocks(X.shape[0], 2 * X.shape[1]) == 8
+def test_float32_products_have_the_same_bits_whatever_the_worker_count(
+    n, d, blocks, workers, monkeypatch
+):
+    X, Y = _pair(n, d)
+    assert _gram_blocks(X.shape[0], 2 * X.shape[1]) == blocks
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     one = Moments.from_arrays(X, Y)
     monkeypatch.setenv("OMP_NUM_THREADS", workers)

@@ -1506,7 +1506,10 @@ def _block_grams(Z: np.ndarray, fill: Callable[[slice], None]) -> list[np.ndarra
     call, and the decompositions that follow run on this package's own threads, whose speed
     a spinning BLAS worker halved (measured: benchmarks/README.md). With more workers than
     blocks, the rows are filled by all workers and each block is one multi-threaded product
-    (OpenBLAS splits a product's output, not its sums: the same bits either way).
+    (OpenBLAS splits a product's output, not its sums: the same bits either way). Both
+    branches use numpy's product (syrk and a mirror copy), never scipy's syrk, which is
+    another OpenBLAS build whose kernels need not give the same bits; numpy's also
+    releases the GIL, so the blocks overlap.
     """
     rows, D = int(Z.shape[0]), int(Z.shape[1])
     edges = np.linspace(0, rows, _gram_blocks(rows, D) + 1).astype(int)
@@ -1515,12 +1518,10 @@ def _block_grams(Z: np.ndarray, fill: Callable[[slice], None]) -> list[np.ndarra
     if workers > len(blocks):
         with blas_single_threaded():  # fill's own small products (row norms)
             thread_map(fill, row_slices(rows, workers), workers)
-        return [_upper_gram(Z[b]) for b in blocks]
+        return [Z[b].T @ Z[b] for b in blocks]
 
     def block(b: slice) -> np.ndarray:
         fill(b)
-        # numpy's product (syrk and a mirror copy), which releases the GIL; scipy's syrk
-        # would fill one triangle only, but holds the GIL, so the blocks would not overlap
         return Z[b].T @ Z[b]
 
     with blas_single_threaded():
