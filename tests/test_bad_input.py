@@ -412,3 +412,18 @@ def test_moments_batch_shape_errors(good: Any) -> None:
 def test_empty_minibatch_cka() -> None:
     with pytest.raises(ValueError, match=r"empty"):
         nc.MinibatchCKA().compute()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pairwise_names_the_bad_layer_as_the_caller_did(dtype: str) -> None:
+    """A non-finite value in one layer of ``nc.pairwise`` names that layer: "b" (not the
+    internal "a:b", which reads as a pair of layers), and "acts_b:x" where two mappings
+    are compared."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(60, 6)).astype(dtype)
+    Y = X.copy()
+    Y[7, 5] = np.nan
+    with pytest.raises(ValueError, match=r"^batch 'b' contains non-finite values.*\(7, 5\)"):
+        nc.pairwise({"a": X, "b": Y}, measures=["cka"])
+    with pytest.raises(ValueError, match=r"^batch 'acts_b:x' contains non-finite values"):
+        nc.pairwise({"x": X}, {"x": Y}, measures=["cka"])

@@ -284,3 +284,13 @@ def test_from_frame_refuses_what_is_not_a_comparison_frame():
         nc.ComparisonResult.from_frame(None)
     with pytest.raises(TypeError, match=r"got DataFrame with columns \['a'\]"):
         nc.ComparisonResult.from_frame(pd.DataFrame({"a": [1]}))
+
+
+def test_array_sources_refuses_labels_that_would_merge_two_arrays():
+    from nncompare.analyses.engine import array_sources
+
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"array labels must be distinct; got \['x', 'x'\]"):
+        array_sources(
+            {("a", "p"): X, ("b", "q"): X}, streaming=True, names={("a", "p"): "x", ("b", "q"): "x"}
+        )

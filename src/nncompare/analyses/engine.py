@@ -441,12 +441,19 @@ def array_sources(
     product_dtype: str | None = None,
     dft: bool = False,
     policies: Mapping[Key, str] | None = None,
+    names: Mapping[Key, str] | None = None,
 ) -> Accumulated:
     """Arrays already in memory (2-D, or channels-last conv arrays with ``dft``), all over
     the same samples: one joint product of all of them where ``streaming`` measures are
     asked for (in ``product_dtype``), and the arrays kept for the others. ``policies``
-    names how each array was reduced (the ``policy`` column; default "none")."""
+    names how each array was reduced (the ``policy`` column; default "none"); ``names``
+    (distinct) label the arrays in the moments and in error messages (default
+    "source:layer")."""
     acc = Accumulated(dft_in_memory=dft)
+    if names is not None:
+        if len(set(names.values())) != len(names):
+            raise ValueError(f"array labels must be distinct; got {sorted(names.values())}.")
+        acc.names.update(names)
     for key, m in mats.items():
         acc.arrays[key] = [m]
         acc.group_of[key] = ()

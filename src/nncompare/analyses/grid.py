@@ -592,7 +592,11 @@ def pairwise(
     else:
         check_option("precision", precision, _PRECISIONS)
         dtype = None
-    acc = array_sources(mats, streaming=streaming, product_dtype=dtype, dft=conv == "dft")
+    # errors name a layer as the caller did: "x", or "acts_b:x" where two mappings are given
+    labels = {k: k[1] if same else f"acts_{k[0]}:{k[1]}" for k in mats}
+    acc = array_sources(
+        mats, streaming=streaming, product_dtype=dtype, dft=conv == "dft", names=labels
+    )
     pairs = [(ka, kb) for ka in keys_a for kb in keys_b]
     outcomes = evaluate(
         acc,
