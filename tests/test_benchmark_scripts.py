@@ -31,6 +31,10 @@ RUNS = [
     (["bench_conv.py", "--quick"], "google/svcca fourier_ccas loop"),
     (["bench_streaming.py", "--quick"], "peak"),
     (["bench_dft_stages.py", "--shape", "60,8,8,8", "--repeats", "1"], "GEMM"),
+    (
+        ["bench_dft_stream.py", "--shape", "60,8,8,8", "--batches", "7,30", "--repeats", "1"],
+        "batches of 7",
+    ),
     (["report.py", "results/full.json"], "10000 × 512, ours vs the matmul bound"),
 ]
 
@@ -59,6 +63,13 @@ def test_a_malformed_shape_is_one_usage_line() -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "--shape" in proc.stderr
+
+
+def test_a_malformed_batch_list_is_one_usage_line() -> None:
+    proc = _run(["bench_dft_stream.py", "--batches", "100,0"])
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--batches takes positive integers" in proc.stderr
 
 
 def test_an_unknown_measure_is_one_usage_line_naming_the_choices() -> None:

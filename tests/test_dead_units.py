@@ -46,7 +46,9 @@ def _quiet():
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_pwcca_with_constant_columns_and_a_zero_correlation(symmetric):
     got = nc.pwcca(X_BOOL, Y_BOOL, symmetric=symmetric)
-    assert float(got.rho[-1]) == pytest.approx(0.0, abs=1e-12)  # the case that failed
+    # the case that failed; ρ from the eigenvalues of M Mᵀ is resolved to ~sqrt(eps) only:
+    # exactly 0 with OpenBLAS's SkylakeX kernels, 4.9e-9 with its Haswell ones
+    assert float(got.rho[-1]) == pytest.approx(0.0, abs=1e-7)
     # constant features carry no information: the value is the one without them (full
     # rank, the Cholesky path, whose eigh of M Mᵀ resolves ρ only to ~sqrt(eps): its ρ₃ is
     # 3e-9 here) and the oracle's (explicit QR-based definition)
@@ -54,7 +56,8 @@ def test_pwcca_with_constant_columns_and_a_zero_correlation(symmetric):
     assert float(got) == pytest.approx(float(alone), rel=1e-7)
     if not symmetric:
         oracle = pwcca_oracle(X_BOOL[:, 2:].astype(float), Y_BOOL[:, :3].astype(float))
-        assert float(got) == pytest.approx(oracle, rel=1e-10)
+        # ρ₃ (weight ~1/3) to ~sqrt(eps), see above: 0 or 4.9e-9 depending on the kernels
+        assert float(got) == pytest.approx(oracle, rel=1e-8)
 
 
 def _dead_pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

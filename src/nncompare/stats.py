@@ -1504,9 +1504,11 @@ def _block_grams(Z: np.ndarray, fill: Callable[[slice], None]) -> list[np.ndarra
     them with single-threaded BLAS, so no BLAS thread is left spinning on a core
     afterwards: OpenBLAS's idle workers spin for about 0.1 s after each multi-threaded
     call, and the decompositions that follow run on this package's own threads, whose speed
-    a spinning BLAS worker halved (measured: benchmarks/README.md). With more workers than
-    blocks, the rows are filled by all workers and each block is one multi-threaded product
-    (OpenBLAS splits a product's output, not its sums: the same bits either way). Both
+    a spinning BLAS worker halved (measured: benchmarks/README.md). Up to that many workers
+    the bits do not depend on their number. With more workers than blocks, the rows are
+    filled by all workers and each block is one multi-threaded product: with OpenBLAS's
+    SkylakeX kernels the same bits, with its Haswell ones differences of float32's
+    rounding of a block (tests/test_f32_blocks.py). Both
     branches use numpy's product (syrk and a mirror copy), never scipy's syrk, which is
     another OpenBLAS build whose kernels need not give the same bits; numpy's also
     releases the GIL, so the blocks overlap.

@@ -15,10 +15,14 @@ import numpy as np
 from nncompare._array import Array, as_array, device_of, harmonize, namespace
 from nncompare.measures.conv import (
     _PRESCALE_EXP,
+    _RUN_MAX,
+    _centred_run,
     _frequency_plan,
     _gemm_suits,
     _joint_comoments,
     _OutOfSingleRange,
+    _RawSums,
+    _run_sums,
     _scan,
     _single_safe,
     _Source,
@@ -45,7 +49,11 @@ class SpectralMoments:
     batch costs one real FFT per layer and, per kept frequency, one real symmetric product
     of the centred spectra (see :func:`nncompare.measures.conv.dft_cca`). Memory is
     O(R·D²), independent of the number of samples; merging is exact (Chan et al. 1979,
-    with conjugates). Vector layers (b, d) count as spatial size 1, whose only frequency
+    with conjugates). Consecutive float64 numpy batches of at most 1023 samples in all
+    share one shift (the first sample's spectra) and are summed before they are centred
+    and merged, on first use of ``mean`` or ``comoment`` (or when the run is full): the
+    correction then loses at most 10 bits, as in :func:`nncompare.measures.conv.dft_cca`.
+    Vector layers (b, d) count as spatial size 1, whose only frequency
     (0) is the spatial mean.
 
     Each layer's spectra are kept in units of a power of two near the layer's largest
@@ -72,8 +80,10 @@ class SpectralMoments:
         self.precision = check_precision(precision)
         self.n = 0
         self.blocks: dict[str, _Block] = {}
-        self.mean: Array | None = None
-        self.comoment: Array | None = None
+        self._mean: Array | None = None
+        self._comoment: Array | None = None
+        self._n_merged = 0  # samples in _mean and _comoment; the rest are in _run
+        self._run: _RawSums | None = None
         self.magnitude: dict[str, float] = {}
         self._floor: dict[str, Array] = {}
         self._xp: Any = None
@@ -83,12 +93,60 @@ class SpectralMoments:
         self._plan = _frequency_plan(self.spatial, conjugate=True)
 
     def __getstate__(self) -> dict[str, Any]:
+        self._fold()
         return {**self.__dict__, "_xp": _xp_name(self._xp), "_workspace": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "mean" in state:  # earlier versions: merged after every batch
+            state["_mean"], state["_comoment"] = state.pop("mean"), state.pop("comoment")
+            state["_n_merged"] = state["n"]
         self.__dict__.update(state, _xp=_xp_from_name(state.get("_xp")))
         self.__dict__.setdefault("_workspace", None)
+        self.__dict__.setdefault("_run", None)
         self.__dict__.setdefault("precision", "float64")  # what earlier versions formed
+
+    @property
+    def mean(self) -> Array | None:
+        """Complex means (R, D) of the kept frequencies (None before the first batch)."""
+        self._fold()
+        return self._mean
+
+    @property
+    def comoment(self) -> Array | None:
+        """Centred complex co-moments (R, D, D) of the kept frequencies."""
+        self._fold()
+        return self._comoment
+
+    def _fold(self) -> None:
+        """Centre the pending run of batches and merge it into the moments."""
+        if self._run is not None:
+            run, self._run = self._run, None
+            mu, com = _centred_run(run)
+            self._merge(mu, com, run.n)
+
+    def _merge(self, mu: Array, com: Array, nb: int) -> None:
+        """Merge the means and centred co-moments of nb further samples (same units)."""
+        if self._n_merged == 0:
+            self._mean, self._comoment, self._n_merged = mu, com, nb
+            return
+        xp = self._xp
+        na = self._n_merged
+        n = na + nb
+        delta = mu - self._mean
+        self._mean = self._mean + delta * (nb / n)
+        if isinstance(self._comoment, np.ndarray):  # in place, block by block (in cache)
+            w = na * nb / n
+            for acc, add, d in zip(self._comoment, com, delta, strict=True):
+                acc += add
+                acc += (w * np.conj(d))[:, None] * d[None, :]
+        else:
+            self._comoment = (
+                self._comoment
+                + com
+                + (na * nb / n) * (xp.conj(delta)[:, :, None] * delta[:, None, :])
+            )
+        self._n_merged = n
 
     @property
     def names(self) -> list[str]:
@@ -169,51 +227,63 @@ class SpectralMoments:
             and all(s.units == 1.0 for s in sources)
             and all(_gemm_suits(a) or _single_safe(a) for a in arrays.values())
         )
-        try:
-            mu, com = _joint_comoments(  # (R, D), (R, D, D)
-                xp, sources, self._plan, half=True, workspace=self._workspace, single=single
-            )
-        except _OutOfSingleRange:  # a channel beyond float32's safe range: float64
-            mu, com = _joint_comoments(
-                xp, sources, self._plan, half=True, workspace=self._workspace
-            )
         nb = sizes[names[0]]
+        # float64 numpy batches join the pending run of batches, which shares one shift,
+        # while their layout and units are those of the run and it stays within _RUN_MAX
+        runnable = (
+            not single
+            and nb <= _RUN_MAX
+            and all(isinstance(a, np.ndarray) for a in arrays.values())
+        )
+        key = tuple(
+            (tuple(a.shape[1:]), str(a.dtype), s.units)
+            for a, s in zip(arrays.values(), sources, strict=True)
+        )
+        run = self._run
+        if run is not None and not (runnable and run.key == key and run.n + nb <= _RUN_MAX):
+            self._fold()  # in the old units, before they change
+            run = None
         if self.n == 0:
-            self._xp, self.n, self.mean, self.comoment = xp, nb, mu, com
-            self.magnitude, self._floor = new_unit, floors
-            return self
-        # rescale the accumulated sums to the new units (exact: ratios are powers of two)
+            self._xp = xp
+        else:
+            self._rescale(names, new_unit)
+        if runnable:
+            self._run = _run_sums(
+                sources, self._plan, half=True, workspace=self._workspace, run=run, key=key
+            )
+        else:
+            try:
+                mu, com = _joint_comoments(  # (R, D), (R, D, D)
+                    xp, sources, self._plan, half=True, workspace=self._workspace, single=single
+                )
+            except _OutOfSingleRange:  # a channel beyond float32's safe range: float64
+                mu, com = _joint_comoments(
+                    xp, sources, self._plan, half=True, workspace=self._workspace
+                )
+            self._merge(mu, com, nb)
+        for k in names:
+            self._floor[k] = self._floor[k] + floors[k] if k in self._floor else floors[k]
+        self.magnitude = new_unit
+        self.n += nb
+        return self
+
+    def _rescale(self, names: list[str], new_unit: dict[str, float]) -> None:
+        """Bring the merged sums and floors to the new units (exact: the ratios are powers
+        of two); the pending run, if any, shares its units with the batch."""
         ratio = np.concatenate(
             [
                 np.full(self.blocks[k].dim, _units(new_unit[k]) / _units(self.magnitude[k]))
                 for k in names
             ]
         )
-        if not bool(np.all(ratio == 1.0)):
-            r = xp.asarray(ratio, device=device_of(self.comoment))
-            self.mean = self.mean * r
-            self.comoment = self.comoment * r[:, None] * r[None, :]
-            for k in names:
-                self._floor[k] = self._floor[k] * float(ratio[self.blocks[k].start]) ** 2
-        na, n = self.n, self.n + nb
-        delta = mu - self.mean
-        self.mean = self.mean + delta * (nb / n)
-        if isinstance(self.comoment, np.ndarray):  # in place, block by block (in cache)
-            w = na * nb / n
-            for acc, add, d in zip(self.comoment, com, delta, strict=True):
-                acc += add
-                acc += (w * np.conj(d))[:, None] * d[None, :]
-        else:
-            self.comoment = (
-                self.comoment
-                + com
-                + (na * nb / n) * (xp.conj(delta)[:, :, None] * delta[:, None, :])
-            )
+        if bool(np.all(ratio == 1.0)):
+            return
         for k in names:
-            self._floor[k] = self._floor[k] + floors[k]
-        self.magnitude = new_unit
-        self.n = n
-        return self
+            self._floor[k] = self._floor[k] * float(ratio[self.blocks[k].start]) ** 2
+        if self._n_merged:
+            r = self._xp.asarray(ratio, device=device_of(self._comoment))
+            self._mean = self._mean * r
+            self._comoment = self._comoment * r[:, None] * r[None, :]
 
     def pair(self, a: str, b: str) -> tuple[Array, Array, Array]:
         """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d') over the
@@ -226,7 +296,7 @@ class SpectralMoments:
         xp = self._xp
         ba, bb = self.blocks[a], self.blocks[b]
         sa, sb = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
-        C = self.comoment
+        C = self.comoment  # centres and merges the pending run first
         dev = device_of(C)
         src = xp.asarray(self._plan.source, device=dev)
         flip = xp.asarray(self._plan.conj, device=dev)[:, None, None]

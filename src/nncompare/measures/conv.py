@@ -544,9 +544,32 @@ def _joint_comoments_numpy(
     the spectrum of the mean image (float32 cannot spare the bits a sample shift may cost),
     and the residual δ it leaves is of the order of float32's rounding of the mean.
     """
-    R, D = len(plan.reps), int(starts[-1])
+    R = len(plan.reps)
     n = int(sources[0].X.shape[0])
     ws = _Workspace() if workspace is None else workspace
+    inputs, chunk = _spectra_inputs(sources, plan, half=half, ws=ws, single=single)
+    workers = min(_fft_workers(), R)
+    bits = _SHIFT_BITS_SINGLE if single else _SHIFT_BITS
+    with _blas_single_threaded(), worker_pool(workers) as pool:
+        mean, com, excess = _shifted_pass(
+            inputs, R, int(starts[-1]), starts, n, chunk, pool, workers, None, ws, bits
+        )
+        if single and not all(_in_single_range(t.magnitudes) for t in inputs):
+            raise _OutOfSingleRange
+        if excess:
+            shifts = [t.spectrum_of(t.X.mean(axis=0, dtype=t.mean_dtype)) for t in inputs]
+            mean, com, _ = _shifted_pass(
+                inputs, R, int(starts[-1]), starts, n, chunk, pool, workers, shifts, ws, bits
+            )
+    return mean, com
+
+
+def _spectra_inputs(
+    sources: list[_Source], plan: _Plan, *, half: bool, ws: _Workspace, single: bool
+) -> tuple[list[_FFTSpectra | _GemmSpectra], int]:
+    """Each source's spectra route (:class:`_GemmSpectra` for small real inputs, else
+    :class:`_FFTSpectra`) and the samples per chunk: (nearly) equal chunks, so that their
+    buffers are reused, of at most ``_CHUNK_BYTES`` of spectra."""
     inputs: list[_FFTSpectra | _GemmSpectra] = []
     per_sample = 0
     for k, s in enumerate(sources):
@@ -556,22 +579,75 @@ def _joint_comoments_numpy(
         dt = np.float32 if single else np.float64
         inputs.append(route(X, plan, u, half=half, ws=ws, key=k, dtype=dt))
         per_sample += inputs[-1].bytes_per_sample // (2 if single else 1)
-    # chunks of (nearly) equal size, so that their buffers are reused
+    n = int(sources[0].X.shape[0])
     most = int(max(16, min(n, _CHUNK_BYTES // max(per_sample, 1))))
-    chunk = -(-n // -(-n // most))
+    return inputs, -(-n // -(-n // most))
+
+
+@dataclass
+class _RawSums:
+    """The shifted sums of a run of batches (:class:`nncompare.SpectralMoments`), before
+    they are centred: what :func:`_shifted_pass` forms and then corrects.
+
+    ``acc`` (R, 2D + 1, 2D + 1) holds Σ over the run's samples of the products of
+    [Re(z - μ₀) | Im(z - μ₀) | 1]; ``shifts`` are μ₀ per input in its route's layout (the
+    first sample's spectra), ``mu0`` the same at the representatives (R, D); ``key``
+    says which inputs (spatial sizes, dtypes, units) a later batch must bring to join.
+    """
+
+    acc: np.ndarray
+    shifts: list[np.ndarray]
+    mu0: np.ndarray
+    n: int
+    key: tuple[Any, ...]
+
+
+def _run_sums(
+    sources: list[_Source],
+    plan: _Plan,
+    *,
+    half: bool,
+    workspace: _Workspace,
+    run: _RawSums | None,
+    key: tuple[Any, ...],
+) -> _RawSums:
+    """Add a batch of numpy inputs (float64 products) to ``run``, or start a run with it.
+
+    A run starts with the first sample's spectra as its shift and keeps it for every
+    batch that joins. The run's sums live in ``workspace`` (its ``"acc"`` buffer): nothing
+    else may use that workspace until :func:`_centred_run` has read them.
+    """
+    starts = np.cumsum([0, *[int(s.X.shape[-1]) for s in sources]])
+    R, D = len(plan.reps), int(starts[-1])
+    n = int(sources[0].X.shape[0])
+    if run is not None and (run.key != key or run.n + n > _RUN_MAX):
+        raise AssertionError("the batch cannot join this run")
+    if run is None and n > _RUN_MAX:
+        raise AssertionError("a run holds at most _RUN_MAX samples")
+    inputs, chunk = _spectra_inputs(sources, plan, half=half, ws=workspace, single=False)
     workers = min(_fft_workers(), R)
-    bits = _SHIFT_BITS_SINGLE if single else _SHIFT_BITS
     with _blas_single_threaded(), worker_pool(workers) as pool:
-        mean, com, excess = _shifted_pass(
-            inputs, R, D, starts, n, chunk, pool, workers, None, ws, bits
-        )
-        if single and not all(_in_single_range(t.magnitudes) for t in inputs):
-            raise _OutOfSingleRange
-        if excess:
-            shifts = [t.spectrum_of(t.X.mean(axis=0, dtype=t.mean_dtype)) for t in inputs]
-            mean, com, _ = _shifted_pass(
-                inputs, R, D, starts, n, chunk, pool, workers, shifts, ws, bits
+        if run is None:
+            acc = workspace.get("acc", (R, 2 * D + 1, 2 * D + 1))
+            mus = _accumulate_chunks(
+                inputs, acc, starts, n, chunk, pool, workers, None, workspace, True
             )
+            return _RawSums(acc, mus, _shifts_at_reps(inputs, mus, R, starts), n, key)
+        _accumulate_chunks(
+            inputs, run.acc, starts, n, chunk, pool, workers, run.shifts, workspace, False
+        )
+    run.n += n
+    return run
+
+
+def _centred_run(run: _RawSums) -> tuple[np.ndarray, np.ndarray]:
+    """Means (R, D) and centred co-moments (R, D, D) of a run (see :func:`_run_sums`).
+
+    The run's shift is one of its at most ``_RUN_MAX`` samples, so the correction loses at
+    most log2(_RUN_MAX + 1) = _SHIFT_BITS bits: no second pass is ever needed."""
+    workers = min(_fft_workers(), len(run.mu0))
+    with _blas_single_threaded(), worker_pool(workers) as pool:
+        mean, com, _ = _centre_sums(run.acc, run.mu0, run.n, pool, workers, _SHIFT_BITS)
     return mean, com
 
 
@@ -580,6 +656,10 @@ def _joint_comoments_numpy(
 # float32 products have fewer bits to spare
 _SHIFT_BITS = 10
 _SHIFT_BITS_SINGLE = 4
+# a run of batches (SpectralMoments) shares one shift, the first sample of its first
+# batch, while it holds at most this many samples: its shifted sums of squares then stay
+# within n + 1 ≤ 2^_SHIFT_BITS times the centred ones, the bound checked above
+_RUN_MAX = 2**_SHIFT_BITS - 1
 
 
 class _OutOfSingleRange(Exception):
@@ -853,11 +933,34 @@ def _shifted_pass(
     """One pass of :func:`_joint_comoments_numpy` with the given shifts per input (None:
     the first sample's spectra). Returns the means, the centred co-moments and whether the
     shift lost more than ``bits`` bits on some coefficient."""
-    # the real (2D + 1, 2D + 1) products, accumulated per representative: numpy's matmul
-    # runs BLAS syrk for buf.T @ buf and, unlike scipy's BLAS wrappers, releases the GIL,
-    # so the workers' products overlap; later chunks go through a scratch block added on
-    E = 2 * D + 1
-    acc = ws.get("acc", (R, E, E))  # every block is written whole by the first chunk
+    acc = ws.get("acc", (R, 2 * D + 1, 2 * D + 1))  # written whole by the first chunk
+    mus = _accumulate_chunks(inputs, acc, starts, n, chunk, pool, workers, shifts, ws, True)
+    mu0 = _shifts_at_reps(inputs, mus, R, starts)
+    mean, com, excess = _centre_sums(acc, mu0, n, pool, workers, bits)
+    return mean, com, excess and shifts is None
+
+
+def _accumulate_chunks(
+    inputs: list[_FFTSpectra | _GemmSpectra],
+    acc: np.ndarray,
+    starts: np.ndarray,
+    n: int,
+    chunk: int,
+    pool: Any,
+    workers: int,
+    shifts: list[np.ndarray] | None,
+    ws: _Workspace,
+    fresh: bool,
+) -> list[np.ndarray]:
+    """Add the real (2D + 1, 2D + 1) products of the shifted spectra [real parts |
+    imaginary parts | 1] of every chunk of samples to ``acc`` (R, 2D + 1, 2D + 1), per
+    representative (``fresh``: overwrite it instead). Returns the shifts, per input in its
+    route's layout (None given: the first sample's spectra)."""
+    # numpy's matmul runs BLAS syrk for buf.T @ buf and, unlike scipy's BLAS wrappers,
+    # releases the GIL, so the workers' products overlap; later chunks go through a
+    # scratch block added on
+    R, E = int(acc.shape[0]), int(acc.shape[-1])
+    D = (E - 1) // 2
     groups = [range(i, R, workers) for i in range(workers)]
     dt = inputs[0].dtype  # the products' precision (float64 sums of float32 products)
     same = dt == np.float64
@@ -891,13 +994,32 @@ def _shifted_pass(
             spectra = [t.transform(slice(s0, s0 + rows), pool, workers) for t in inputs]
         if mus is None:
             mus = [t.first(T) for t, T in zip(inputs, spectra, strict=True)]
-        step = functools.partial(accumulate, spectra=spectra, rows=rows, first=s0 == 0)
+        first = fresh and s0 == 0
+        step = functools.partial(accumulate, spectra=spectra, rows=rows, first=first)
         list(pool.map(step, groups))
         del spectra
-    # the shifts at the representatives, in the co-moments' units and orientation
-    mu0 = np.empty((R, D), dtype=np.complex128)
+    assert mus is not None  # n > 0
+    return mus
+
+
+def _shifts_at_reps(
+    inputs: list[_FFTSpectra | _GemmSpectra], mus: list[np.ndarray], R: int, starts: np.ndarray
+) -> np.ndarray:
+    """The shifts at the representatives (R, D), in the co-moments' units and orientation."""
+    mu0 = np.empty((R, int(starts[-1])), dtype=np.complex128)
     for k, t in enumerate(inputs):
         mu0[:, starts[k] : starts[k + 1]] = t.at_reps(mus[k])
+    return mu0
+
+
+def _centre_sums(
+    acc: np.ndarray, mu0: np.ndarray, n: int, pool: Any, workers: int, bits: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Means (R, D) and centred co-moments (R, D, D) from the shifted sums ``acc`` of
+    :func:`_accumulate_chunks` over n samples and their shifts ``mu0`` (R, D); and whether
+    the correction lost more than ``bits`` bits on some coefficient."""
+    R, D = int(mu0.shape[0]), int(mu0.shape[1])
+    errors = np.geterr()
     sums = np.empty((R, D), dtype=np.complex128)
     sums.real = acc[:, 2 * D, :D]
     sums.imag = acc[:, 2 * D, D : 2 * D]
@@ -919,7 +1041,7 @@ def _shifted_pass(
             return bool(np.any(lost & (shifted > 0)))
 
     excess = any(list(pool.map(assemble, slices)))
-    return mu0 + delta, com, excess and shifts is None
+    return mu0 + delta, com, excess
 
 
 def _hermitian_from_real(
