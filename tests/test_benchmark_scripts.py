@@ -58,25 +58,26 @@ def test_benchmark_script_runs_to_the_end(args: list[str], expected: str) -> Non
     assert expected in proc.stdout
 
 
-def test_a_malformed_shape_is_one_usage_line() -> None:
-    proc = _run(["bench_dft_stages.py", "--shape", "60,8,x,8"])
+# (arguments, what the one usage line on stderr says)
+BAD_ARGUMENTS = [
+    (["bench_dft_stages.py", "--shape", "60,8,x,8"], "--shape"),
+    (["bench_dft_stream.py", "--shape", "60,8,8"], "--shape takes N,H,W,C"),
+    (["bench_dft_stream.py", "--batches", "100,0"], "--batches takes positive integers"),
+    (
+        ["bench_measures.py", "--quick", "--measures-only", "--measures", "cka,foo"],
+        "--measures takes a comma-separated subset of cka,cka_debiased",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), BAD_ARGUMENTS, ids=[" ".join(r[0]) for r in BAD_ARGUMENTS]
+)
+def test_bad_arguments_are_one_usage_line(args: list[str], message: str) -> None:
+    proc = _run(args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "--shape" in proc.stderr
-
-
-def test_a_malformed_batch_list_is_one_usage_line() -> None:
-    proc = _run(["bench_dft_stream.py", "--batches", "100,0"])
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert "--batches takes positive integers" in proc.stderr
-
-
-def test_an_unknown_measure_is_one_usage_line_naming_the_choices() -> None:
-    proc = _run(["bench_measures.py", "--quick", "--measures-only", "--measures", "cka,foo"])
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert "--measures takes a comma-separated subset of cka,cka_debiased" in proc.stderr
+    assert message in proc.stderr
 
 
 def test_report_of_a_missing_results_file_is_one_line() -> None:

@@ -240,7 +240,7 @@ class SpectralMoments:
             for a, s in zip(arrays.values(), sources, strict=True)
         )
         run = self._run
-        if run is not None and not (runnable and run.key == key and run.n + nb <= _RUN_MAX):
+        if run is not None and not (runnable and run.takes(key, nb)):
             self._fold()  # in the old units, before they change
             run = None
         if self.n == 0:

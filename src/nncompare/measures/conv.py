@@ -601,6 +601,10 @@ class _RawSums:
     n: int
     key: tuple[Any, ...]
 
+    def takes(self, key: tuple[Any, ...], n: int) -> bool:
+        """Whether a batch of n samples with this ``key`` may join the run."""
+        return key == self.key and self.n + n <= _RUN_MAX
+
 
 def _run_sums(
     sources: list[_Source],
@@ -620,19 +624,15 @@ def _run_sums(
     starts = np.cumsum([0, *[int(s.X.shape[-1]) for s in sources]])
     R, D = len(plan.reps), int(starts[-1])
     n = int(sources[0].X.shape[0])
-    if run is not None and (run.key != key or run.n + n > _RUN_MAX):
-        raise AssertionError("the batch cannot join this run")
-    if run is None and n > _RUN_MAX:
-        raise AssertionError("a run holds at most _RUN_MAX samples")
+    if not (run.takes(key, n) if run is not None else n <= _RUN_MAX):
+        raise AssertionError("the caller checks _RawSums.takes first")
     inputs, chunk = _spectra_inputs(sources, plan, half=half, ws=workspace, single=False)
     workers = min(_fft_workers(), R)
     with _blas_single_threaded(), worker_pool(workers) as pool:
         if run is None:
-            acc = workspace.get("acc", (R, 2 * D + 1, 2 * D + 1))
-            mus = _accumulate_chunks(
-                inputs, acc, starts, n, chunk, pool, workers, None, workspace, True
+            return _fresh_sums(
+                inputs, R, D, starts, n, chunk, pool, workers, None, workspace, key=key
             )
-            return _RawSums(acc, mus, _shifts_at_reps(inputs, mus, R, starts), n, key)
         _accumulate_chunks(
             inputs, run.acc, starts, n, chunk, pool, workers, run.shifts, workspace, False
         )
@@ -933,11 +933,30 @@ def _shifted_pass(
     """One pass of :func:`_joint_comoments_numpy` with the given shifts per input (None:
     the first sample's spectra). Returns the means, the centred co-moments and whether the
     shift lost more than ``bits`` bits on some coefficient."""
+    sums = _fresh_sums(inputs, R, D, starts, n, chunk, pool, workers, shifts, ws, key=())
+    mean, com, excess = _centre_sums(sums.acc, sums.mu0, n, pool, workers, bits)
+    return mean, com, excess and shifts is None
+
+
+def _fresh_sums(
+    inputs: list[_FFTSpectra | _GemmSpectra],
+    R: int,
+    D: int,
+    starts: np.ndarray,
+    n: int,
+    chunk: int,
+    pool: Any,
+    workers: int,
+    shifts: list[np.ndarray] | None,
+    ws: _Workspace,
+    *,
+    key: tuple[Any, ...],
+) -> _RawSums:
+    """The shifted sums of n samples in ``ws``'s ``"acc"`` buffer (overwritten), with the
+    given shifts (None: the first sample's spectra)."""
     acc = ws.get("acc", (R, 2 * D + 1, 2 * D + 1))  # written whole by the first chunk
     mus = _accumulate_chunks(inputs, acc, starts, n, chunk, pool, workers, shifts, ws, True)
-    mu0 = _shifts_at_reps(inputs, mus, R, starts)
-    mean, com, excess = _centre_sums(acc, mu0, n, pool, workers, bits)
-    return mean, com, excess and shifts is None
+    return _RawSums(acc, mus, _shifts_at_reps(inputs, mus, R, starts), n, key)
 
 
 def _accumulate_chunks(
