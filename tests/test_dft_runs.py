@@ -204,3 +204,12 @@ def test_state_pickled_by_earlier_versions_still_loads():
     np.testing.assert_array_equal(revived.comoment, sm.comoment)
     revived.update({"a": A[:50], "b": B[:50]})
     assert revived.n == 350
+
+
+def test_a_changed_layout_names_both_layouts():
+    A, B = data(40, seed=8)
+    sm = SpectralMoments((4, 4)).update({"a": A, "b": B})
+    with pytest.raises(
+        ValueError, match=r"expected layers \(channels\) \{'a': 3, 'b': 2\}, got \{'a': 2, 'b': 2\}"
+    ):
+        sm.update({"a": A[..., :2], "b": B})

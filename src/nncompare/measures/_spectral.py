@@ -199,7 +199,11 @@ class SpectralMoments:
         if self.blocks and (
             names != list(self.blocks) or any(widths[k] != self.blocks[k].dim for k in names)
         ):
-            raise ValueError("batch layout differs from earlier batches.")
+            raise ValueError(
+                "batch layout differs from earlier batches: expected layers (channels) "
+                f"{ {k: b.dim for k, b in self.blocks.items()} }, got {widths}. "
+                "Feed the same layers, in the same order, with the same channel counts."
+            )
         if sizes[names[0]] == 0:
             return self
         # validation, magnitude and noise floor in one pass per layer where possible
