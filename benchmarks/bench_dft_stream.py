@@ -1,7 +1,7 @@
 """The streamed exact DFT path at several batch sizes, against the one-shot call.
 
 ``nc.SpectralMoments`` fed (2000, 16, 16, 64) float64 activations in batches of 100, 250,
-500 and 1000 samples (then ``pair`` and ``dft_cca_from_comoments``), round-robin with
+500 and 1000 samples (then ``SpectralMoments.dft_cca``), round-robin with
 ``nc.cca(X, Y, conv="dft")`` on all 2000 at once, each call after a settling pause. The
 ratio "streamed / one-shot" is what streaming costs on top of the one-shot call: per
 batch, the validation scan and the setup of the transforms; per run of batches, the
@@ -25,7 +25,6 @@ from _util import bench_interleaved, fmt_s, loadavg, table  # noqa: E402
 from bench_conv import make_conv_pair  # noqa: E402
 
 import nncompare as nc  # noqa: E402
-from nncompare.measures.conv import dft_cca_from_comoments  # noqa: E402
 
 
 def _ints(text: str) -> list[int] | None:
@@ -56,7 +55,7 @@ def main() -> None:
         sm = nc.SpectralMoments((H, W))
         for s in range(0, N, b):
             sm.update({"x": X[s : s + b], "y": Y[s : s + b]})
-        return float(dft_cca_from_comoments(*sm.pair("x", "y"), sm.n, target=(H, W)))
+        return float(sm.dft_cca("x", "y"))
 
     fns = {"one-shot nc.cca(conv='dft')": lambda: float(nc.cca(X, Y, conv="dft"))}
     for b in batches:

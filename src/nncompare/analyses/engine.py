@@ -477,7 +477,7 @@ def moment_sources(jm: JointMoments, blocks: Mapping[Key, str]) -> Accumulated:
 
 # ---------------------------------------------------------------------- one pair
 def _dft_options(measure: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of :func:`dft_cca_from_comoments` for ``measure``'s options,
+    """The keyword arguments of :meth:`SpectralMoments.dft_cca` for ``measure``'s options,
     each value checked by the measure's declared constraints, as ``nc.svcca(..., conv="dft")``
     checks it (the same message)."""
     from nncompare.measures._linalg import DEFAULT_RTOL
@@ -503,8 +503,6 @@ def _dft_options(measure: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dft_measure(acc: Accumulated, pair: Pair, measure: str, opts: dict[str, Any]) -> Any:
-    from nncompare.measures.conv import dft_cca_from_comoments
-
     if measure not in DFT_MEASURES:
         raise ValueError(
             f"{measure} is not defined with conv='dft' (only {', '.join(DFT_MEASURES)}); use "
@@ -512,8 +510,7 @@ def _dft_measure(acc: Accumulated, pair: Pair, measure: str, opts: dict[str, Any
         )
     kw = _dft_options(measure, opts)
     t = acc.dft_target[pair]
-    cxx, cyy, cxy = acc.spectral[t].pair(acc.name(pair[0]), acc.name(pair[1]))
-    res = dft_cca_from_comoments(cxx, cyy, cxy, acc.n_samples, target=t, **kw)
+    res = acc.spectral[t].dft_cca(acc.name(pair[0]), acc.name(pair[1]), **kw)
     if measure == "cca_r2":
         r = np.asarray(res.rho)
         res = type(res)(**{**res.__dict__, "measure": "cca_r2", "value": float(np.mean(r**2))})

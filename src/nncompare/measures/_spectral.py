@@ -7,6 +7,7 @@ plan, spectra, noise floors) it shares. Exposed as ``nncompare.SpectralMoments``
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,9 @@ from nncompare._array import Array, as_array, device_of, harmonize, namespace
 from nncompare.measures.conv import (
     _PRESCALE_EXP,
     _RUN_MAX,
+    _blas_single_threaded,
     _centred_run,
+    _evaluate,
     _frequency_plan,
     _gemm_suits,
     _joint_comoments,
@@ -30,6 +33,7 @@ from nncompare.measures.conv import (
     _Workspace,
     zero_rounding_level,
 )
+from nncompare.results import DFTCCAResult
 from nncompare.stats import _Block, _xp_from_name, _xp_name, check_precision, product_dtype
 
 __all__ = ["SpectralMoments"]
@@ -45,7 +49,12 @@ class SpectralMoments:
     co-moments of all layers jointly: ``comoment[f] = Σ_s (z_sf - z̄_f)ᴴ (z_sf - z̄_f)``.
     The inputs are real, so the moments at -f are the conjugates of those at f: only one
     frequency of each such pair is kept (``frequencies``, shape (R, n_spatial), signed;
-    ``comoment`` (R, D, D), ``mean`` (R, D)), and :meth:`pair` fills in the grid. Each
+    ``comoment`` (R, D, D), ``mean`` (R, D)), and :meth:`pair` fills in the grid. On an
+    axis where every layer has exactly the grid's size t, -t/2 and t/2 are one frequency
+    and pair up as in :func:`~nncompare.measures.conv.dft_cca`; a later batch with a
+    larger layer there switches, exactly, to pairs without wrap-around (the added
+    frequencies' moments are conjugates of kept ones). :meth:`dft_cca` evaluates a pair
+    of layers at the kept frequencies directly. Each
     batch costs one real FFT per layer and, per kept frequency, one real symmetric product
     of the centred spectra (see :func:`nncompare.measures.conv.dft_cca`). Memory is
     O(R·D²), independent of the number of samples; merging is exact (Chan et al. 1979,
@@ -88,9 +97,12 @@ class SpectralMoments:
         self._floor: dict[str, Array] = {}
         self._xp: Any = None
         self._workspace: _Workspace | None = None
+        self._sizes: dict[str, tuple[int, ...]] = {}  # each layer's spatial size
         # pairs {f, -f} only where -f is itself a kept frequency (no wrap-around at -t/2):
-        # valid whatever spatial sizes (>= the grid) later batches bring
+        # valid whatever spatial sizes (>= the grid) the batches bring. The first batch may
+        # narrow it (see _choose_plan)
         self._plan = _frequency_plan(self.spatial, conjugate=True)
+        self._periodic = (False,) * len(self.spatial)
 
     def __getstate__(self) -> dict[str, Any]:
         self._fold()
@@ -104,6 +116,8 @@ class SpectralMoments:
         self.__dict__.update(state, _xp=_xp_from_name(state.get("_xp")))
         self.__dict__.setdefault("_workspace", None)
         self.__dict__.setdefault("_run", None)
+        self.__dict__.setdefault("_sizes", {})
+        self.__dict__.setdefault("_periodic", (False,) * len(state["spatial"]))
         self.__dict__.setdefault("precision", "float64")  # what earlier versions formed
 
     @property
@@ -213,6 +227,10 @@ class SpectralMoments:
             for k in names:
                 self.blocks[k] = _Block(k, start, start + widths[k])
                 start += widths[k]
+        for k, a in arrays.items():  # the largest size seen (a layer's size may vary)
+            size = tuple(int(v) for v in a.shape[1:-1])
+            old = self._sizes.get(k, size)
+            self._sizes[k] = tuple(max(u, v) for u, v in zip(old, size, strict=True))
         # one power-of-two unit per layer, never decreasing: the largest magnitude seen
         new_unit = {k: max(self.magnitude.get(k, 0.0), scans[k][0]) for k in names}
         floors = {  # in the units of new_unit (the ratio of two powers of two is exact)
@@ -251,6 +269,7 @@ class SpectralMoments:
             self._xp = xp
         else:
             self._rescale(names, new_unit)
+        self._choose_plan(arrays)
         if runnable:
             self._run = _run_sums(
                 sources, self._plan, half=True, workspace=self._workspace, run=run, key=key
@@ -271,6 +290,37 @@ class SpectralMoments:
         self.n += nb
         return self
 
+    def _choose_plan(self, arrays: Mapping[str, Array]) -> None:
+        """Pair the frequencies -t/2 and t/2 (the same frequency on an axis where every
+        layer has exactly the grid's size t: fewer to keep, as in ``dft_cca``) while every
+        batch allows it; when a batch brings a larger layer, switch to pairs without
+        wrap-around, exactly: the moments the wider plan adds are the conjugates of moments
+        already kept (the pending run, whose key differs, was merged first)."""
+        periodic = tuple(
+            all(int(a.shape[1 + i]) == t for a in arrays.values())
+            for i, t in enumerate(self.spatial)
+        )
+        if self.n == 0:
+            self._periodic = periodic
+            self._plan = _frequency_plan(self.spatial, conjugate=True, periodic=periodic)
+            return
+        now = self._periodic
+        wider = tuple(p and q for p, q in zip(now, periodic, strict=True))
+        if wider == now:
+            return
+        self._fold()
+        plan = _frequency_plan(self.spatial, conjugate=True, periodic=wider)
+        if self._n_merged:
+            xp, old = self._xp, self._plan
+            dev = device_of(self._comoment)
+            src = xp.asarray(old.source[plan.rep_flat], device=dev)
+            flip = xp.asarray(old.conj[plan.rep_flat], device=dev)
+            mean = xp.take(self._mean, src, axis=0)
+            com = xp.take(self._comoment, src, axis=0)
+            self._mean = xp.where(flip[:, None], xp.conj(mean), mean)
+            self._comoment = xp.where(flip[:, None, None], xp.conj(com), com)
+        self._periodic, self._plan = wider, plan
+
     def _rescale(self, names: list[str], new_unit: dict[str, float]) -> None:
         """Bring the merged sums and floors to the new units (exact: the ratios are powers
         of two); the pending run, if any, shares its units with the batch."""
@@ -288,6 +338,84 @@ class SpectralMoments:
             r = self._xp.asarray(ratio, device=device_of(self._comoment))
             self._mean = self._mean * r
             self._comoment = self._comoment * r[:, None] * r[None, :]
+
+    def _kept(self, a: str, b: str) -> tuple[Array, Array, Array]:
+        """(Cxx, Cyy, Cxy) of layers a and b at the kept frequencies, (R, d, d') etc.,
+        with the coefficients whose variance is rounding noise zeroed."""
+        for k in (a, b):
+            if k not in self.blocks:
+                raise KeyError(f"no layer {k!r} in this accumulator; it holds {self.names}.")
+        ba, bb = self.blocks[a], self.blocks[b]
+        sa, sb = slice(ba.start, ba.stop), slice(bb.start, bb.stop)
+        C = self.comoment  # centres and merges the pending run first
+        return zero_rounding_level(
+            self._xp, C[:, sa, sa], C[:, sb, sb], C[:, sa, sb], self._floor[a], self._floor[b]
+        )
+
+    def dft_cca(
+        self,
+        a: str,
+        b: str,
+        *,
+        rtol: float | None = None,
+        variance: float | None = None,
+        dims: int | tuple[int, int] | None = None,
+    ) -> DFTCCAResult:
+        """DFT CCA (SVCCA when ``variance`` or ``dims`` is given) of layers ``a`` and ``b``.
+
+        The same value as :func:`nncompare.measures.conv.dft_cca` on all the samples fed
+        (up to the order of the sums), evaluated at the kept frequencies directly: each
+        conjugate pair ±f is decomposed once, and nothing is expanded to the whole grid
+        (``dft_cca_from_comoments(*self.pair(a, b), ...)`` gives the same numbers, slower).
+
+        Parameters
+        ----------
+        a, b : str
+            Layer names, as fed to :meth:`update`.
+        rtol : float, optional
+            Relative rank cut-off of the whitening (default 1e-10, as for ``nc.cca``).
+        variance : float in (0, 1], optional
+            SVCCA: keep the principal directions (over all frequencies jointly) that
+            explain more than this fraction of the variance.
+        dims : int or (int, int), optional
+            SVCCA: keep this many principal directions per side instead.
+
+        Returns
+        -------
+        DFTCCAResult
+        """
+        from nncompare.measures._linalg import DEFAULT_RTOL
+        from nncompare.measures._registry import get as get_measure
+
+        svd = variance is not None or dims is not None
+        opts: dict[str, Any] = {} if rtol is None else {"rtol": rtol}
+        if svd:
+            opts.update(variance=variance, dims=dims)
+        get_measure("svcca" if svd else "cca").check_options(opts)
+        pair_dims = None
+        if dims is not None:
+            pair_dims = (
+                (int(dims[0]), int(dims[1]))
+                if isinstance(dims, tuple | list)
+                else (
+                    int(dims),
+                    int(dims),
+                )
+            )
+        Cxx, Cyy, Cxy = self._kept(a, b)
+        with _blas_single_threaded() if isinstance(Cxx, np.ndarray) else contextlib.nullcontext():
+            return _evaluate(
+                self._xp,
+                Cxx,
+                Cyy,
+                Cxy,
+                self.n,
+                self._plan,
+                rtol=DEFAULT_RTOL if rtol is None else float(rtol),
+                variance=None if variance is None else float(variance),
+                dims=pair_dims,
+                resized=self._sizes.get(a) != self._sizes.get(b),
+            )
 
     def pair(self, a: str, b: str) -> tuple[Array, Array, Array]:
         """Per-frequency (Cxx, Cyy, Cxy) of layers ``a`` and ``b``, each (F, d, d') over the
