@@ -764,8 +764,10 @@ class _GemmSpectra:
     after the shift. ``u`` is folded into the first matrix (a power of two: exact).
     """
 
-    # samples per block of the transposition and the first product (scratch memory)
-    BLOCK = 64
+    # bytes of input per block of the transposition and the first product: the block and
+    # its first product stay in cache (2 MB: 16 float64 samples of 16 x 16 x 64, 1.15x
+    # faster than blocks of 64 on the benchmark machine); between 4 and 64 samples
+    BLOCK_BYTES = 2 * 2**20
 
     def __init__(
         self,
@@ -806,6 +808,8 @@ class _GemmSpectra:
         self.MW = self.MW.astype(self.dtype)
         self.ws, self.key = ws, key
         self.bytes_per_sample = 16 * self.kw * self.kh * self.c
+        image = int(np.prod(size)) * self.c * self.dtype.itemsize
+        self.block = int(min(64, max(4, self.BLOCK_BYTES // image)))
 
     def _shape(self, m: int) -> tuple[int, ...]:
         return (self.kw, 2, self.kh, m, self.c)
@@ -844,7 +848,7 @@ class _GemmSpectra:
         m = int(X.shape[0])
         out = self.ws.get(("spectra", self.key), self._shape(m), self.dtype)
         errors = np.geterr()
-        blocks = [slice(s, min(s + self.BLOCK, m)) for s in range(0, m, self.BLOCK)]
+        blocks = [slice(s, min(s + self.block, m)) for s in range(0, m, self.block)]
 
         def part(slot: int) -> None:  # worker slot takes every workers-th block
             with np.errstate(**errors):
