@@ -101,6 +101,32 @@ def test_non_finite_is_refused(bad: Any, name: str, variant: str, where: str) ->
         nc.similarity(Y, X, name)
 
 
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [
+        ((30, 4), "keep = np.isfinite(X).all(axis=1); X, Y = X[keep], Y[keep]"),
+        ((30, 4, 4, 2), "keep = np.isfinite(X).reshape(len(X), -1).all(axis=1)"),
+    ],
+)
+def test_non_finite_hint_is_code_that_works_at_that_shape(shape: tuple[int, ...], hint: str):
+    """The suggested fix drops exactly the bad samples, also for conv activations."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=shape)
+    X[(4,) + (1,) * (len(shape) - 1)] = np.nan
+    Y = rng.normal(size=shape) + X
+    with pytest.raises(ValueError, match="non-finite") as info:
+        nc.cca(X, Y, conv="dft" if len(shape) > 2 else None)
+    message = str(info.value)
+    assert hint in message
+    code = message.split("(e.g. ", 1)[1].rsplit(").", 1)[0]
+    scope = {"np": np, "X": X, "Y": Y}
+    exec(code, scope)  # the message's own suggestion, run as written
+    assert scope["X"].shape == (29, *shape[1:]) and scope["Y"].shape == (29, *shape[1:])
+    assert np.isfinite(
+        float(nc.cca(scope["X"], scope["Y"], conv="dft" if len(shape) > 2 else None))
+    )
+
+
 @pytest.mark.parametrize("name", MEASURES)
 def test_mismatched_samples_name_both_counts(bad: Any, name: str) -> None:
     X, Y = bad["mismatched_n"]

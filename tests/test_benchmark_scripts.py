@@ -36,6 +36,10 @@ RUNS = [
         "batches of 7",
     ),
     (["report.py", "results/full.json"], "10000 × 512, ours vs the matmul bound"),
+    (
+        ["bench_device.py", "--device", "cpu", "--quick", "--repeats", "1"],
+        "every result stayed on cpu",
+    ),
 ]
 
 
@@ -63,6 +67,7 @@ BAD_ARGUMENTS = [
     (["bench_dft_stages.py", "--shape", "60,8,x,8"], "--shape"),
     (["bench_dft_stream.py", "--shape", "60,8,8"], "--shape takes N,H,W,C"),
     (["bench_dft_stream.py", "--batches", "100,0"], "--batches takes positive integers"),
+    (["bench_device.py", "--device", "nonsense"], "--device 'nonsense' is not usable here"),
     (
         ["bench_measures.py", "--quick", "--measures-only", "--measures", "cka,foo"],
         "--measures takes a comma-separated subset of cka,cka_debiased",

@@ -69,11 +69,16 @@ def check_finite(X: Array, *, name: str = "X") -> None:
         count = int(bad.sum())
         first = tuple(int(i) for i in next(zip(*bad.nonzero(), strict=False)))
         values = to_numpy(X[first] if not is_torch(X) else X[first].detach())
+        rows = (
+            "np.isfinite(X).all(axis=1)"
+            if X.ndim == 2
+            else ("np.isfinite(X).reshape(len(X), -1).all(axis=1)")
+        )
         raise ValueError(
             f"{name} contains non-finite values (NaN or infinity): {count} entr"
             f"{'y' if count == 1 else 'ies'}, the first at index {first} = {values}. "
             "Similarity measures are undefined for them; remove or impute those samples "
-            "(e.g. X[np.isfinite(X).all(axis=1)]) before comparing."
+            f"in every input before comparing (e.g. keep = {rows}; X, Y = X[keep], Y[keep])."
         )
 
 
