@@ -380,3 +380,27 @@ def test_dft_svcca_keeps_whole_conjugate_pairs():
         r = nc.svcca(X, Y, conv="dft", variance=float(v))
         assert r.kept_dims_x == kept(rx, v) + 1
         assert r.kept_dims_x in bx
+
+
+@pytest.mark.parametrize(
+    ("sx", "sy"), [((8, 8), (4, 4)), ((7, 6), (5, 6)), ((9,), (5,)), ((6, 5), (6, 5))]
+)
+def test_dft_torch_equals_numpy_per_frequency_at_every_resize(sx, sy):
+    # the torch path conjugates representatives in the results, not in the data, except
+    # where the two layers' sizes disagree on which frequency stands for which: every
+    # frequency must still match the numpy path (which never takes that route)
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(90, *sx, 3)) + 0.3
+    Y = rng.normal(size=(90, *sy, 2))
+    Y[(slice(None), *(slice(0, s) for s in sy), slice(0, 2))] += X[
+        (slice(None), *(slice(0, s) for s in sy), slice(0, 2))
+    ]
+    for a, b in ((X, Y), (Y, X)):
+        want = nc.cca(a, b, conv="dft")
+        got = nc.cca(torch.from_numpy(a), torch.from_numpy(b), conv="dft")
+        assert isinstance(got.value, torch.Tensor)
+        assert float(got) == pytest.approx(float(want), rel=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(got.rho_per_frequency), want.rho_per_frequency, atol=1e-12
+        )

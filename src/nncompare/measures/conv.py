@@ -434,8 +434,8 @@ def _dft(xp: Any, X: Array, *, half: bool, single: bool = False) -> Array:
     """Unitary DFT over the spatial axes of (N, *spatial, C) in complex128 (numpy with
     ``single``: complex64).
 
-    numpy: frequency major (S', N, C) through scipy.fft (threaded); other libraries:
-    sample major (N, S', C). S' is the half plane of the last axis for ``half``.
+    Frequency major, (S', N, C), where S' is the half plane of the last axis for ``half``;
+    numpy through scipy.fft (threaded).
     """
     nsp = X.ndim - 2
     n, c = int(X.shape[0]), int(X.shape[-1])
@@ -454,13 +454,29 @@ def _dft(xp: Any, X: Array, *, half: bool, single: bool = False) -> Array:
     want = xp.complex128 if _is_complex(xp, X) else xp.float64
     if X.dtype != want:
         X = xp.astype(X, want)
-    axes = tuple(range(1, nsp + 1))
+    # the spatial axes first: the transform then writes the frequency-major layout the
+    # products read, and (torch, CPU) runs about twice as fast as over the middle axes
+    X = xp.permute_dims(X, (*range(1, nsp + 1), 0, nsp + 1))
+    axes = tuple(range(nsp))
     F = (
         xp.fft.rfftn(X, axes=axes, norm="ortho")
         if half
         else xp.fft.fftn(X, axes=axes, norm="ortho")
     )
-    return xp.reshape(F, (n, -1, c))
+    return xp.reshape(F, (-1, n, c))
+
+
+def _conjugated(xp: Any, A: Array) -> Array:
+    """The complex conjugate of A as an array of its own.
+
+    torch's conj is a lazy view, and a batched product with a conjugated, transposed
+    operand first copies that operand in a slow strided pass (0.56 s against 0.1 s for
+    (130, 2000, 64) complex128 on two cores); the conjugate is therefore resolved here,
+    in one contiguous pass.
+    """
+    C = xp.conj(A)
+    resolve = getattr(C, "resolve_conj", None)
+    return resolve() if resolve is not None else C
 
 
 # bytes of spectra per chunk of samples in the numpy co-moment pass (all inputs together):
@@ -482,7 +498,12 @@ def _joint_comoments(
 
     numpy: the samples are taken in chunks (see :func:`_joint_comoments_numpy`): memory
     O(R·D² + chunk), not O(N·R·D); ``workspace`` keeps the scratch arrays for later calls.
-    Other libraries: one FFT per input and one batched complex matrix product.
+    Other libraries: one FFT per input, then the batched complex products of each pair of
+    inputs (the blocks below the diagonal are the conjugate transposes of those above).
+    A representative that stands for its conjugate frequency is conjugated in the results,
+    not in the data: the centred co-moments of conj(z) are the conjugates of z's. Only
+    where two inputs disagree on that (layers of different sizes) is the data of the
+    second flipped, at the frequencies where they disagree.
     """
     widths = [int(s.X.shape[-1]) for s in sources]
     starts = np.cumsum([0, *widths])
@@ -490,27 +511,39 @@ def _joint_comoments(
         return _joint_comoments_numpy(
             sources, plan, half=half, starts=starts, workspace=workspace, single=single
         )
-    spectra = []
+    dev = device_of(sources[0].X)
+    blocks, means, flips = [], [], []
     for s in sources:
         X = s.X * s.units if s.prescale else s.X
         size = tuple(int(v) for v in X.shape[1:-1])
         slots, conj = _slots(plan, size, half=half)
-        spectra.append((_dft(xp, X, half=half), slots, conj, 1.0 if s.prescale else s.units))
-    dev = device_of(sources[0].X)
-    parts = []
-    for F, slots, conj, u in spectra:
-        Fr = xp.take(F, xp.asarray(slots, device=dev), axis=1)  # (N, R, C)
-        if bool(conj.any()):
-            flip = xp.asarray(conj, device=dev)[None, :, None]
-            Fr = xp.where(flip, xp.conj(Fr), Fr)
+        F = xp.take(_dft(xp, X, half=half), xp.asarray(slots, device=dev), axis=0)  # (R, N, C)
+        if flips and bool((conj != flips[0]).any()):  # relative to the first input's
+            rel = xp.asarray(conj != flips[0], device=dev)[:, None, None]
+            F = xp.where(rel, xp.conj(F), F)
+        u = 1.0 if s.prescale else s.units
         if u != 1.0:
-            Fr = Fr * u
-        parts.append(Fr)
-    Z = xp.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
-    Z = xp.permute_dims(Z, (1, 0, 2))  # (R, N, D)
-    mean = xp.mean(Z, axis=-2)
-    Zc = Z - mean[:, None, :]
-    com = xp.conj(xp.matrix_transpose(Zc)) @ Zc
+            F = F * u
+        m = xp.mean(F, axis=-2, keepdims=True)
+        F -= m  # a fresh array (in place where the library allows it)
+        blocks.append(F)
+        means.append(m[:, 0, :])
+        flips.append(conj)
+    rows: list[list[Array]] = []
+    for i in range(len(blocks)):
+        Ac = xp.matrix_transpose(_conjugated(xp, blocks[i]))  # (R, C_i, N), freed after the row
+        rows.append(
+            [
+                xp.conj(xp.matrix_transpose(rows[j][i])) if j < i else Ac @ blocks[j]
+                for j in range(len(blocks))
+            ]
+        )
+    com = xp.concat([xp.concat(r, axis=-1) for r in rows], axis=-2) if len(rows) > 1 else rows[0][0]
+    mean = xp.concat(means, axis=-1) if len(means) > 1 else means[0]
+    if bool(flips[0].any()):
+        flip = xp.asarray(flips[0], device=dev)
+        com = xp.where(flip[:, None, None], xp.conj(com), com)
+        mean = xp.where(flip[:, None], xp.conj(mean), mean)
     return mean, com
 
 
