@@ -12,11 +12,13 @@ conjugate symmetry, and the reshape policies.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 
 import nncompare as nc
+from nncompare.errors import NNCompareWarning
 from nncompare.measures.conv import _crop_indices
 
 SEEDS = [0, 1, 2]
@@ -404,3 +406,22 @@ def test_dft_torch_equals_numpy_per_frequency_at_every_resize(sx, sy):
         np.testing.assert_allclose(
             np.asarray(got.rho_per_frequency), want.rho_per_frequency, atol=1e-12
         )
+
+
+def test_dft_svcca_with_disjoint_selections_warns_that_zero_is_by_definition():
+    # dims=2 over all 16 frequencies: X's two strongest directions and Y's lie at
+    # different frequencies here, so the kept subspaces are orthogonal and the value is 0
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4, 4, 3))
+    Y = rng.normal(size=(50, 4, 4, 2))
+    with pytest.warns(NNCompareWarning, match="none in common") as record:
+        r = nc.svcca(X, Y, conv="dft", dims=2)
+    assert float(r) == 0.0
+    assert record[0].filename == __file__  # attributed to the caller, not to nncompare
+    m = nc.SpectralMoments((4, 4))
+    m.update({"x": X, "y": Y})
+    with pytest.warns(NNCompareWarning, match=r"dims=\(2, 2\)"):
+        assert float(m.dft_cca("x", "y", dims=2)) == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough directions share a frequency: no warning
+        assert float(nc.svcca(X, Y, conv="dft", dims=20)) > 0.0

@@ -200,6 +200,19 @@ def warn(message: str, category: type[Warning] = NNCompareWarning, stacklevel: i
     warnings.warn(message, category, stacklevel=stacklevel)
 
 
+def warn_at_caller(message: str, category: type[Warning] = NNCompareWarning) -> None:
+    """Warn, attributed to the first frame outside the nncompare package (the user's call,
+    however many front doors lie between; Python 3.12's ``skip_file_prefixes`` for 3.11)."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
+
 # ------------------------------------------------------------------ declarative parameters
 # A small take on scikit-learn's idea (sklearn.utils._param_validation): each option of a
 # function is declared once, next to the function, as a constraint (or a list of alternative

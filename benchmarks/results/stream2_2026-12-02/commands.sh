@@ -14,3 +14,8 @@ done
 (cd /work/main/benchmarks && $PY bench_conv.py --vs-google) > conv_2t_run1.txt
 (cd /work/main/benchmarks && $PY bench_conv.py --vs-google) > conv_2t_run2.txt
 (cd /work/main/benchmarks && $PY bench_dft_stages.py --repeats 3) > stages_2t.txt
+# 2026-12-03 ~07:07 UTC, memory touched again first: torch tensors on the host CPU,
+# before (device_cpu.txt, tree 905041f) and after (device_cpu_after_9009870.txt) the
+# torch DFT change
+(cd /work/main/benchmarks && $PY bench_device.py --device cpu --repeats 3) > device_cpu.txt
+(cd /work/main/benchmarks && $PY bench_device.py --device cpu --repeats 3) > device_cpu_after_9009870.txt

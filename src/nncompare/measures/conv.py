@@ -41,7 +41,7 @@ from nncompare._threads import (
     worker_count,
     worker_pool,
 )
-from nncompare._validation import check_finite, check_option
+from nncompare._validation import check_finite, check_option, warn_at_caller
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
     Side,
@@ -1365,6 +1365,15 @@ def _evaluate(
     rho_all = rhos[0] if len(rhos) == 1 else np.concatenate(rhos)
     k_np = np.minimum(rank_x, rank_y)
     kmax = int(k_np.max())
+    if svd_mode and kmax == 0:
+        chosen = f"dims={dims}" if dims is not None else f"variance={variance}"
+        warn_at_caller(
+            f"svcca with {chosen} keeps X's and Y's principal directions at different "
+            "frequencies, none in common, so every canonical correlation is 0 by "
+            "definition (the kept subspaces of the flattened representations are "
+            "orthogonal). Keep more directions (a larger dims, or variance=0.99) to "
+            "compare the layers."
+        )
     dev = device_of(rho_all)
     rho = rho_all[..., :kmax]
     valid = xp.asarray(np.arange(kmax)[None, :] < k_np[:, None], device=dev)
@@ -1435,7 +1444,9 @@ def dft_cca(
     variance, dims
         When given, SVCCA: principal directions are chosen over all frequencies jointly
         (by variance fraction, or the top ``dims``), which for translation-invariant data is
-        exactly the SVD step on the flattened representation.
+        exactly the SVD step on the flattened representation. If the two selections
+        share no frequency, the value is 0 by definition and an ``NNCompareWarning``
+        says so.
     layout : {None, "NHWC", "NCHW"}
         Where the channels are (see :func:`reshape_conv`).
     precision : {"auto", "float32", "float64"}
