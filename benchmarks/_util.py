@@ -82,6 +82,19 @@ class Timing:
         }
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --repeats: a positive integer, or a usage error."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def time_call(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     """(wall seconds, process CPU seconds, result) of one call, with the cyclic GC paused.
 

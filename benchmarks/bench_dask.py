@@ -30,7 +30,7 @@ for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _util import bench, fmt_s, loadavg, quiet_third_party, table  # noqa: E402
+from _util import bench, fmt_s, loadavg, positive_int, quiet_third_party, table  # noqa: E402
 
 import nncompare as nc  # noqa: E402
 
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--n", type=int, default=4000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--tasks", type=int, default=200)
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -30,7 +30,7 @@ from _util import early_thread_limit
 early_thread_limit(sys.argv)
 
 import numpy as np  # noqa: E402
-from _util import bench_interleaved, fmt_s, loadavg, table  # noqa: E402
+from _util import bench_interleaved, fmt_s, loadavg, positive_int, table  # noqa: E402
 from bench_conv import make_conv_pair  # noqa: E402
 from bench_measures import GOALS, OURS, make_pair  # noqa: E402
 
@@ -57,7 +57,7 @@ def _on_device(value: Any, device: Any) -> bool:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="a torch device: cuda, cuda:1, cpu, ...")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     p.add_argument("--blas-threads", type=int, default=None, help="(applied before numpy loads)")
     a = p.parse_args()
@@ -71,7 +71,7 @@ def main() -> None:
     cfg = QUICK if a.quick else FULL
     sync = _synchroniser(device)
     misplaced: list[str] = []  # results that did not come back on the device
-    reps = max(1, a.repeats)
+    reps = a.repeats
     gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "host CPU"
     print(f"device {device} ({gpu_name}), torch {torch.__version__}, load {loadavg()}")
 

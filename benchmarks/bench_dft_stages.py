@@ -32,7 +32,7 @@ from _util import early_thread_limit
 early_thread_limit(sys.argv)
 
 import numpy as np  # noqa: E402
-from _util import bench, fmt_s, loadavg, settle, table  # noqa: E402
+from _util import bench, fmt_s, loadavg, positive_int, settle, table  # noqa: E402
 from bench_conv import make_conv_pair  # noqa: E402
 
 import nncompare as nc  # noqa: E402
@@ -131,7 +131,7 @@ def run(shape: tuple[int, int, int, int], repeats: int) -> str:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", default="2000,16,16,64", help="N,H,W,C (default 2000,16,16,64)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--blas-threads", type=int, default=None, help="applied before numpy loads")
     args = p.parse_args()
     parts = args.shape.split(",")

@@ -21,7 +21,7 @@ from _util import early_thread_limit
 
 early_thread_limit(sys.argv)
 
-from _util import bench_interleaved, fmt_s, loadavg, table  # noqa: E402
+from _util import bench_interleaved, fmt_s, loadavg, positive_int, table  # noqa: E402
 from bench_conv import make_conv_pair  # noqa: E402
 
 import nncompare as nc  # noqa: E402
@@ -40,7 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", default="2000,16,16,64", help="N,H,W,C")
     p.add_argument("--batches", default="100,250,500,1000", help="batch sizes, comma separated")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--blas-threads", type=int, default=None, help="(applied before numpy loads)")
     a = p.parse_args()
     shape, batches = _ints(a.shape), _ints(a.batches)

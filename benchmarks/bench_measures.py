@@ -57,6 +57,7 @@ from _util import (
     fmt_s,
     fmt_x,
     loadavg,
+    positive_int,
     quiet_third_party,
     table,
 )
@@ -554,7 +555,7 @@ if __name__ == "__main__":
     p.add_argument("--measures", default=None, help="comma-separated subset, e.g. cka,cca")
     p.add_argument("--n", type=int, default=None, help="samples (default 10000, quick 1000)")
     p.add_argument("--d", type=int, default=None, help="features per side (default 512, quick 64)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per measure")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per measure")
     p.add_argument(
         "--blas-threads",
         type=int,

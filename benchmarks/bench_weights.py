@@ -31,6 +31,7 @@ from _util import (
     environment,
     fmt_s,
     fmt_x,
+    positive_int,
     quiet_third_party,
     table,
     write_json,
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=512, help="input images (<= 1017)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--n-rotations", type=int, default=8)
     args = parser.parse_args(argv)

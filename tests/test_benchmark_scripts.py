@@ -68,6 +68,8 @@ BAD_ARGUMENTS = [
     (["bench_dft_stream.py", "--shape", "60,8,8"], "--shape takes N,H,W,C"),
     (["bench_dft_stream.py", "--batches", "100,0"], "--batches takes positive integers"),
     (["bench_device.py", "--device", "nonsense"], "--device 'nonsense' is not usable here"),
+    (["bench_device.py", "--repeats", "0"], "--repeats: expected a positive integer, got '0'"),
+    (["bench_dft_stream.py", "--repeats", "x"], "--repeats: expected a positive integer, got 'x'"),
     (
         ["bench_measures.py", "--quick", "--measures-only", "--measures", "cka,foo"],
         "--measures takes a comma-separated subset of cka,cka_debiased",
