@@ -51,7 +51,9 @@ def _synchroniser(device: Any) -> Any:
 def _on_device(value: Any, device: Any) -> bool:
     import torch
 
-    return isinstance(value, torch.Tensor) and value.device.type == device.type
+    if not isinstance(value, torch.Tensor) or value.device.type != device.type:
+        return False
+    return device.index is None or value.device.index in (None, device.index)
 
 
 def main() -> None:

@@ -453,3 +453,18 @@ def test_pairwise_names_the_bad_layer_as_the_caller_did(dtype: str) -> None:
         nc.pairwise({"a": X, "b": Y}, measures=["cka"])
     with pytest.raises(ValueError, match=r"^batch 'acts_b:x' contains non-finite values"):
         nc.pairwise({"x": X}, {"x": Y}, measures=["cka"])
+
+
+def test_warnings_point_at_the_users_call_whatever_the_front_door():
+    # one mechanism (_validation.warn) for every nncompare warning: the line reported is the
+    # caller's, not a frame inside the package, through the function and through the grid
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    X[:, 2] = 1.0
+    Y = rng.normal(size=(200, 4))
+    with pytest.warns(ConstantFeatureWarning) as direct:
+        nc.cca(X, Y)
+    with pytest.warns(ConstantFeatureWarning) as grid:
+        nc.pairwise({"x": X, "y": Y}, measures="cca")
+    for record in (direct, grid):
+        assert {w.filename for w in record if w.category is ConstantFeatureWarning} == {__file__}

@@ -196,13 +196,10 @@ def check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def warn(message: str, category: type[Warning] = NNCompareWarning, stacklevel: int = 3) -> None:
-    warnings.warn(message, category, stacklevel=stacklevel)
-
-
-def warn_at_caller(message: str, category: type[Warning] = NNCompareWarning) -> None:
-    """Warn, attributed to the first frame outside the nncompare package (the user's call,
-    however many front doors lie between; Python 3.12's ``skip_file_prefixes`` for 3.11)."""
+def warn(message: str, category: type[Warning] = NNCompareWarning) -> None:
+    """Warn, attributed to the first frame outside the nncompare package: the user's own
+    call, however many front doors lie between (Python 3.12's ``skip_file_prefixes``, for
+    3.11)."""
     import os
     import sys
 

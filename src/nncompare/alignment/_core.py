@@ -385,7 +385,7 @@ def _default_taus(S: Array) -> np.ndarray:
     return np.concatenate([[0.0], s[s > 0]])
 
 
-def _warn_shape(n: int, d: int, rank: int, stacklevel: int) -> None:
+def _warn_shape(n: int, d: int, rank: int) -> None:
     if n < d:
         warn(
             f"Phi has fewer samples than features (n={n} < d={d}); the paper assumes n >= d. "
@@ -393,7 +393,6 @@ def _warn_shape(n: int, d: int, rank: int, stacklevel: int) -> None:
             "column space and alignment at tau = 0 is close to ||y||^2. Use more samples than "
             "features for a meaningful curve.",
             SmallSampleWarning,
-            stacklevel=stacklevel,
         )
     elif rank < d:
         warn(
@@ -401,7 +400,6 @@ def _warn_shape(n: int, d: int, rank: int, stacklevel: int) -> None:
             "linearly dependent features, e.g. dead ReLUs). The curve is still defined: it sums "
             f"over the {rank} positive singular values.",
             RankDeficiencyWarning,
-            stacklevel=stacklevel,
         )
 
 
@@ -517,7 +515,7 @@ def curve(
     P_, Y, labels = _prepare(Phi, y, normalize=normalize, kind=kind)
     n, d = (int(s) for s in P_.shape)
     S, P = _svd_spectrum(P_, Y)
-    _warn_shape(n, d, int(S.shape[0]), stacklevel=3)
+    _warn_shape(n, d, int(S.shape[0]))
     xp = namespace(P_, Y)
     return _result(
         S, P, xp.sum(Y * Y, axis=0), taus, labels=labels, kind=labels.kind, n=n, d=d,
@@ -732,7 +730,7 @@ class StreamingAlignment:
         """The alignment curve of everything fed so far (as :func:`curve`)."""
         G, B, norms, names = self.moments()
         S, P = _gram_spectrum(G, B, self.n)
-        _warn_shape(self.n, int(G.shape[0]), int(S.shape[0]), stacklevel=3)
+        _warn_shape(self.n, int(G.shape[0]), int(S.shape[0]))
         return _result(
             S, P, norms, taus, labels=names, kind=self.kind, n=self.n, d=int(G.shape[0]),
             normalize=self.normalize, method="streamed",

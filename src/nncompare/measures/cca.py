@@ -95,7 +95,6 @@ def _warn_rank(m: Moments, sx: Side, sy: Side, measure: str) -> None:
                 f"{measure}: {label} has {side.n_constant} constant feature(s) out of {d}; "
                 "they carry no information and were ignored.",
                 ConstantFeatureWarning,
-                stacklevel=4,
             )
         if side.rank < d - side.n_constant:
             warn(
@@ -103,7 +102,6 @@ def _warn_rank(m: Moments, sx: Side, sy: Side, measure: str) -> None:
                 f"{d - side.n_constant} non-constant features: duplicated or linearly dependent "
                 f"features); CCA is computed in its {side.rank}-dimensional column space.",
                 RankDeficiencyWarning,
-                stacklevel=4,
             )
 
 
@@ -376,7 +374,6 @@ def _pca_side(
                 f"svcca: {label} has numerical rank {rank} < dims={dims}; keeping {rank} "
                 "directions.",
                 RankDeficiencyWarning,
-                stacklevel=4,
             )
             k = rank
     else:
@@ -524,7 +521,6 @@ def _svcca(
                 f"svcca: {label} has {c} constant feature(s) out of {d}; they carry no variance "
                 "and are never among the kept directions.",
                 ConstantFeatureWarning,
-                stacklevel=3,
             )
     core = cca_core(
         xp, sx, sy, txy, want_vectors=False, values_from_gram=m.product_precision == "float32"

@@ -41,7 +41,7 @@ from nncompare._threads import (
     worker_count,
     worker_pool,
 )
-from nncompare._validation import check_finite, check_option, warn_at_caller
+from nncompare._validation import check_finite, check_option, warn
 from nncompare.measures._linalg import (
     DEFAULT_RTOL,
     Side,
@@ -1367,7 +1367,7 @@ def _evaluate(
     kmax = int(k_np.max())
     if svd_mode and kmax == 0:
         chosen = f"dims={dims}" if dims is not None else f"variance={variance}"
-        warn_at_caller(
+        warn(
             f"svcca with {chosen} keeps X's and Y's principal directions at different "
             "frequencies, none in common, so every canonical correlation is 0 by "
             "definition (the kept subspaces of the flattened representations are "
